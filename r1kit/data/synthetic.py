@@ -1,0 +1,137 @@
+"""r1kit's synthetic reasoning task: multi-step integer arithmetic.
+
+A problem is a chain such as ``Compute 17 + 8 - 5 + 12``. The pre-training corpus answers it in
+one of three styles, so that the tiny base model carries behaviours for RL to select:
+
+* ``direct``: an empty-ish thought and the answer. A few-million-parameter model cannot add four
+  numbers in one shot, so this style is usually wrong on longer chains.
+* ``steps``: one binary operation per sentence (``17 + 8 = 25. 25 - 5 = 20. ...``). Each step is
+  easy, so this style is usually right, and it is longer.
+* ``check``: steps with self-verification: after some steps the text says ``wait, let me check``
+  and recomputes; sometimes the first value was wrong and the check corrects it. This is the
+  "aha" behaviour the reflection-rate metric counts.
+
+The held-out test set is drawn from a different seed and never shares a problem with training.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+STYLES = ("direct", "steps", "check")
+DIRECT_THOUGHTS = (
+    "The answer is quick to see.",
+    "I know this one.",
+    "This is easy.",
+    "Let me answer directly.",
+)
+CHECK_PHRASE = "wait, let me check"
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Shape of the synthetic arithmetic task.
+
+    min_terms/max_terms: numbers per chain (2 means a single operation).
+    max_operand: operands are drawn from 1..max_operand.
+    style_weights: sampling weights of the direct / steps / check answer styles in the corpus.
+    slip_rate: in the ``check`` style, the chance that a step's first value is wrong (and fixed).
+    """
+
+    min_terms: int = 2
+    max_terms: int = 5
+    max_operand: int = 9
+    style_weights: tuple[float, float, float] = (0.7, 0.2, 0.1)
+    slip_rate: float = 0.5
+
+
+def make_problem(rng: random.Random, cfg: SyntheticConfig) -> tuple[list[int], list[str]]:
+    """Draw operands and operators; the running total never goes below zero."""
+    n_terms = rng.randint(cfg.min_terms, cfg.max_terms)
+    numbers = [rng.randint(1, cfg.max_operand)]
+    ops: list[str] = []
+    total = numbers[0]
+    for _ in range(n_terms - 1):
+        b = rng.randint(1, cfg.max_operand)
+        op = rng.choice("+-") if b <= total else "+"
+        total = total + b if op == "+" else total - b
+        numbers.append(b)
+        ops.append(op)
+    return numbers, ops
+
+
+def problem_text(numbers: list[int], ops: list[str]) -> str:
+    expr = str(numbers[0]) + "".join(f" {op} {b}" for op, b in zip(ops, numbers[1:]))
+    return f"Compute {expr}"
+
+
+def evaluate_chain(numbers: list[int], ops: list[str]) -> list[tuple[int, str, int, int]]:
+    """Return the steps ``(a, op, b, result)`` of the chain, left to right."""
+    steps, total = [], numbers[0]
+    for op, b in zip(ops, numbers[1:]):
+        result = total + b if op == "+" else total - b
+        steps.append((total, op, b, result))
+        total = result
+    return steps
+
+
+def reasoning_text(steps, style: str, rng: random.Random, cfg: SyntheticConfig) -> str:
+    if style == "direct":
+        return rng.choice(DIRECT_THOUGHTS)
+    sentences = []
+    for a, op, b, result in steps:
+        if style == "check" and rng.random() < 0.5:
+            first = result
+            if rng.random() < cfg.slip_rate:
+                first = result + rng.choice([-2, -1, 1, 2])
+            sentences.append(f"{a} {op} {b} = {first}. {CHECK_PHRASE}: {a} {op} {b} = {result}.")
+        else:
+            sentences.append(f"{a} {op} {b} = {result}.")
+    return " ".join(sentences)
+
+
+def completion_text(thought: str, answer: int) -> str:
+    """The R1-Zero completion layout: ``<think> ... </think> <answer> ... </answer>``."""
+    return f" <think> {thought} </think> <answer> {answer} </answer>"
+
+
+def generate_examples(n: int, seed: int, cfg: SyntheticConfig = SyntheticConfig(),
+                      exclude: set[str] | None = None, id_prefix: str = "synthetic") -> list[dict]:
+    """Generate ``n`` distinct examples with ``id``, ``problem``, ``answer``, ``style``, ``solution``."""
+    rng = random.Random(seed)
+    exclude = exclude or set()
+    seen: set[str] = set()
+    examples = []
+    while len(examples) < n:
+        numbers, ops = make_problem(rng, cfg)
+        problem = problem_text(numbers, ops)
+        if problem in seen or problem in exclude:
+            continue
+        seen.add(problem)
+        steps = evaluate_chain(numbers, ops)
+        answer = steps[-1][3]
+        style = rng.choices(STYLES, weights=cfg.style_weights)[0]
+        examples.append({
+            "id": f"{id_prefix}-{len(examples):05d}",
+            "problem": problem,
+            "answer": str(answer),
+            "style": style,
+            "solution": completion_text(reasoning_text(steps, style, rng, cfg), answer),
+        })
+    return examples
+
+
+TRAIN_SEED, TEST_SEED, TEST_POOL = 1234, 98765, 1000
+
+
+def test_set(n: int = 200) -> list[dict]:
+    """r1kit's held-out synthetic test set: the first ``n`` (≤ 1000) of a fixed-seed pool."""
+    if not 0 < n <= TEST_POOL:
+        raise ValueError(f"synthetic test set has {TEST_POOL} problems; asked for {n}")
+    return generate_examples(TEST_POOL, TEST_SEED, id_prefix="synthetic-test")[:n]
+
+
+def train_set(n: int, seed: int = TRAIN_SEED) -> list[dict]:
+    """Training prompts/corpus, never sharing a problem with the held-out pool."""
+    held_out = {ex["problem"] for ex in test_set(TEST_POOL)}
+    return generate_examples(n, seed, exclude=held_out, id_prefix="synthetic-train")

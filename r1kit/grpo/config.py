@@ -1,0 +1,131 @@
+"""Typed configuration of a GRPO run (``r1kit zero``). Every option is documented here, once."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from r1kit.eval.evaluate import DEFAULT_REFLECTION_PHRASES
+
+
+@dataclass
+class GRPOConfig:
+    """The algorithm (SPEC.md "GRPO") and its well-known variants.
+
+    group_size: G, completions sampled per prompt.
+    prompts_per_step: questions per optimiser batch (batch = prompts_per_step * group_size outputs).
+    beta: KL coefficient to the frozen reference policy (k3 estimator); 0 loads no reference model.
+    eps_low/eps_high: clip range of the ratio, [1 - eps_low, 1 + eps_high]; eps_high > eps_low is
+        DAPO's clip-higher.
+    mu: optimisation passes (optimiser steps) per batch, all against the old policy's log-probs.
+    advantage_scale: ``std`` divides by the group std (GRPO); ``none`` only centres (Dr. GRPO).
+    loss_agg: ``seq-mean-token-mean`` (GRPO), ``token-mean`` (DAPO) or
+        ``seq-mean-token-sum-norm`` (Dr. GRPO, normalised by max_new_tokens).
+    dynamic_sampling: drop groups whose rewards are all equal and refill the batch (DAPO).
+    max_refill_rounds: with dynamic sampling, extra sampling rounds per step before giving up.
+    overlong: ``none``; ``mask`` excludes truncated completions from the loss; ``soft`` adds DAPO's
+        linear length penalty over the last ``overlong_buffer`` tokens.
+    overlong_buffer: tokens of the soft-penalty ramp.
+    micro_batch_size: sequences per forward/backward (gradients are accumulated).
+    """
+
+    group_size: int = 8
+    prompts_per_step: int = 8
+    beta: float = 0.0
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    mu: int = 1
+    advantage_scale: Literal["std", "none"] = "std"
+    loss_agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = "seq-mean-token-mean"
+    dynamic_sampling: bool = False
+    max_refill_rounds: int = 3
+    overlong: Literal["none", "mask", "soft"] = "none"
+    overlong_buffer: int = 16
+    micro_batch_size: int = 64
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and its schedule.
+
+    lr: peak learning rate. weight_decay: AdamW decoupled decay. warmup_steps: linear warm-up.
+    schedule: ``constant`` or ``cosine`` (to 10% of lr) after warm-up. max_grad_norm: clipping.
+    """
+
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 5
+    schedule: Literal["constant", "cosine"] = "constant"
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling of training completions (the policy is sampled as is: temperature 1, no top-p).
+
+    temperature/top_p/top_k: decoding. max_new_tokens: completion cap (longer ones are truncated).
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 128
+
+
+@dataclass
+class PeriodicEvalConfig:
+    """Held-out evaluation during training with the paper's protocol.
+
+    every: evaluate every N steps (and before the first and after the last); 0 disables.
+    data: benchmark name, ``synthetic`` or a file. limit: first N problems. k: samples per problem.
+    temperature/top_p: 0.6 / 0.95 as in the paper. max_new_tokens: completion cap.
+    """
+
+    every: int = 25
+    data: str = "synthetic"
+    limit: int | None = 200
+    k: int = 4
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+
+
+@dataclass
+class ZeroConfig:
+    """An R1-Zero run: GRPO with rule-based rewards straight on a base model.
+
+    model: HF folder, hub id, or ``tiny`` (the embedded base). dtype: ``float32`` or ``bfloat16``.
+    data: training prompts: ``synthetic`` (r1kit's task), a benchmark name or a JSONL/Parquet file
+        with ``problem`` and ``answer``. train_size: prompts drawn for ``synthetic``.
+    data_dir: where benchmark names are resolved (default: ``../shared/data`` or $R1KIT_DATA_DIR).
+    template: prompt template (``r1_zero``, ``chat``, ``plain``).
+    rewards: reward name -> weight; the step's reward is the weighted sum.
+    accuracy_reward: the reward whose mean is logged as ``accuracy``.
+    steps: optimiser batches to run. seed: seeds data order, sampling and initial RNG state.
+    out: run directory (metrics.jsonl, eval.jsonl, checkpoints, report).
+    checkpoint_every: save ``checkpoint-STEP`` every N steps (and at the end); 0 only at the end.
+    keep_checkpoints: how many of the newest checkpoints to keep.
+    reflection_phrases: self-verification phrases counted by the reflection rate.
+    log_tensorboard: also write TensorBoard events when ``tensorboard`` is installed.
+    threads: torch CPU threads (0 keeps torch's default).
+    """
+
+    model: str = "tiny"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    data: str = "synthetic"
+    train_size: int = 20000
+    data_dir: str | None = None
+    template: Literal["r1_zero", "chat", "plain"] = "r1_zero"
+    rewards: dict[str, float] = field(default_factory=lambda: {"accuracy_math": 1.0, "format": 0.5})
+    accuracy_reward: str = "accuracy_math"
+    steps: int = 150
+    seed: int = 0
+    out: str = "runs/zero"
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    reflection_phrases: list[str] = field(default_factory=lambda: list(DEFAULT_REFLECTION_PHRASES))
+    log_tensorboard: bool = True
+    threads: int = 0
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    eval: PeriodicEvalConfig = field(default_factory=PeriodicEvalConfig)

@@ -1,0 +1,125 @@
+"""GRPO's math as small pure functions (no model, no I/O), each citing its formula.
+
+Notation (SPEC.md, DeepSeekMath): a group of G outputs o_1..o_G per question with rewards r_i;
+per-token ratio rho_{i,t} = pi_theta(o_{i,t}|q,o_{i,<t}) / pi_old(o_{i,t}|q,o_{i,<t}).
+Variants are picked by name from the registries at the bottom, never by if-chains in the loop.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "std",
+                     eps: float = 1e-4) -> torch.Tensor:
+    """Group-relative advantages, one per output.
+
+    ``scale="std"`` (GRPO):  A_i = (r_i - mean(r_1..r_G)) / (std(r_1..r_G) + eps)
+    ``scale="none"`` (Dr. GRPO): A_i = r_i - mean(r_1..r_G)
+
+    ``rewards`` is flat, ordered group by group. A group whose rewards are all equal gets zeros
+    (no NaN). The std is the population std (divide by G), as in the paper's formula.
+    """
+    if rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
+    grouped = rewards.float().view(-1, group_size)
+    centred = grouped - grouped.mean(dim=1, keepdim=True)
+    if scale == "std":
+        centred = centred / (grouped.std(dim=1, unbiased=False, keepdim=True) + eps)
+    elif scale != "none":
+        raise ValueError(f"unknown advantage scale {scale!r}; choose 'std' or 'none'")
+    return centred.view(-1)
+
+
+def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
+                      eps_low: float = 0.2, eps_high: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token PPO/GRPO clipped objective, returned as a loss (to minimise).
+
+        L_t = -min(rho_t * A, clip(rho_t, 1 - eps_low, 1 + eps_high) * A),  rho_t = exp(logp - old_logp)
+
+    ``logp``/``old_logp`` are [B, T]; ``advantages`` is [B] (one per output, broadcast over tokens).
+    ``eps_high > eps_low`` is DAPO's clip-higher. Also returns a [B, T] bool mask of the tokens
+    where the clipped branch was taken (the clip fraction's numerator).
+    """
+    adv = advantages[:, None]
+    ratio = torch.exp(logp - old_logp)
+    unclipped = ratio * adv
+    clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * adv
+    return -torch.minimum(unclipped, clipped), clipped < unclipped
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token unbiased KL estimator (Schulman's k3), as in GRPO:
+
+        D_KL = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1 = exp(d) - d - 1,  d = ref_logp - logp
+
+    Zero where the policies agree, and >= 0 everywhere (exp(d) >= 1 + d).
+    """
+    d = ref_logp - logp
+    return torch.exp(d) - d - 1
+
+
+def agg_seq_mean_token_mean(loss, mask, max_len, num_seqs, num_tokens):
+    """GRPO: (1/G) sum_i (1/|o_i|) sum_t L_{i,t}: average each output's tokens, then the outputs."""
+    per_seq = (loss * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+    return per_seq.sum() / num_seqs
+
+
+def agg_token_mean(loss, mask, max_len, num_seqs, num_tokens):
+    """DAPO: sum_{i,t} L_{i,t} / sum_i |o_i|: every token of the batch weighs the same."""
+    return (loss * mask).sum() / num_tokens
+
+
+def agg_seq_mean_token_sum_norm(loss, mask, max_len, num_seqs, num_tokens):
+    """Dr. GRPO: sum_{i,t} L_{i,t} / (G * max_len): a constant normaliser, no length bias."""
+    return (loss * mask).sum() / (num_seqs * max_len)
+
+
+LOSS_AGGREGATIONS = {
+    "seq-mean-token-mean": agg_seq_mean_token_mean,
+    "token-mean": agg_token_mean,
+    "seq-mean-token-sum-norm": agg_seq_mean_token_sum_norm,
+}
+
+
+def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: str, max_len: int,
+              num_seqs: int | None = None, num_tokens: float | torch.Tensor | None = None) -> torch.Tensor:
+    """Reduce a [B, T] per-token loss with the named aggregation (see ``LOSS_AGGREGATIONS``).
+
+    ``num_seqs``/``num_tokens`` default to this tensor's; a micro-batch passes the whole batch's
+    counts so that the micro-batch losses add up to the full-batch loss.
+    """
+    if mode not in LOSS_AGGREGATIONS:
+        raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {list(LOSS_AGGREGATIONS)}")
+    mask = mask.to(loss.dtype)
+    num_seqs = loss.size(0) if num_seqs is None else num_seqs
+    num_tokens = mask.sum().clamp(min=1) if num_tokens is None else num_tokens
+    return LOSS_AGGREGATIONS[mode](loss, mask, max_len, num_seqs, num_tokens)
+
+
+def grpo_loss(logp, old_logp, ref_logp, advantages, mask, *, eps_low=0.2, eps_high=0.2, beta=0.0,
+              agg="seq-mean-token-mean", max_len=None, num_seqs=None, num_tokens=None):
+    """The full GRPO objective as a loss: aggregate(clipped surrogate + beta * k3 KL).
+
+    ``ref_logp`` may be None when ``beta == 0`` (no reference model). Returns the scalar loss and
+    detached statistics (``kl``, ``clip_frac``) averaged over this tensor's masked tokens.
+    """
+    per_token, clipped = clipped_surrogate(logp, old_logp, advantages, eps_low, eps_high)
+    stats = {}
+    maskf = mask.to(per_token.dtype)
+    n_tok = maskf.sum().clamp(min=1)
+    if beta > 0:
+        kl = k3_kl(logp, ref_logp)
+        per_token = per_token + beta * kl
+        stats["kl"] = ((kl.detach() * maskf).sum() / n_tok).item()
+    stats["clip_frac"] = ((clipped.to(maskf.dtype) * maskf).sum() / n_tok).item()
+    loss = aggregate(per_token, mask, agg, max_len or mask.size(1), num_seqs, num_tokens)
+    return loss, stats
+
+
+def overlong_soft_penalty(lengths: torch.Tensor, max_len: int, buffer: int) -> torch.Tensor:
+    """DAPO's soft overlong punishment: 0 up to max_len - buffer, then a linear ramp to -1 at max_len.
+
+        R_len(L) = 0 if L <= max_len - buffer;  (max_len - buffer - L) / buffer if L <= max_len;  -1 beyond
+    """
+    over = (lengths.float() - (max_len - buffer)).clamp(min=0) / max(buffer, 1)
+    return -over.clamp(max=1.0)

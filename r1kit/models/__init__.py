@@ -1,0 +1,57 @@
+"""Loading models: any HF causal LM by local folder or hub id, or the embedded tiny base (``tiny``).
+
+The tiny base ships prebuilt inside the package (``r1kit/assets/tiny-base``, made by
+``r1kit base --out r1kit/assets/tiny-base``). If that copy is absent it is built once into the
+cache directory (``$R1KIT_CACHE`` or ``~/.cache/r1kit``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+TINY_ALIASES = ("tiny", "tiny-base", "r1kit/tiny")
+PACKAGED_TINY = Path(__file__).resolve().parents[1] / "assets" / "tiny-base"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("R1KIT_CACHE", Path.home() / ".cache" / "r1kit"))
+
+
+def resolve_model_path(name: str | None) -> str:
+    """Map an alias to a folder; other names (paths, hub ids) are returned unchanged."""
+    if name is None or name in TINY_ALIASES:
+        if (PACKAGED_TINY / "config.json").exists():
+            return str(PACKAGED_TINY)
+        built = cache_dir() / "tiny-base"
+        if not (built / "config.json").exists():
+            from r1kit.models.tiny import build_tiny_base
+            build_tiny_base(built)
+        return str(built)
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_local and not Path(name).expanduser().exists():
+        raise FileNotFoundError(f"model folder {name} not found")
+    return name
+
+
+def load_tokenizer(name: str | None):
+    """Tokenizer with a pad token and left padding (prompts end in the same column)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(name))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_model(name: str | None, dtype: str = "float32", device: str = "cpu"):
+    """A causal LM in eval mode on ``device``."""
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {list(DTYPES)}")
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name), dtype=DTYPES[dtype])
+    return model.to(device).eval()

@@ -1,0 +1,166 @@
+"""The embedded default base model: a few-million-parameter Llama pre-trained by r1kit itself.
+
+``build_tiny_base`` trains a byte-level BPE tokenizer and a Llama-architecture causal LM from
+scratch on the synthetic arithmetic corpus (``r1kit.data.synthetic``) in the R1-Zero template,
+then saves an ordinary Hugging Face folder (config.json, model.safetensors, tokenizer files,
+chat template). On 2 CPU cores it takes a few minutes and is deterministic for a seed on a given
+machine and thread count.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from r1kit.data import synthetic
+from r1kit.prompts import r1_zero_prompt
+
+EOS = "<|endoftext|>"
+TAG_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
+# A minimal chat template so that the tiny tokenizer supports the R1 chat format too.
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n"
+    "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n"
+    "{% else %}Assistant: {{ m['content'] }}" + EOS + "\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
+@dataclass
+class TinyModelConfig:
+    """Size and pre-training budget of a tiny base model.
+
+    vocab_size: BPE vocabulary size (the tag and EOS tokens are added on top).
+    hidden_size/num_layers/num_heads/intermediate_size: the Llama body.
+    corpus_size: synthetic documents generated for pre-training.
+    template_fraction: share of documents in the full R1-Zero template; the rest use only its
+        closing ``User: ... Assistant:`` part, which keeps sequences short and pre-training fast.
+    steps/batch_size/lr/warmup: the pre-training run (AdamW, cosine decay to 10%).
+    seed: seeds the corpus draw, the initialisation and the batch order.
+    """
+
+    vocab_size: int = 384
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 384
+    max_position_embeddings: int = 512
+    corpus_size: int = 40000
+    template_fraction: float = 0.3
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup: int = 30
+    seed: int = 0
+
+
+def corpus_documents(cfg: TinyModelConfig) -> list[str]:
+    """Pre-training documents: a prompt (full R1-Zero template or its short tail) + one completion."""
+    examples = synthetic.train_set(cfg.corpus_size, seed=synthetic.TRAIN_SEED + cfg.seed)
+    rng = random.Random(cfg.seed)
+    docs = []
+    for ex in examples:
+        full = rng.random() < cfg.template_fraction
+        prompt = r1_zero_prompt(ex["problem"]) if full else f"User: {ex['problem']}. Assistant:"
+        docs.append(prompt + ex["solution"])
+    return docs
+
+
+def train_tokenizer(documents: list[str], vocab_size: int):
+    """Byte-level BPE; each digit is its own token (with its leading space), so arithmetic stays learnable."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r" ?[0-9]"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(documents, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS, bos_token=EOS)
+    fast.add_tokens(list(TAG_TOKENS))
+    fast.chat_template = TINY_CHAT_TEMPLATE
+    fast.padding_side = "left"
+    return fast
+
+
+def make_model(cfg: TinyModelConfig, vocab_size: int, eos_id: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads, max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def _lr_at(step: int, cfg: TinyModelConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def pretrain(model, tokenizer, documents: list[str], cfg: TinyModelConfig, log=print) -> list[float]:
+    """Next-token pre-training on ``documents``; returns the loss curve."""
+    ids = [tokenizer(d + EOS, add_special_tokens=False)["input_ids"] for d in documents]
+    rng = random.Random(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    pad = tokenizer.pad_token_id
+    losses = []
+    model.train()
+    bar = tqdm(range(cfg.steps), desc="pre-training tiny base", mininterval=2)
+    for step in bar:
+        batch = rng.sample(ids, cfg.batch_size)
+        width = max(map(len, batch))
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, seq in enumerate(batch):
+            input_ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        labels = input_ids.masked_fill(mask == 0, -100)
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, cfg)
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+    model.eval()
+    return losses
+
+
+def build_tiny_base(out_dir: str | Path, cfg: TinyModelConfig = TinyModelConfig(), log=print) -> Path:
+    """Build, pre-train and save the tiny base model to ``out_dir`` (an HF folder)."""
+    out = Path(out_dir)
+    start = time.time()
+    torch.manual_seed(cfg.seed)
+    documents = corpus_documents(cfg)
+    tokenizer = train_tokenizer(documents, cfg.vocab_size)
+    model = make_model(cfg, len(tokenizer), tokenizer.eos_token_id)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"tiny base: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}, {len(documents)} documents")
+    losses = pretrain(model, tokenizer, documents, cfg, log)
+    out.mkdir(parents=True, exist_ok=True)
+    model.generation_config.pad_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    meta = {"builder": "r1kit.models.tiny", "config": asdict(cfg), "parameters": n_params,
+            "final_loss": sum(losses[-20:]) / len(losses[-20:]), "seconds": round(time.time() - start, 1)}
+    (out / "r1kit_base.json").write_text(json.dumps(meta, indent=2))
+    log(f"tiny base saved to {out} (final loss {meta['final_loss']:.3f}, {meta['seconds']} s)")
+    return out

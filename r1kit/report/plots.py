@@ -1,0 +1,171 @@
+"""The report's figures, drawn with matplotlib's Agg renderer.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly rather
+than through ``pyplot``, so no GUI backend is touched and no global figure
+state is left behind. Each ``plot_*`` function takes the loaded run and an
+output path, and returns ``None`` when it drew the figure or a sentence
+saying why it could not (the data it needs is absent).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from matplotlib.figure import Figure
+
+from .data import RunData, cons_keys, has_series, reward_component_keys, series
+
+DPI = 110
+FIGSIZE = (7.5, 4.3)
+# Panels of training.png, in order, with their axis labels.
+TRAINING_PANELS = [
+    ("kl", "KL to reference"),
+    ("entropy", "entropy (nats/token)"),
+    ("clip_frac", "clipped fraction"),
+    ("grad_norm", "gradient norm"),
+    ("tokens_per_s", "tokens / s"),
+]
+
+
+def _style(ax, title: str, ylabel: str, xlabel: str = "training step") -> None:
+    """Give an axes a title, axis labels and a light grid."""
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.35)
+
+
+def _save(fig: Figure, path: Path) -> None:
+    """Write a figure as PNG."""
+    fig.savefig(path, dpi=DPI, format="png")
+
+
+def plot_accuracy(run: RunData, path: Path) -> str | None:
+    """pass@1 and cons@K vs step (the R1 paper's Figure 2), plus the faint training-batch accuracy."""
+    lines = [(key, key) for key in ["pass@1", *cons_keys(run.evals)] if has_series(run.evals, key)]
+    train = has_series(run.metrics, "accuracy")
+    if not lines and not train:
+        return "no pass@1 / cons@K in eval.jsonl and no accuracy in metrics.jsonl"
+    fig = Figure(figsize=FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    if train:
+        ax.plot(*series(run.metrics, "accuracy"), color="tab:gray", alpha=0.35, lw=1,
+                label="training-batch accuracy")
+    colours = ["tab:blue", "tab:red", "tab:green", "tab:purple"]
+    for i, (key, label) in enumerate(lines):
+        ax.plot(*series(run.evals, key), marker="o", ms=4, lw=2,
+                color=colours[i % len(colours)], label=label)
+    ax.set_ylim(bottom=0)
+    _style(ax, "Accuracy during training", "accuracy")
+    ax.legend(loc="best")
+    _save(fig, path)
+    return None
+
+
+def plot_length(run: RunData, path: Path) -> str | None:
+    """Mean response length vs step (the R1 paper's Figure 3)."""
+    train = has_series(run.metrics, "response_length/mean")
+    evals = has_series(run.evals, "mean_length")
+    if not train and not evals:
+        return "no response_length/mean in metrics.jsonl and no mean_length in eval.jsonl"
+    fig = Figure(figsize=FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    if train:
+        ax.plot(*series(run.metrics, "response_length/mean"), color="tab:blue", lw=1.5,
+                label="training responses")
+    if evals:
+        ax.plot(*series(run.evals, "mean_length"), "o", color="tab:orange", ms=6,
+                label="evaluation responses")
+    ax.set_ylim(bottom=0)
+    _style(ax, "Average length per response", "length (tokens)")
+    ax.legend(loc="best")
+    _save(fig, path)
+    return None
+
+
+def plot_reflection(run: RunData, path: Path) -> str | None:
+    """Share of responses with reflection words ("wait", "re-check", ...) vs step."""
+    train = has_series(run.metrics, "reflection_rate")
+    evals = has_series(run.evals, "reflection_rate")
+    if not train and not evals:
+        return "no reflection_rate in metrics.jsonl or eval.jsonl"
+    fig = Figure(figsize=FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    if train:
+        ax.plot(*series(run.metrics, "reflection_rate"), color="tab:purple", lw=1.5,
+                label="training responses")
+    if evals:
+        ax.plot(*series(run.evals, "reflection_rate"), "o", color="tab:orange", ms=6,
+                label="evaluation responses")
+    ax.set_ylim(bottom=0)
+    _style(ax, "Reflection rate", "fraction of responses")
+    ax.legend(loc="best")
+    _save(fig, path)
+    return None
+
+
+def plot_rewards(run: RunData, path: Path) -> str | None:
+    """Mean total reward (with a +/- std band when logged) and each reward function's mean."""
+    components = reward_component_keys(run.metrics)
+    total = has_series(run.metrics, "reward/mean")
+    if not total and not components:
+        return "no reward/mean or reward/<name>/mean in metrics.jsonl"
+    fig = Figure(figsize=FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    if total:
+        steps, means = series(run.metrics, "reward/mean")
+        ax.plot(steps, means, color="black", lw=2, label="reward (total)")
+        std = dict(zip(*series(run.metrics, "reward/std")))
+        band = [(s, m, std[s]) for s, m in zip(steps, means) if s in std and math.isfinite(std[s])]
+        if band:
+            xs = [b[0] for b in band]
+            ax.fill_between(xs, [m - d for _, m, d in band], [m + d for _, m, d in band],
+                            color="black", alpha=0.1, lw=0, label="total ± std")
+    for key in components:
+        ax.plot(*series(run.metrics, key), lw=1.3, label=key[len("reward/"):-len("/mean")])
+    _style(ax, "Rewards", "mean reward")
+    ax.legend(loc="best", fontsize="small")
+    _save(fig, path)
+    return None
+
+
+def plot_training(run: RunData, path: Path) -> str | None:
+    """A grid of optimisation health metrics: KL, entropy, clip fraction, grad norm, throughput."""
+    panels = [(k, label) for k, label in TRAINING_PANELS if has_series(run.metrics, k)]
+    if not panels:
+        return "none of " + ", ".join(k for k, _ in TRAINING_PANELS) + " in metrics.jsonl"
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(3.6 * ncols, 2.9 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, (key, label) in zip(axes, panels):
+        ax.plot(*series(run.metrics, key), color="tab:blue", lw=1.2)
+        _style(ax, key, label)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle("Training dynamics")
+    _save(fig, path)
+    return None
+
+
+class Plot(NamedTuple):
+    """One figure of the report: its file name, caption and drawing function."""
+
+    filename: str
+    caption: str
+    draw: Callable[[RunData, Path], str | None]
+
+
+PLOTS = [
+    Plot("accuracy.png", "Evaluation pass@1 and cons@K (majority vote) over training; "
+         "the faint line is the training-batch accuracy.", plot_accuracy),
+    Plot("length.png", "Average length per response during training (line) and at evaluations (points).",
+         plot_length),
+    Plot("reflection.png", "Fraction of responses containing reflection (e.g. \u201cwait\u201d, "
+         "\u201clet me re-check\u201d).", plot_reflection),
+    Plot("rewards.png", "Mean reward overall and per reward function.", plot_rewards),
+    Plot("training.png", "Optimisation health: KL, entropy, clipped fraction, gradient norm, throughput.",
+         plot_training),
+]
