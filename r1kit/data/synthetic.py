@@ -38,10 +38,10 @@ class SyntheticConfig:
     slip_rate: in the ``check`` style, the chance that a step's first value is wrong (and fixed).
     """
 
-    min_terms: int = 2
-    max_terms: int = 5
+    min_terms: int = 3
+    max_terms: int = 6
     max_operand: int = 9
-    style_weights: tuple[float, float, float] = (0.7, 0.2, 0.1)
+    style_weights: tuple[float, float, float] = (0.5, 0.4, 0.1)
     slip_rate: float = 0.5
 
 
@@ -131,7 +131,7 @@ def test_set(n: int = 200) -> list[dict]:
     return generate_examples(TEST_POOL, TEST_SEED, id_prefix="synthetic-test")[:n]
 
 
-def train_set(n: int, seed: int = TRAIN_SEED) -> list[dict]:
+def train_set(n: int, seed: int = TRAIN_SEED, cfg: SyntheticConfig = SyntheticConfig()) -> list[dict]:
     """Training prompts/corpus, never sharing a problem with the held-out pool."""
     held_out = {ex["problem"] for ex in test_set(TEST_POOL)}
-    return generate_examples(n, seed, exclude=held_out, id_prefix="synthetic-train")
+    return generate_examples(n, seed, cfg, exclude=held_out, id_prefix="synthetic-train")

@@ -54,13 +54,13 @@ def has_reflection(text: str, phrases) -> bool:
 def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: bool = True):
     """Sample, grade and summarise. Returns ``(samples, results)``."""
     problems = problems[: cfg.limit] if cfg.limit else problems
-    params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
-                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
     samples, start = [], time.time()
     bar = tqdm(total=len(problems) * cfg.k, desc="eval samples", disable=not progress, mininterval=2)
     for lo in range(0, len(problems), cfg.batch_size):
         chunk = problems[lo: lo + cfg.batch_size]
         prompts = [build_prompt(p["problem"], cfg.template, tokenizer) for p in chunk]
+        params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
+                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + lo)
         for r in sample(model, tokenizer, prompts, params):
             ex = chunk[r.prompt_index]
             extracted = extract_answer(r.text)
@@ -72,7 +72,6 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: 
                 "format": REWARD_FUNCS["format"](r.text, ex) if cfg.template == "r1_zero" else None,
                 "reflection": has_reflection(r.text, cfg.reflection_phrases),
             })
-        params.seed = None if cfg.seed is None else cfg.seed + lo + len(chunk)
         bar.update(len(chunk) * cfg.k)
     bar.close()
     results = summarize_samples(samples, problems, cfg.k)

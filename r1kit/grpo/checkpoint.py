@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 
 STATE_FILE = "trainer_state.pt"
+# wall-clock fields of metrics.jsonl: they differ between two runs of the same seed
+TIMING_KEYS = ("step_seconds", "rollout_seconds", "train_seconds", "tokens_per_s")
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:

@@ -51,7 +51,7 @@ class OptimConfig:
     schedule: ``constant`` or ``cosine`` (to 10% of lr) after warm-up. max_grad_norm: clipping.
     """
 
-    lr: float = 5e-4
+    lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 5
     schedule: Literal["constant", "cosine"] = "constant"
@@ -117,7 +117,7 @@ class ZeroConfig:
     template: Literal["r1_zero", "chat", "plain"] = "r1_zero"
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy_math": 1.0, "format": 0.5})
     accuracy_reward: str = "accuracy_math"
-    steps: int = 150
+    steps: int = 200
     seed: int = 0
     out: str = "runs/zero"
     checkpoint_every: int = 50

@@ -9,6 +9,17 @@ from __future__ import annotations
 import torch
 
 
+def _std_scale(grouped: torch.Tensor, centred: torch.Tensor, eps: float) -> torch.Tensor:
+    denom = grouped.std(dim=1, unbiased=False, keepdim=True) + eps
+    return torch.where(denom > 0, centred / denom.clamp(min=1e-12), torch.zeros_like(centred))
+
+
+ADVANTAGE_SCALES = {
+    "std": _std_scale,                                # GRPO
+    "none": lambda grouped, centred, eps: centred,    # Dr. GRPO
+}
+
+
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "std",
                      eps: float = 1e-4) -> torch.Tensor:
     """Group-relative advantages, one per output.
@@ -21,13 +32,11 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "std",
     """
     if rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"unknown advantage scale {scale!r}; choose one of {list(ADVANTAGE_SCALES)}")
     grouped = rewards.float().view(-1, group_size)
     centred = grouped - grouped.mean(dim=1, keepdim=True)
-    if scale == "std":
-        centred = centred / (grouped.std(dim=1, unbiased=False, keepdim=True) + eps)
-    elif scale != "none":
-        raise ValueError(f"unknown advantage scale {scale!r}; choose 'std' or 'none'")
-    return centred.view(-1)
+    return ADVANTAGE_SCALES[scale](grouped, centred, eps).reshape(-1)
 
 
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,

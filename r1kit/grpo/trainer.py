@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from r1kit.config import to_dict
+from r1kit.config import ConfigError, to_dict
 from r1kit.data.benchmarks import load_problems
 from r1kit.data.jsonl import append_jsonl
 from r1kit.eval.evaluate import EvalConfig, evaluate, has_reflection
@@ -26,10 +26,9 @@ from r1kit.grpo.checkpoint import (latest_checkpoint, load_trainer_state, rng_st
 from r1kit.grpo.config import ZeroConfig
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
 from r1kit.prompts import build_prompt
-from r1kit.rewards import RewardStats, score
+from r1kit.rewards import RewardStats, get_reward, score
 from r1kit.rollout import Rollout, SamplingParams, sample
 
-TIMING_KEYS = ("step_seconds", "rollout_seconds", "train_seconds", "tokens_per_s", "time")
 
 
 @dataclass
@@ -102,6 +101,13 @@ class GRPOTrainer:
     def __init__(self, cfg: ZeroConfig, resume: bool = False, progress: bool = True):
         self.cfg, self.progress = cfg, progress
         self.out = Path(cfg.out)
+        for name in [*cfg.rewards, cfg.accuracy_reward]:
+            try:
+                get_reward(name)
+            except ValueError as exc:
+                raise ConfigError(f"rewards.{name}: {exc}") from None
+        # the accuracy reward is always scored (weight 0 when it is not part of the reward)
+        self.reward_weights = {cfg.accuracy_reward: 0.0, **cfg.rewards}
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -180,7 +186,7 @@ class GRPOTrainer:
         groups = []
         for i, (ex, prompt) in enumerate(zip(examples, prompts)):
             mine = rollouts[i * c.grpo.group_size: (i + 1) * c.grpo.group_size]
-            scored = [score(r.text, ex, c.rewards, self.stats) for r in mine]
+            scored = [score(r.text, ex, self.reward_weights, self.stats) for r in mine]
             rewards = [total for total, _ in scored]
             if c.grpo.overlong == "soft":
                 lengths = torch.tensor([len(r.token_ids) for r in mine])
@@ -263,7 +269,7 @@ class GRPOTrainer:
         parts = [p for grp in sampled for p in grp.parts]
         lengths = torch.tensor([len(r.token_ids) for r in rollouts], dtype=torch.float)
         m = {"step": self.step, "reward/mean": rewards.mean().item(), "reward/std": rewards.std().item()}
-        for name in c.rewards:
+        for name in self.reward_weights:
             m[f"reward/{name}/mean"] = sum(p[name] for p in parts) / len(parts)
         m["accuracy"] = sum(p.get(c.accuracy_reward, 0.0) for p in parts) / len(parts)
         m["format_rate"] = sum(p.get("format", 0.0) for p in parts) / len(parts) if "format" in c.rewards else None

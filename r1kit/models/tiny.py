@@ -41,7 +41,12 @@ class TinyModelConfig:
     corpus_size: synthetic documents generated for pre-training.
     template_fraction: share of documents in the full R1-Zero template; the rest use only its
         closing ``User: ... Assistant:`` part, which keeps sequences short and pre-training fast.
+    template_style_weights: direct / steps / check mix of the full-template documents. The short
+        documents use the task's default mix (more step-by-step), so the model *can* reason step by
+        step but, under the R1-Zero template, mostly answers directly: the latent ability that RL
+        has to elicit.
     steps/batch_size/lr/warmup: the pre-training run (AdamW, cosine decay to 10%).
+    block_size: tokens per packed training row (documents are concatenated, EOS-separated).
     seed: seeds the corpus draw, the initialisation and the batch order.
     """
 
@@ -53,8 +58,10 @@ class TinyModelConfig:
     max_position_embeddings: int = 512
     corpus_size: int = 40000
     template_fraction: float = 0.3
-    steps: int = 1000
-    batch_size: int = 64
+    template_style_weights: tuple[float, float, float] = (0.8, 0.15, 0.05)
+    steps: int = 1500
+    batch_size: int = 16
+    block_size: int = 128
     lr: float = 3e-3
     warmup: int = 30
     seed: int = 0
@@ -62,13 +69,13 @@ class TinyModelConfig:
 
 def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     """Pre-training documents: a prompt (full R1-Zero template or its short tail) + one completion."""
-    examples = synthetic.train_set(cfg.corpus_size, seed=synthetic.TRAIN_SEED + cfg.seed)
-    rng = random.Random(cfg.seed)
-    docs = []
-    for ex in examples:
-        full = rng.random() < cfg.template_fraction
-        prompt = r1_zero_prompt(ex["problem"]) if full else f"User: {ex['problem']}. Assistant:"
-        docs.append(prompt + ex["solution"])
+    n_full = int(cfg.corpus_size * cfg.template_fraction)
+    seed = synthetic.TRAIN_SEED + cfg.seed
+    full = synthetic.train_set(n_full, seed, synthetic.SyntheticConfig(style_weights=cfg.template_style_weights))
+    short = synthetic.train_set(cfg.corpus_size - n_full, seed + 1)
+    docs = [r1_zero_prompt(ex["problem"]) + ex["solution"] for ex in full]
+    docs += [f"User: {ex['problem']}. Assistant:" + ex["solution"] for ex in short]
+    random.Random(cfg.seed).shuffle(docs)
     return docs
 
 
@@ -113,27 +120,27 @@ def _lr_at(step: int, cfg: TinyModelConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def pack_documents(token_lists: list[list[int]], block: int) -> torch.Tensor:
+    """Concatenate EOS-terminated documents and cut the stream into rows of ``block`` tokens."""
+    stream = [t for ids in token_lists for t in ids]
+    rows = len(stream) // block
+    return torch.tensor(stream[: rows * block], dtype=torch.long).view(rows, block)
+
+
 def pretrain(model, tokenizer, documents: list[str], cfg: TinyModelConfig, log=print) -> list[float]:
-    """Next-token pre-training on ``documents``; returns the loss curve."""
-    ids = [tokenizer(d + EOS, add_special_tokens=False)["input_ids"] for d in documents]
-    rng = random.Random(cfg.seed)
+    """Next-token pre-training on packed ``documents`` (no padding); returns the loss curve."""
+    ids = tokenizer([d + EOS for d in documents], add_special_tokens=False)["input_ids"]
+    rows = pack_documents(ids, cfg.block_size)
+    generator = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    pad = tokenizer.pad_token_id
     losses = []
     model.train()
     bar = tqdm(range(cfg.steps), desc="pre-training tiny base", mininterval=2)
     for step in bar:
-        batch = rng.sample(ids, cfg.batch_size)
-        width = max(map(len, batch))
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, seq in enumerate(batch):
-            input_ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-        labels = input_ids.masked_fill(mask == 0, -100)
+        batch = rows[torch.randint(len(rows), (cfg.batch_size,), generator=generator)]
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg)
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        loss = model(input_ids=batch, labels=batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -9,6 +9,7 @@ over the full vocabulary (top-p/top-k only restrict what is drawn, as in TRL and
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import torch
@@ -81,6 +82,14 @@ def _stop_hit(tokenizer, token_ids: list[int], stop: list[str]) -> bool:
     return any(s in tail for s in stop)
 
 
+def _forward(model, cache=None, **inputs):
+    """One forward with a KV cache; transformers >= 5.24 calls it ``cache``, older ``past_key_values``."""
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    out = model(**inputs, use_cache=True, **({name: cache} if cache is not None else {}))
+    new_cache = getattr(out, "cache", None)
+    return out.logits[:, -1].float(), new_cache if new_cache is not None else out.past_key_values
+
+
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], params: SamplingParams) -> list[Rollout]:
     """Sample ``params.n`` completions for every prompt; returns them grouped prompt by prompt."""
@@ -90,11 +99,10 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams) -> list
     input_ids, mask = _tokenize_prompts(tokenizer, prompts)
     input_ids, mask = input_ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    cache = out.past_key_values
+    logits, cache = _forward(model, input_ids=input_ids, attention_mask=mask, position_ids=positions)
     n = params.n
     cache.batch_repeat_interleave(n)
-    logits = out.logits[:, -1].float().repeat_interleave(n, dim=0)
+    logits = logits.repeat_interleave(n, dim=0)
     mask = mask.repeat_interleave(n, dim=0)
     next_pos = positions[:, -1].repeat_interleave(n) + 1
 
@@ -131,10 +139,8 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams) -> list
             cache.batch_select_indices(index)
             live, chosen, mask, next_pos = live[index], chosen[index], mask[index], next_pos[index]
         mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
-        out = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                    past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
-        logits = out.logits[:, -1].float()
+        logits, cache = _forward(model, cache, input_ids=chosen[:, None], attention_mask=mask,
+                                 position_ids=next_pos[:, None])
         next_pos = next_pos + 1
 
     rollouts = []

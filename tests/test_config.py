@@ -1,0 +1,50 @@
+"""Typed configs: YAML + key=value overrides; unknown or ill-typed keys name the key."""
+import pytest
+
+from r1kit.config import ConfigError, load_config, parse_overrides
+from r1kit.grpo.config import ZeroConfig
+
+
+def test_defaults_run_and_overrides_apply(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("steps: 7\ngrpo:\n  beta: 0.04\n  group_size: 4\nrewards: {accuracy_math: 1.0}\n")
+    cfg = load_config(ZeroConfig, recipe, ["grpo.beta=0.1", "eval.limit=null", "optim.lr=1e-3"])
+    assert cfg.steps == 7 and cfg.grpo.group_size == 4
+    assert cfg.grpo.beta == 0.1 and cfg.eval.limit is None and cfg.optim.lr == 1e-3
+    assert cfg.rewards == {"accuracy_math": 1.0}
+    assert load_config(ZeroConfig).grpo.group_size == 8
+
+
+@pytest.mark.parametrize("override,needle", [
+    (["grpo.betta=0.1"], "grpo.betta"),
+    (["stepz=3"], "stepz"),
+    (["steps=many"], "steps"),
+    (["grpo.loss_agg=bogus"], "grpo.loss_agg"),
+    (["grpo.dynamic_sampling=3"], "grpo.dynamic_sampling"),
+    (["rewards.format=high"], "rewards.format"),
+])
+def test_bad_keys_and_types_name_the_key(override, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load_config(ZeroConfig, None, override)
+
+
+def test_bad_recipe_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(ZeroConfig, tmp_path / "missing.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(ZeroConfig, bad)
+
+
+def test_parse_overrides_nested_and_malformed():
+    assert parse_overrides(["a.b=1", "a.c=[x, y]", "d=true"]) == {"a": {"b": 1, "c": ["x", "y"]}, "d": True}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["novalue"])
+
+
+def test_shipped_recipe_equals_the_defaults():
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "zero_tiny.yaml"
+    assert load_config(ZeroConfig, recipe) == ZeroConfig()

@@ -1,0 +1,127 @@
+"""GRPO math on hand-computed numbers."""
+import math
+
+import pytest
+import torch
+
+from r1kit.grpo import core
+
+
+def test_group_advantages_std_and_none():
+    # group 1: rewards 1, 0, 0, 1 -> mean 0.5, population std 0.5 -> +-1 (eps shrinks it a hair)
+    adv = core.group_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0]), 4, "std", eps=0.0)
+    assert adv[:4].tolist() == pytest.approx([1.0, -1.0, -1.0, 1.0])
+    # group 2: all equal -> zeros, never NaN
+    assert adv[4:].tolist() == [0.0, 0.0, 0.0, 0.0]
+    drgrpo = core.group_advantages(torch.tensor([3.0, 1.0, 2.0]), 3, "none")
+    assert drgrpo.tolist() == [1.0, -1.0, 0.0]
+
+
+def test_group_advantages_eps_and_errors():
+    adv = core.group_advantages(torch.tensor([1.0, 0.0]), 2, "std", eps=1e-4)
+    assert adv[0].item() == pytest.approx(0.5 / (0.5 + 1e-4))
+    with pytest.raises(ValueError):
+        core.group_advantages(torch.tensor([1.0, 0.0, 1.0]), 2)
+    with pytest.raises(ValueError):
+        core.group_advantages(torch.tensor([1.0, 0.0]), 2, "bogus")
+
+
+def test_clipped_surrogate_inside_and_outside_clip_range():
+    old = torch.zeros(1, 3)
+    # ratios 1.1 (inside), 1.5 (above 1+eps), 0.5 (below 1-eps)
+    logp = torch.log(torch.tensor([[1.1, 1.5, 0.5]])).requires_grad_()
+    loss, clipped = core.clipped_surrogate(logp, old, torch.tensor([2.0]), 0.2, 0.2)
+    # A > 0: min(rho A, clip(rho) A) = [2.2, 2.4, 1.0]
+    assert loss.tolist()[0] == pytest.approx([-2.2, -2.4, -1.0])
+    assert clipped.tolist() == [[False, True, False]]
+    loss.sum().backward()
+    # d(-rho A)/d logp = -rho A where unclipped; 0 where the clipped branch is taken
+    assert logp.grad.tolist()[0] == pytest.approx([-2.2, 0.0, -1.0])
+
+
+def test_clipped_surrogate_negative_advantage_and_clip_higher():
+    old = torch.zeros(1, 3)
+    logp = torch.log(torch.tensor([[1.1, 1.5, 0.5]])).requires_grad_()
+    loss, clipped = core.clipped_surrogate(logp, old, torch.tensor([-1.0]), 0.2, 0.2)
+    # A < 0: min(-rho, -clip(rho)) = [-1.1, -1.5, -0.8]
+    assert loss.tolist()[0] == pytest.approx([1.1, 1.5, 0.8])
+    assert clipped.tolist() == [[False, False, True]]
+    loss.sum().backward()
+    assert logp.grad.tolist()[0] == pytest.approx([1.1, 1.5, 0.0])
+    # clip-higher: eps_high 0.6 lets rho=1.5 through for A > 0
+    loss_hi, clipped_hi = core.clipped_surrogate(logp.detach(), old, torch.tensor([1.0]), 0.2, 0.6)
+    assert loss_hi[0, 1].item() == pytest.approx(-1.5)
+    assert not clipped_hi[0, 1]
+
+
+def test_k3_kl_zero_when_equal_and_nonnegative():
+    logp = torch.log(torch.tensor([0.2, 0.5, 0.9]))
+    assert core.k3_kl(logp, logp).abs().max().item() == 0.0
+    ref = torch.log(torch.tensor([0.4, 0.25, 0.9]))
+    kl = core.k3_kl(logp, ref)
+    # d = log(0.4/0.2) = log 2 -> 2 - log 2 - 1
+    assert kl[0].item() == pytest.approx(1 - math.log(2))
+    assert kl[1].item() == pytest.approx(0.5 + math.log(2) - 1)
+    torch.manual_seed(0)
+    a, b = torch.randn(1000), torch.randn(1000)
+    assert (core.k3_kl(a, b) >= 0).all()
+
+
+LOSS = torch.tensor([[1.0, 2.0, 3.0, 0.0], [4.0, 0.0, 0.0, 0.0]])
+MASK = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+
+
+@pytest.mark.parametrize("mode,expected", [
+    ("seq-mean-token-mean", (2.0 + 4.0) / 2),          # per-seq means 2 and 4
+    ("token-mean", (1 + 2 + 3 + 4) / 4),                # all 4 tokens weigh the same
+    ("seq-mean-token-sum-norm", (1 + 2 + 3 + 4) / (2 * 8)),  # G * max_len with max_len 8
+])
+def test_aggregations(mode, expected):
+    assert core.aggregate(LOSS, MASK, mode, max_len=8).item() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("mode", list(core.LOSS_AGGREGATIONS))
+def test_micro_batches_add_up_to_the_full_batch(mode):
+    torch.manual_seed(0)
+    loss = torch.rand(6, 5)
+    mask = (torch.rand(6, 5) > 0.3).long()
+    mask[:, 0] = 1
+    full = core.aggregate(loss, mask, mode, 5)
+    parts = sum(core.aggregate(loss[i:i + 2], mask[i:i + 2], mode, 5, num_seqs=6, num_tokens=mask.sum())
+                for i in range(0, 6, 2))
+    assert parts.item() == pytest.approx(full.item())
+
+
+def test_unknown_aggregation():
+    with pytest.raises(ValueError, match="unknown loss aggregation"):
+        core.aggregate(LOSS, MASK, "nope", 4)
+
+
+def test_mu_gt_1_uses_old_logprobs():
+    """With mu > 1 the ratio is taken against the *old* policy, so a moved policy is clipped."""
+    adv = torch.tensor([1.0])
+    mask = torch.ones(1, 2)
+    moved = torch.log(torch.tensor([[1.5, 1.0]])).requires_grad_()  # policy after a first pass
+    old = torch.zeros(1, 2)
+    loss_old, stats_old = core.grpo_loss(moved, old, None, adv, mask)
+    loss_self, stats_self = core.grpo_loss(moved, moved.detach(), None, adv, mask)
+    assert stats_old["clip_frac"] == 0.5 and stats_self["clip_frac"] == 0.0
+    assert loss_old.item() == pytest.approx(-(1.2 + 1.0) / 2)
+    assert loss_self.item() == pytest.approx(-1.0)
+
+
+def test_grpo_loss_beta_adds_kl():
+    logp = torch.log(torch.tensor([[0.2, 0.5]]))
+    ref = torch.log(torch.tensor([[0.4, 0.5]]))
+    mask = torch.ones(1, 2)
+    base, _ = core.grpo_loss(logp, logp, None, torch.tensor([0.0]), mask, beta=0.0)
+    with_kl, stats = core.grpo_loss(logp, logp, ref, torch.tensor([0.0]), mask, beta=0.5)
+    kl0 = 1 - math.log(2)
+    assert base.item() == 0.0
+    assert stats["kl"] == pytest.approx(kl0 / 2)
+    assert with_kl.item() == pytest.approx(0.5 * kl0 / 2)
+
+
+def test_overlong_soft_penalty():
+    pen = core.overlong_soft_penalty(torch.tensor([10, 12, 14, 16, 20]), max_len=16, buffer=4)
+    assert pen.tolist() == pytest.approx([0.0, 0.0, -0.5, -1.0, -1.0])

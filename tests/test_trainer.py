@@ -1,0 +1,84 @@
+"""The GRPO trainer on the tiny model: variants run, no reference at beta 0, exact resume after SIGKILL."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from r1kit.config import load_config
+from r1kit.grpo.checkpoint import TIMING_KEYS
+from r1kit.grpo.config import ZeroConfig
+from r1kit.grpo.trainer import GRPOTrainer
+
+SMALL = ["grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=64",
+         "eval.limit=8", "eval.k=2", "eval.max_new_tokens=64", "log_tensorboard=false"]
+
+
+def _cfg(tmp_path, *extra):
+    return load_config(ZeroConfig, None, SMALL + [f"out={tmp_path / 'run'}", *extra])
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_beta_zero_loads_no_reference_and_logs_every_step(tmp_path):
+    trainer = GRPOTrainer(_cfg(tmp_path, "steps=2", "eval.every=2"), progress=False)
+    assert trainer.reference is None
+    trainer.train()
+    rows = _rows(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("reward/mean", "reward/accuracy_math/mean", "reward/format/mean", "accuracy", "format_rate",
+                "response_length/mean", "response_length/max", "truncated_frac", "entropy", "clip_frac",
+                "grad_norm", "lr", "tokens_per_s", "step_seconds", "reflection_rate"):
+        assert key in rows[-1], key
+    evals = _rows(tmp_path / "run" / "eval.jsonl")
+    assert [e["step"] for e in evals] == [0, 2] and "cons@2" in evals[0]
+    ckpt = tmp_path / "run" / "checkpoint-2"
+    from transformers import AutoModelForCausalLM
+    assert AutoModelForCausalLM.from_pretrained(ckpt).num_parameters() > 0
+
+
+@pytest.mark.parametrize("extra", [
+    ["grpo.beta=0.04", "grpo.mu=2", "grpo.loss_agg=token-mean"],
+    ["grpo.dynamic_sampling=true", "grpo.advantage_scale=none", "grpo.loss_agg=seq-mean-token-sum-norm",
+     "grpo.eps_high=0.28", "grpo.overlong=soft", "grpo.overlong_buffer=8"],
+    ["grpo.overlong=mask", "rollout.max_new_tokens=8", "grpo.micro_batch_size=3"],
+])
+def test_variants_run(tmp_path, extra):
+    trainer = GRPOTrainer(_cfg(tmp_path, "steps=1", "eval.every=0", *extra), progress=False)
+    assert (trainer.reference is not None) == ("grpo.beta=0.04" in extra)
+    trainer.train()
+    row = _rows(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert row["step"] == 1 and row["grad_norm"] >= 0
+    if "grpo.beta=0.04" in extra:
+        assert row["kl"] >= 0
+    if "rollout.max_new_tokens=8" in extra:
+        assert row["truncated_frac"] > 0.5
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS and k != "seconds"} for r in rows]
+
+
+def test_sigkill_and_resume_gives_identical_metrics(tmp_path):
+    args = SMALL + ["steps=6", "checkpoint_every=2", "eval.every=3"]
+    cmd = [sys.executable, "-m", "r1kit.cli", "zero", "--no-report"]
+    subprocess.run(cmd + args + [f"out={tmp_path / 'a'}"], check=True, capture_output=True)
+
+    run_b = tmp_path / "b"
+    proc = subprocess.Popen(cmd + args + [f"out={run_b}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (run_b / "checkpoint-4").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_b / "summary.json").exists(), "the run finished before it could be killed"
+    subprocess.run(cmd + ["--resume"] + args + [f"out={run_b}"], check=True, capture_output=True)
+
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        a, b = _strip(_rows(tmp_path / "a" / name)), _strip(_rows(run_b / name))
+        assert [r["step"] for r in a] == [r["step"] for r in b]
+        assert a == b, name
