@@ -18,7 +18,8 @@ def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model with the paper's protocol")
     p.add_argument("--model", default="tiny", help="HF folder, hub id, or 'tiny' (embedded base)")
     p.add_argument("--data", default="synthetic",
-                   help="math500 | aime2024 | gsm8k | synthetic | path to a JSONL/Parquet file")
+                   help="math500 | aime2024 | gsm8k | synthetic | humaneval (code, run in the sandbox) | "
+                        "path to a JSONL/Parquet file")
     p.add_argument("--data-dir", default=None, help="folder of the benchmark files (default ../shared/data)")
     p.add_argument("--k", type=int, default=4, help="samples per problem")
     p.add_argument("--temperature", type=float, default=0.6)
@@ -77,12 +78,17 @@ def cmd_eval(args) -> None:
     from r1kit.eval.evaluate import EvalConfig, evaluate, write_eval
     from r1kit.models import load_model, load_tokenizer
 
-    problems = load_problems(args.data, args.data_dir, args.limit)
+    code = args.data == "humaneval"
+    if code:
+        from r1kit.eval.code import evaluate_code, load_humaneval
+        problems = load_humaneval()[: args.limit] if args.limit else load_humaneval()
+    else:
+        problems = load_problems(args.data, args.data_dir, args.limit)
     cfg = EvalConfig(k=args.k, temperature=args.temperature, top_p=args.top_p,
                      max_new_tokens=args.max_new_tokens, template=args.template,
                      batch_size=args.batch_size, seed=args.seed)
     model, tokenizer = load_model(args.model, args.dtype), load_tokenizer(args.model)
-    samples, results = evaluate(model, tokenizer, problems, cfg)
+    samples, results = (evaluate_code if code else evaluate)(model, tokenizer, problems, cfg)
     results.update({"model": args.model, "data": args.data, "temperature": args.temperature,
                     "top_p": args.top_p, "max_new_tokens": args.max_new_tokens})
     write_eval(args.out, samples, results)

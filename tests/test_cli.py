@@ -60,3 +60,12 @@ def test_grade_command(tmp_path):
     res = json.loads((tmp_path / "g" / "results.json").read_text())
     assert res["accuracy"] == 0.75 and res["pass@1"] == 0.75
     assert len((tmp_path / "g" / "graded.jsonl").read_text().splitlines()) == 4
+
+
+def test_eval_on_humaneval_runs_in_the_sandbox(tmp_path):
+    out = tmp_path / "he"
+    r1kit("eval", "--model", "tiny", "--data", "humaneval", "--limit", "2", "--k", "2",
+          "--max-new-tokens", "12", "--out", str(out))
+    res = json.loads((out / "results.json").read_text())
+    assert res["n_problems"] == 2 and res["n_responses"] == 4 and sum(res["outcomes"].values()) == 4
+    assert "pass@1" in res and "pass@2" in res
