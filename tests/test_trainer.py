@@ -82,3 +82,17 @@ def test_sigkill_and_resume_gives_identical_metrics(tmp_path):
         a, b = _strip(_rows(tmp_path / "a" / name)), _strip(_rows(run_b / name))
         assert [r["step"] for r in a] == [r["step"] for r in b]
         assert a == b, name
+
+
+def test_dynamic_sampling_drops_all_equal_groups(tmp_path):
+    trainer = GRPOTrainer(_cfg(tmp_path, "steps=1", "eval.every=0", "grpo.dynamic_sampling=true",
+                               "grpo.prompts_per_step=4", "grpo.max_refill_rounds=4"), progress=False)
+    kept, sampled, rounds = trainer._collect()
+    assert len(sampled) == 4 * (rounds + 1)
+    assert len(kept) <= 4
+    if rounds < 4:  # the batch was filled: every kept group carries a learning signal
+        assert len(kept) == 4 and not any(g.all_equal for g in kept)
+    assert sum(not g.all_equal for g in sampled) >= sum(not g.all_equal for g in kept)
+    plain = GRPOTrainer(_cfg(tmp_path, "steps=1", "eval.every=0", "grpo.prompts_per_step=4"), progress=False)
+    kept, sampled, rounds = plain._collect()
+    assert rounds == 0 and kept == sampled and len(kept) == 4

@@ -64,46 +64,36 @@ def plot_accuracy(run: RunData, path: Path) -> str | None:
     return None
 
 
-def plot_length(run: RunData, path: Path) -> str | None:
-    """Mean response length vs step (the R1 paper's Figure 3)."""
-    train = has_series(run.metrics, "response_length/mean")
-    evals = has_series(run.evals, "mean_length")
+def _train_and_eval_plot(run: RunData, path: Path, train_key: str, eval_key: str, colour: str,
+                         title: str, ylabel: str) -> str | None:
+    """One quantity vs step: training batches as a line, evaluations as points."""
+    train = has_series(run.metrics, train_key)
+    evals = has_series(run.evals, eval_key)
     if not train and not evals:
-        return "no response_length/mean in metrics.jsonl and no mean_length in eval.jsonl"
+        return f"no {train_key} in metrics.jsonl and no {eval_key} in eval.jsonl"
     fig = Figure(figsize=FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
     if train:
-        ax.plot(*series(run.metrics, "response_length/mean"), color="tab:blue", lw=1.5,
-                label="training responses")
+        ax.plot(*series(run.metrics, train_key), color=colour, lw=1.5, label="training responses")
     if evals:
-        ax.plot(*series(run.evals, "mean_length"), "o", color="tab:orange", ms=6,
-                label="evaluation responses")
+        ax.plot(*series(run.evals, eval_key), "o", color="tab:orange", ms=6, label="evaluation responses")
     ax.set_ylim(bottom=0)
-    _style(ax, "Average length per response", "length (tokens)")
+    _style(ax, title, ylabel)
     ax.legend(loc="best")
     _save(fig, path)
     return None
+
+
+def plot_length(run: RunData, path: Path) -> str | None:
+    """Mean response length vs step (the R1 paper's Figure 3)."""
+    return _train_and_eval_plot(run, path, "response_length/mean", "mean_length", "tab:blue",
+                                "Average length per response", "length (tokens)")
 
 
 def plot_reflection(run: RunData, path: Path) -> str | None:
     """Share of responses with reflection words ("wait", "re-check", ...) vs step."""
-    train = has_series(run.metrics, "reflection_rate")
-    evals = has_series(run.evals, "reflection_rate")
-    if not train and not evals:
-        return "no reflection_rate in metrics.jsonl or eval.jsonl"
-    fig = Figure(figsize=FIGSIZE, layout="constrained")
-    ax = fig.add_subplot()
-    if train:
-        ax.plot(*series(run.metrics, "reflection_rate"), color="tab:purple", lw=1.5,
-                label="training responses")
-    if evals:
-        ax.plot(*series(run.evals, "reflection_rate"), "o", color="tab:orange", ms=6,
-                label="evaluation responses")
-    ax.set_ylim(bottom=0)
-    _style(ax, "Reflection rate", "fraction of responses")
-    ax.legend(loc="best")
-    _save(fig, path)
-    return None
+    return _train_and_eval_plot(run, path, "reflection_rate", "reflection_rate", "tab:purple",
+                                "Reflection rate", "fraction of responses")
 
 
 def plot_rewards(run: RunData, path: Path) -> str | None:
