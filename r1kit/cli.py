@@ -38,6 +38,7 @@ def _add_zero(sub) -> None:
     p.add_argument("--config", default=None, help="YAML recipe (defaults run without one)")
     p.add_argument("--out", default=None, help="run directory (overrides the recipe's 'out')")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the run directory")
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. grpo.beta=0.04 steps=50")
 
@@ -109,7 +110,7 @@ def cmd_zero(args) -> None:
 
     overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
     cfg = load_config(ZeroConfig, args.config, overrides)
-    summary = GRPOTrainer(cfg, resume=args.resume).train()
+    summary = GRPOTrainer(cfg, resume=args.resume, overwrite=args.overwrite).train()
     print(json.dumps(summary.get("final_eval") or {}, indent=2, default=str))
     if not args.no_report:
         from r1kit.report import write_report

@@ -69,3 +69,14 @@ def test_eval_on_humaneval_runs_in_the_sandbox(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["n_problems"] == 2 and res["n_responses"] == 4 and sum(res["outcomes"].values()) == 4
     assert "pass@1" in res and "pass@2" in res
+
+
+def test_eval_on_the_synthetic_code_task(tmp_path):
+    out = tmp_path / "code"
+    r1kit("eval", "--model", "tiny", "--data", "synthetic_code", "--limit", "6", "--k", "2",
+          "--max-new-tokens", "64", "--out", str(out))
+    res = json.loads((out / "results.json").read_text())
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert res["n_responses"] == 12 and len(samples) == 12
+    assert res["pass@1"] == sum(s["correct"] for s in samples) / 12
+    assert not any(k.startswith("cons@") for k in res)  # programs do not vote

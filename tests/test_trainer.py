@@ -96,3 +96,28 @@ def test_dynamic_sampling_drops_all_equal_groups(tmp_path):
     plain = GRPOTrainer(_cfg(tmp_path, "steps=1", "eval.every=0", "grpo.prompts_per_step=4"), progress=False)
     kept, sampled, rounds = plain._collect()
     assert rounds == 0 and kept == sampled and len(kept) == 4
+
+
+def test_zero_on_the_code_task_scores_programs_in_the_sandbox(tmp_path):
+    cfg = _cfg(tmp_path, "steps=2", "eval.every=2", "eval.data=synthetic_code", "data=synthetic_code",
+               "rewards={code: 1.0, format: 0.5}", "accuracy_reward=code")
+    GRPOTrainer(cfg, progress=False).train()
+    row = _rows(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert row["accuracy"] == row["reward/code/mean"] and 0.0 <= row["accuracy"] <= 1.0
+    evals = _rows(tmp_path / "run" / "eval.jsonl")
+    assert [e["step"] for e in evals] == [0, 2] and "pass@1" in evals[-1]
+
+
+def test_unknown_reward_is_a_config_error(tmp_path):
+    from r1kit.config import ConfigError
+    with pytest.raises(ConfigError, match="rewards.nope"):
+        GRPOTrainer(_cfg(tmp_path, "rewards={nope: 1.0}"), progress=False)
+
+
+def test_a_new_run_never_appends_to_an_earlier_one(tmp_path):
+    from r1kit.config import ConfigError
+    GRPOTrainer(_cfg(tmp_path, "steps=1", "eval.every=0"), progress=False).train()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        GRPOTrainer(_cfg(tmp_path, "steps=1", "eval.every=0"), progress=False)
+    GRPOTrainer(_cfg(tmp_path, "steps=1", "eval.every=0"), progress=False, overwrite=True).train()
+    assert [r["step"] for r in _rows(tmp_path / "run" / "metrics.jsonl")] == [1]

@@ -54,6 +54,9 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
     if spec == "synthetic":
         from r1kit.data import synthetic
         return synthetic.test_set(limit or 200)
+    if spec == "synthetic_code":
+        from r1kit.data import synthetic
+        return synthetic.code_test_set(limit or 200)
     if spec in BENCHMARKS:
         folder = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
         path = folder / BENCHMARKS[spec]
@@ -64,7 +67,7 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
     else:
         path = Path(spec)
         if path.suffix.lower() not in (".jsonl", ".json", ".parquet") and not path.exists():
-            known = ", ".join(["synthetic", *BENCHMARKS])
+            known = ", ".join(["synthetic", "synthetic_code", *BENCHMARKS])
             raise DataError(f"unknown problem set {spec!r}: give one of {known} "
                             "or a .jsonl/.json/.parquet path")
     rows = read_rows(path)

@@ -121,6 +121,43 @@ def generate_examples(n: int, seed: int, cfg: SyntheticConfig = SyntheticConfig(
     return examples
 
 
+CODE_STYLES = ("expression", "value", "steps")
+
+
+def to_code_example(ex: dict, rng: random.Random,
+                    style_weights: tuple[float, float, float] = (0.3, 0.4, 0.3)) -> dict:
+    """The code version of an arithmetic example: write a program that prints the chain's value.
+
+    Graded by running the program in the sandbox against a stdin/stdout case (``tests``). Styles:
+    ``expression`` prints the expression itself (Python computes it: always right when copied),
+    ``value`` prints a guessed value, ``steps`` reasons step by step, then prints the value.
+    """
+    expr = ex["problem"].removeprefix("Compute ")
+    style = rng.choices(CODE_STYLES, weights=style_weights)[0]
+    if style == "expression":
+        thought, program = "Python can compute it.", f"print({expr})"
+    elif style == "value":
+        thought, program = rng.choice(DIRECT_THOUGHTS), f"print({ex['answer']})"
+    else:
+        thought = ex["solution"].split("<think>")[1].split("</think>")[0].strip()
+        if "=" not in thought:  # a direct arithmetic answer has no steps to reuse
+            thought = "I will compute it."
+        program = f"print({ex['answer']})"
+    return {
+        "id": ex["id"].replace("synthetic-", "synthetic-code-"),
+        "problem": f"Write a Python program that prints {expr}",
+        "answer": ex["answer"],
+        "tests": [{"input": "", "output": ex["answer"]}],
+        "style": style,
+        "solution": f" <think> {thought} </think> <answer> {program} </answer>",
+    }
+
+
+def code_set(examples: list[dict], seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [to_code_example(ex, rng) for ex in examples]
+
+
 TRAIN_SEED, TEST_SEED, TEST_POOL = 1234, 98765, 1000
 
 
@@ -135,3 +172,12 @@ def train_set(n: int, seed: int = TRAIN_SEED, cfg: SyntheticConfig = SyntheticCo
     """Training prompts/corpus, never sharing a problem with the held-out pool."""
     held_out = {ex["problem"] for ex in test_set(TEST_POOL)}
     return generate_examples(n, seed, cfg, exclude=held_out, id_prefix="synthetic-train")
+
+
+def code_test_set(n: int = 200) -> list[dict]:
+    """Held-out code task: the held-out arithmetic problems as "write a program that prints ..."."""
+    return code_set(test_set(n), TEST_SEED)
+
+
+def code_train_set(n: int, seed: int = TRAIN_SEED) -> list[dict]:
+    return code_set(train_set(n, seed + 7), seed)

@@ -84,7 +84,8 @@ def grade_code_samples(problems: Sequence[dict], completions_per_problem: Sequen
 
     Returns :func:`~r1kit.eval.metrics.summarize`'s results (``pass@1`` over the k samples,
     unbiased ``pass@k``, ``accuracy``...) plus ``outcomes`` (count of each test outcome:
-    ``passed``, ``failed``, ``timeout``, ``no_program``...) and ``per_problem``
+    ``passed``, ``failed``, ``timeout``, ``no_program``...), ``correct`` (the per-sample flags,
+    problem by problem) and ``per_problem``
     (``{"id", "n_samples", "n_correct"}`` each). All runs go through ``pool`` (default: a pool
     with one worker per CPU, closed afterwards).
     """
@@ -118,6 +119,7 @@ def grade_code_samples(problems: Sequence[dict], completions_per_problem: Sequen
             flags.append(report.all_passed)
         correct.append(flags)
     summary = summarize(correct)
+    summary["correct"] = correct
     summary["outcomes"] = dict(outcomes)
     summary["per_problem"] = [{"id": p.get("id"), "n_samples": len(c), "n_correct": sum(c)}
                               for p, c in zip(problems, correct)]
@@ -147,6 +149,7 @@ def evaluate_code(model, tokenizer, problems: list[dict], cfg, progress: bool = 
         for i in range(len(chunk)):
             completions.append([_cut_stop(r.text) for r in rollouts[i * cfg.k: (i + 1) * cfg.k]])
     results = grade_code_samples(problems, completions)
+    results.pop("correct")
     samples = [{"id": p["id"], "sample": j, "response": c}
                for p, cs in zip(problems, completions) for j, c in enumerate(cs)]
     return samples, results

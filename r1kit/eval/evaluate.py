@@ -51,6 +51,30 @@ def has_reflection(text: str, phrases) -> bool:
     return any(re.search(rf"\b{re.escape(p.lower())}\b", lowered) for p in phrases)
 
 
+def grade_math(samples: list[dict], problems: list[dict], k: int) -> None:
+    """Extract each final answer and compare it with the reference by mathematical equivalence."""
+    by_id = {p["id"]: p for p in problems}
+    for s in samples:
+        s["extracted"] = extract_answer(s["response"])
+        s["correct"] = s["extracted"] is not None and answers_equivalent(s["extracted"], by_id[s["id"]]["answer"])
+
+
+def grade_code(samples: list[dict], problems: list[dict], k: int) -> None:
+    """Run each program against the problem's tests in the sandbox; correct = all tests pass."""
+    from r1kit.eval.code import grade_code_samples
+    from r1kit.rewards.code import extract_program
+
+    flags = grade_code_samples(problems, [[s["response"] for s in samples[i * k:(i + 1) * k]]
+                                          for i in range(len(problems))])["correct"]
+    for s, correct in zip(samples, (f for row in flags for f in row)):
+        s["extracted"], s["correct"] = extract_program(s["response"]), bool(correct)
+
+
+def grader_for(problems: list[dict]):
+    """Code problems carry tests (``tests`` cases or a ``test`` program); the rest are math."""
+    return grade_code if problems and ("tests" in problems[0] or "test" in problems[0]) else grade_math
+
+
 def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: bool = True):
     """Sample, grade and summarise. Returns ``(samples, results)``."""
     problems = problems[: cfg.limit] if cfg.limit else problems
@@ -63,31 +87,30 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: 
                                 max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + lo)
         for r in sample(model, tokenizer, prompts, params):
             ex = chunk[r.prompt_index]
-            extracted = extract_answer(r.text)
-            correct = extracted is not None and answers_equivalent(extracted, ex["answer"])
             samples.append({
                 "id": ex["id"], "sample": len(samples) % cfg.k, "response": r.text,
-                "extracted": extracted, "correct": bool(correct), "num_tokens": len(r.token_ids),
-                "finish_reason": r.finish_reason,
+                "num_tokens": len(r.token_ids), "finish_reason": r.finish_reason,
                 "format": REWARD_FUNCS["format"](r.text, ex) if cfg.template == "r1_zero" else None,
                 "reflection": has_reflection(r.text, cfg.reflection_phrases),
             })
         bar.update(len(chunk) * cfg.k)
     bar.close()
-    results = summarize_samples(samples, problems, cfg.k)
+    grader = grader_for(problems)
+    grader(samples, problems, cfg.k)
+    results = summarize_samples(samples, problems, cfg.k, votes=grader is grade_math)
     results["seconds"] = round(time.time() - start, 2)
     return samples, results
 
 
-def summarize_samples(samples: list[dict], problems: list[dict], k: int) -> dict:
-    """pass@1, cons@k, pass@k plus mean length, format and reflection rates."""
+def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: bool = True) -> dict:
+    """pass@1, pass@k (and cons@k when answers can vote) plus mean length, format, reflection."""
     by_id: dict[str, list[dict]] = {}
     for s in samples:
         by_id.setdefault(s["id"], []).append(s)
     ordered = [by_id[p["id"]] for p in problems]
     results = summarize([[s["correct"] for s in g] for g in ordered],
-                        [[s["extracted"] for s in g] for g in ordered],
-                        [p["answer"] for p in problems])
+                        [[s["extracted"] for s in g] for g in ordered] if votes else None,
+                        [p["answer"] for p in problems] if votes else None)
     n = len(samples)
     results["k"] = k
     results["mean_length"] = sum(s["num_tokens"] for s in samples) / n

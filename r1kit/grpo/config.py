@@ -76,7 +76,7 @@ class PeriodicEvalConfig:
     """Held-out evaluation during training with the paper's protocol.
 
     every: evaluate every N steps (and before the first and after the last); 0 disables.
-    data: benchmark name, ``synthetic`` or a file. limit: first N problems. k: samples per problem.
+    data: benchmark name, ``synthetic``, ``synthetic_code`` or a file. limit: first N problems. k: samples per problem.
     temperature/top_p: 0.6 / 0.95 as in the paper. max_new_tokens: completion cap.
     """
 
@@ -94,8 +94,10 @@ class ZeroConfig:
     """An R1-Zero run: GRPO with rule-based rewards straight on a base model.
 
     model: HF folder, hub id, or ``tiny`` (the embedded base). dtype: ``float32`` or ``bfloat16``.
-    data: training prompts: ``synthetic`` (r1kit's task), a benchmark name or a JSONL/Parquet file
-        with ``problem`` and ``answer``. train_size: prompts drawn for ``synthetic``.
+    data: training prompts: ``synthetic`` (r1kit's arithmetic task), ``synthetic_code`` (the same
+        problems as "write a program that prints ...", graded in the sandbox by the ``code``
+        reward), a benchmark name or a JSONL/Parquet file with ``problem`` and ``answer`` (and
+        ``tests`` or ``test`` for code). train_size: prompts drawn for the synthetic tasks.
     data_dir: where benchmark names are resolved (default: ``../shared/data`` or $R1KIT_DATA_DIR).
     template: prompt template (``r1_zero``, ``chat``, ``plain``).
     rewards: reward name -> weight; the step's reward is the weighted sum.

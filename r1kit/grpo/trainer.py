@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,7 @@ def pack_batch(groups: list[Group], pad_id: int, mask_truncated: bool):
 class GRPOTrainer:
     """Runs an R1-Zero GRPO job described by a ``ZeroConfig``."""
 
-    def __init__(self, cfg: ZeroConfig, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: ZeroConfig, resume: bool = False, progress: bool = True, overwrite: bool = False):
         self.cfg, self.progress = cfg, progress
         self.out = Path(cfg.out)
         for name in [*cfg.rewards, cfg.accuracy_reward]:
@@ -119,6 +120,7 @@ class GRPOTrainer:
         self.stats = RewardStats()
         self.step = 0
         start = latest_checkpoint(self.out) if resume else None
+        self._check_fresh_run_dir(resume, overwrite)
         self.policy = load_model(str(start) if start else self.model_path, cfg.dtype)
         self.reference = load_model(self.model_path, cfg.dtype) if cfg.grpo.beta > 0 else None
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.optim.lr,
@@ -134,10 +136,25 @@ class GRPOTrainer:
         self.writer = self._tensorboard()
 
     # ---- setup -------------------------------------------------------------------------------
+    def _check_fresh_run_dir(self, resume: bool, overwrite: bool) -> None:
+        """A new run never appends to, or silently replaces, an earlier run's records."""
+        earlier = [p for p in ("metrics.jsonl", "eval.jsonl", "summary.json") if (self.out / p).exists()]
+        earlier += [p.name for p in self.out.glob("checkpoint-*")]
+        if resume or not earlier:
+            return
+        if not overwrite:
+            raise ConfigError(f"{self.out} already holds a run ({', '.join(sorted(earlier))}); "
+                              "pass --resume to continue it, --overwrite to replace it, or another --out")
+        for name in earlier:
+            path = self.out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
     def _train_problems(self) -> list[dict]:
+        from r1kit.data import synthetic
         if self.cfg.data == "synthetic":
-            from r1kit.data.synthetic import train_set
-            return train_set(self.cfg.train_size, seed=1234 + self.cfg.seed)
+            return synthetic.train_set(self.cfg.train_size, seed=synthetic.TRAIN_SEED + self.cfg.seed)
+        if self.cfg.data == "synthetic_code":
+            return synthetic.code_train_set(self.cfg.train_size, seed=synthetic.TRAIN_SEED + self.cfg.seed)
         return load_problems(self.cfg.data, self.cfg.data_dir)
 
     def _lr_factor(self, step: int) -> float:
@@ -324,8 +341,10 @@ class GRPOTrainer:
                             len=f"{metrics['response_length/mean']:.0f}", refresh=False)
             if c.eval.every and (self.step % c.eval.every == 0 or self.step == c.steps):
                 last_eval = self.run_eval()
+                cons = last_eval.get(f"cons@{c.eval.k}")
                 bar.write(f"step {self.step}: eval pass@1 {last_eval['pass@1']:.3f} "
-                          f"cons@{c.eval.k} {last_eval[f'cons@{c.eval.k}']:.3f} length {last_eval['mean_length']:.1f}")
+                          + (f"cons@{c.eval.k} {cons:.3f} " if cons is not None else "")
+                          + f"length {last_eval['mean_length']:.1f}")
             if (c.checkpoint_every and self.step % c.checkpoint_every == 0) or self.step == c.steps:
                 self._save()
         bar.close()

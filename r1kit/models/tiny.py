@@ -45,6 +45,8 @@ class TinyModelConfig:
         documents use the task's default mix (more step-by-step), so the model *can* reason step by
         step but, under the R1-Zero template, mostly answers directly: the latent ability that RL
         has to elicit.
+    code_fraction: share of documents from the synthetic code task (``print(...)`` answers), so
+        that ``r1kit zero data=synthetic_code`` has a base to start from.
     steps/batch_size/lr/warmup: the pre-training run (AdamW, cosine decay to 10%).
     block_size: tokens per packed training row (documents are concatenated, EOS-separated).
     seed: seeds the corpus draw, the initialisation and the batch order.
@@ -59,6 +61,7 @@ class TinyModelConfig:
     corpus_size: int = 40000
     template_fraction: float = 0.3
     template_style_weights: tuple[float, float, float] = (0.8, 0.15, 0.05)
+    code_fraction: float = 0.1
     steps: int = 1500
     batch_size: int = 16
     block_size: int = 128
@@ -69,12 +72,17 @@ class TinyModelConfig:
 
 def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     """Pre-training documents: a prompt (full R1-Zero template or its short tail) + one completion."""
-    n_full = int(cfg.corpus_size * cfg.template_fraction)
+    n_code = int(cfg.corpus_size * cfg.code_fraction)
+    n_full = int((cfg.corpus_size - n_code) * cfg.template_fraction)
     seed = synthetic.TRAIN_SEED + cfg.seed
     full = synthetic.train_set(n_full, seed, synthetic.SyntheticConfig(style_weights=cfg.template_style_weights))
-    short = synthetic.train_set(cfg.corpus_size - n_full, seed + 1)
+    short = synthetic.train_set(cfg.corpus_size - n_code - n_full, seed + 1)
+    code = synthetic.code_train_set(n_code, seed + 2)
+    rng = random.Random(cfg.seed)
     docs = [r1_zero_prompt(ex["problem"]) + ex["solution"] for ex in full]
     docs += [f"User: {ex['problem']}. Assistant:" + ex["solution"] for ex in short]
+    docs += [(r1_zero_prompt(ex["problem"]) if rng.random() < cfg.template_fraction
+              else f"User: {ex['problem']}. Assistant:") + ex["solution"] for ex in code]
     random.Random(cfg.seed).shuffle(docs)
     return docs
 
