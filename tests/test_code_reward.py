@@ -162,3 +162,12 @@ def test_registered_and_failures_are_counted():
     assert stats.total("code") == 2
     with pytest.raises(ValueError, match="code_reward_mode"):
         code_reward(fenced("x = 1"), {**ADD_EXAMPLE, "code_reward_mode": "most"})
+
+
+def test_answer_block_with_spaces_around_the_program_runs():
+    from r1kit.rewards.code import code_reward, extract_program
+    completion = " <think> Python can compute it. </think> <answer> print(7 + 5 - 3) </answer>"
+    assert extract_program(completion) == "print(7 + 5 - 3)"
+    example = {"id": "a", "problem": "p", "answer": "9", "tests": [{"input": "", "output": "9"}]}
+    assert code_reward(completion, example) == 1.0
+    assert code_reward(completion.replace("- 3", "- 4"), example) == 0.0

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 import secrets
 import threading
 from collections import Counter
@@ -65,7 +66,8 @@ _PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
 
 def extract_program(completion: str) -> str | None:
     """The program in ``completion``: last complete Python (or untagged) fenced block, else the
-    last ``<answer>`` block, else None. Empty content gives None."""
+    last ``<answer>`` block, else None. Empty content gives None. The program is dedented, so
+    ``<answer> print(9) </answer>`` (spaces around the tags' content) runs as ``print(9)``."""
     blocks = [body for tag, body in _FENCE.findall(completion) if tag.lower() in _PYTHON_TAGS]
     if blocks:
         program = blocks[-1]
@@ -74,8 +76,8 @@ def extract_program(completion: str) -> str | None:
         if not answers:
             return None
         program = answers[-1]
-    program = program.strip("\n")
-    return program if program.strip() else None
+    program = textwrap.dedent(program.strip("\n")).strip()
+    return program or None
 
 
 # The harness of assert-style tests; it reads the nonce, then runs solution.py and tests.json.
