@@ -52,14 +52,19 @@ class PromptStream:
 
     def __init__(self, problems: list[dict], seed: int, position: int = 0):
         self.problems, self.seed, self.position = problems, seed, position
+        self._epoch, self._order = -1, []
+
+    def _order_of(self, epoch: int) -> list[int]:
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, list(range(len(self.problems)))
+            random.Random(self.seed * 1_000_003 + epoch).shuffle(self._order)
+        return self._order
 
     def take(self, n: int) -> list[dict]:
         out = []
         for _ in range(n):
             epoch, index = divmod(self.position, len(self.problems))
-            order = list(range(len(self.problems)))
-            random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
-            out.append(self.problems[order[index]])
+            out.append(self.problems[self._order_of(epoch)[index]])
             self.position += 1
         return out
 
@@ -240,14 +245,14 @@ class GRPOTrainer:
         mbs = range(0, n, g.micro_batch_size)
         totals = {"seqs": n, "tokens": loss_mask.sum().clamp(min=1)}
 
-        old_logp = ref_logp = None
-        with torch.no_grad():
-            if g.mu > 1:  # with one pass the old policy is the current one: ratio = 1 exactly
-                old_logp = torch.cat([token_logprobs(self.policy, input_ids[i:i + g.micro_batch_size],
-                                                     attention[i:i + g.micro_batch_size]) for i in mbs])
-            if self.reference is not None:
-                ref_logp = torch.cat([token_logprobs(self.reference, input_ids[i:i + g.micro_batch_size],
-                                                     attention[i:i + g.micro_batch_size]) for i in mbs])
+        def frozen_logprobs(model):
+            with torch.no_grad():
+                return torch.cat([token_logprobs(model, input_ids[i:i + g.micro_batch_size],
+                                                 attention[i:i + g.micro_batch_size]) for i in mbs])
+
+        # with one pass the old policy is the current one (ratio = 1 exactly): no extra forward
+        old_logp = frozen_logprobs(self.policy) if g.mu > 1 else None
+        ref_logp = frozen_logprobs(self.reference) if self.reference is not None else None
 
         self.policy.train()
         stats = {"kl": [], "clip_frac": [], "entropy": [], "grad_norm": [], "loss": []}
