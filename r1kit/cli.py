@@ -79,17 +79,16 @@ def cmd_eval(args) -> None:
     from r1kit.eval.evaluate import EvalConfig, evaluate, write_eval
     from r1kit.models import load_model, load_tokenizer
 
-    code = args.data == "humaneval"
-    if code:
-        from r1kit.eval.code import evaluate_code, load_humaneval
-        problems = load_humaneval()[: args.limit] if args.limit else load_humaneval()
-    else:
-        problems = load_problems(args.data, args.data_dir, args.limit)
+    from r1kit.eval.code import evaluate_code
+
+    problems = load_problems(args.data, args.data_dir, args.limit)
     cfg = EvalConfig(k=args.k, temperature=args.temperature, top_p=args.top_p,
                      max_new_tokens=args.max_new_tokens, template=args.template,
                      batch_size=args.batch_size, seed=args.seed)
     model, tokenizer = load_model(args.model, args.dtype), load_tokenizer(args.model)
-    samples, results = (evaluate_code if code else evaluate)(model, tokenizer, problems, cfg)
+    # HumanEval prompts are function headers to continue, not questions for a template
+    run = evaluate_code if args.data == "humaneval" else evaluate
+    samples, results = run(model, tokenizer, problems, cfg)
     results.update({"model": args.model, "data": args.data, "temperature": args.temperature,
                     "top_p": args.top_p, "max_new_tokens": args.max_new_tokens})
     write_eval(args.out, samples, results)

