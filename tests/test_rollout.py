@@ -1,4 +1,5 @@
 """The rollout sampler: greedy equals HF generate; sampled log-probs equal a teacher-forced pass."""
+import pytest
 import torch
 
 from r1kit.prompts import r1_zero_prompt
@@ -56,3 +57,54 @@ def test_filter_logits_top_p_and_top_k():
     assert kept.tolist() == [[True, True, True, False]]
     kept = torch.isfinite(filter_logits(logits, top_p=0.1, top_k=0))
     assert kept.tolist() == [[True, False, False, False]]  # the top token always stays
+
+
+def _random_model(kind: str):
+    """A randomly initialised decoder (peaked logits so that greedy ties cannot happen)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=388, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  initializer_range=0.3, pad_token_id=0)
+    cfg = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig}[kind](**common)
+    if kind == "mistral":
+        cfg.sliding_window = 4096  # not a plain full-attention cache: the sampler falls back to HF's
+    return AutoModelForCausalLM.from_config(cfg).eval()
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])
+def test_random_decoders_greedy_equals_hf_generate_and_logprobs_equal_teacher_forcing(tiny, kind):
+    from r1kit.rollout.cache import supports_preallocated_cache
+
+    _, tok = tiny  # its ids all fit the random model's vocabulary
+    model = _random_model(kind)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    assert supports_preallocated_cache(model) == (kind != "mistral")
+    prompts = [r1_zero_prompt(p) for p in PROBLEMS]
+    ours = sample(model, tok, prompts, SamplingParams(temperature=0, max_new_tokens=40))
+    for prompt, r in zip(prompts, ours):
+        enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+        ref = model.generate(**enc, do_sample=False, max_new_tokens=40, pad_token_id=tok.eos_token_id)
+        assert r.token_ids == ref[0, enc["input_ids"].shape[1]:].tolist()
+    rollouts = sample(model, tok, prompts, SamplingParams(n=4, temperature=1.0, max_new_tokens=30, seed=3))
+    for r in rollouts:
+        prompt_ids = tok(prompts[r.prompt_index], add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt_ids + r.token_ids])).logits[0, len(prompt_ids) - 1:-1]
+        expected = logits.float().log_softmax(-1).gather(-1, torch.tensor(r.token_ids)[:, None]).squeeze(-1)
+        assert torch.allclose(torch.tensor(r.logprobs), expected, atol=1e-4)
+
+
+def test_rows_finishing_at_different_steps_keep_their_own_tokens(tiny):
+    """Batch compaction must not mix rows up: every completion equals its prompt sampled alone."""
+    _, tok = tiny
+    model = _random_model("llama")
+    prompts = [r1_zero_prompt(p) for p in PROBLEMS + ["Compute 8 - 3", "Compute 2 + 2 + 2", "Compute 7"]]
+    params = SamplingParams(temperature=0, max_new_tokens=40, stop=["a"])
+    together = sample(model, tok, prompts, params, compact_fraction=0.01)
+    assert len({len(r.token_ids) for r in together}) > 2  # they do end at different steps
+    assert {r.finish_reason for r in together} >= {"stop"}
+    for r in together:
+        alone = sample(model, tok, [prompts[r.prompt_index]], params)[0]
+        assert (r.token_ids, r.finish_reason, r.text) == (alone.token_ids, alone.finish_reason, alone.text)

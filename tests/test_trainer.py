@@ -45,7 +45,7 @@ def test_beta_zero_loads_no_reference_and_logs_every_step(tmp_path):
     ["grpo.beta=0.04", "grpo.mu=2", "grpo.loss_agg=token-mean"],
     ["grpo.dynamic_sampling=true", "grpo.advantage_scale=none", "grpo.loss_agg=seq-mean-token-sum-norm",
      "grpo.eps_high=0.28", "grpo.overlong=soft", "grpo.overlong_buffer=8"],
-    ["grpo.overlong=mask", "rollout.max_new_tokens=8", "grpo.micro_batch_size=3"],
+    ["grpo.overlong=mask", "rollout.max_new_tokens=8", "grpo.micro_batch_tokens=40"],
 ])
 def test_variants_run(tmp_path, extra):
     trainer = GRPOTrainer(_cfg(tmp_path, "steps=1", "eval.every=0", *extra), progress=False)

@@ -75,3 +75,26 @@ def truncate_jsonl_after(path: Path, step: int) -> None:
         if row.get("step", 0) <= step:
             kept.append(line)
     path.write_text("".join(line + "\n" for line in kept))
+
+
+def check_fresh_run_dir(run_dir: Path, records: list[str], resume: bool, overwrite: bool,
+                        command: str = "run") -> None:
+    """A new run never appends to, or silently replaces, an earlier run's records.
+
+    ``records`` are the names (files or folders) a run writes in ``run_dir``; ``checkpoint-*``
+    folders always count. If any exists and neither ``resume`` nor ``overwrite`` is set, raise a
+    ``ConfigError`` naming them; with ``overwrite`` they are deleted.
+    """
+    from r1kit.config import ConfigError
+
+    run_dir = Path(run_dir)
+    earlier = [name for name in records if (run_dir / name).exists()]
+    earlier += [p.name for p in run_dir.glob("checkpoint-*")]
+    if resume or not earlier:
+        return
+    if not overwrite:
+        raise ConfigError(f"{run_dir} already holds a {command} ({', '.join(sorted(earlier))}); "
+                          "pass --resume to continue it, --overwrite to replace it, or another --out")
+    for name in earlier:
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -25,7 +25,9 @@ class GRPOConfig:
     overlong: ``none``; ``mask`` excludes truncated completions from the loss; ``soft`` adds DAPO's
         linear length penalty over the last ``overlong_buffer`` tokens.
     overlong_buffer: tokens of the soft-penalty ramp.
-    micro_batch_size: sequences per forward/backward (gradients are accumulated).
+    micro_batch_tokens: padded tokens per forward/backward (whole groups; gradients are accumulated).
+        Each group's prompt is run once for its G completions, so a group costs about
+        prompt_len + G * completion_len tokens.
     """
 
     group_size: int = 8
@@ -40,7 +42,7 @@ class GRPOConfig:
     max_refill_rounds: int = 3
     overlong: Literal["none", "mask", "soft"] = "none"
     overlong_buffer: int = 16
-    micro_batch_size: int = 64
+    micro_batch_tokens: int = 16384
 
 
 @dataclass

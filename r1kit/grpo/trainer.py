@@ -25,6 +25,7 @@ from r1kit.grpo import core
 from r1kit.grpo.checkpoint import (latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
                                    set_rng_state, truncate_jsonl_after)
 from r1kit.grpo.config import ZeroConfig
+from r1kit.grpo.logprobs import completion_logprobs, make_group_batch, split_by_tokens
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, get_reward, score
@@ -69,36 +70,19 @@ class PromptStream:
         return out
 
 
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   with_entropy: bool = False, chunk_rows: int = 16):
-    """Log-prob of each next token, [B, L-1] (and its entropy), with the log-softmax in row chunks."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-    targets = input_ids[:, 1:]
-    logps, entropies = [], []
-    for lo in range(0, logits.size(0), chunk_rows):
-        logp_all = logits[lo: lo + chunk_rows].float().log_softmax(-1)
-        logps.append(logp_all.gather(-1, targets[lo: lo + chunk_rows, :, None]).squeeze(-1))
-        if with_entropy:
-            with torch.no_grad():
-                entropies.append(-(logp_all.exp() * logp_all).sum(-1))
-    logp = torch.cat(logps)
-    return (logp, torch.cat(entropies)) if with_entropy else logp
-
-
-def pack_batch(groups: list[Group], pad_id: int, mask_truncated: bool):
-    """Right-padded prompt+completion rows and a mask over the completion tokens (targets)."""
-    rows = [(g.prompt_ids, r) for g in groups for r in g.rollouts]
-    width = max(len(p) + len(r.token_ids) for p, r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    loss_mask = torch.zeros((len(rows), width - 1))
-    for i, (prompt, r) in enumerate(rows):
-        seq = prompt + r.token_ids
-        input_ids[i, : len(seq)] = torch.tensor(seq)
-        attention[i, : len(seq)] = 1
-        if not (mask_truncated and r.truncated):
-            loss_mask[i, len(prompt) - 1: len(seq) - 1] = 1
-    return input_ids, attention, loss_mask
+def micro_batches(groups: list[Group], pad_id: int, token_budget: int, mask_truncated: bool):
+    """Split a step's groups into ``GroupBatch`` micro-batches of about ``token_budget`` padded
+    tokens; yields (batch, row indices into the step's G-row order, loss mask)."""
+    g = len(groups[0].rollouts)
+    lengths = [[len(r.token_ids) for r in grp.rollouts] for grp in groups]
+    for members in split_by_tokens([len(grp.prompt_ids) for grp in groups], lengths, token_budget):
+        rollouts = [r for i in members for r in groups[i].rollouts]
+        batch = make_group_batch([groups[i].prompt_ids for i in members], [r.token_ids for r in rollouts], g, pad_id)
+        loss_mask = batch.completion_mask.float()
+        if mask_truncated:
+            loss_mask[torch.tensor([r.truncated for r in rollouts])] = 0.0
+        rows = torch.tensor([i * g + j for i in members for j in range(g)])
+        yield batch, rows, loss_mask
 
 
 class GRPOTrainer:
@@ -239,16 +223,13 @@ class GRPOTrainer:
         c, g = self.cfg, self.cfg.grpo
         rewards = torch.tensor([r for grp in groups for r in grp.rewards])
         advantages = core.group_advantages(rewards, g.group_size, g.advantage_scale)
-        pad = self.tokenizer.pad_token_id
-        input_ids, attention, loss_mask = pack_batch(groups, pad, g.overlong == "mask")
-        n = input_ids.size(0)
-        mbs = range(0, n, g.micro_batch_size)
-        totals = {"seqs": n, "tokens": loss_mask.sum().clamp(min=1)}
+        mbs = list(micro_batches(groups, self.tokenizer.pad_token_id, g.micro_batch_tokens, g.overlong == "mask"))
+        totals = {"seqs": len(rewards), "tokens": sum(m.sum() for _, _, m in mbs).clamp(min=1)}
+        temperature = c.rollout.temperature if c.rollout.temperature > 0 else 1.0
 
         def frozen_logprobs(model):
             with torch.no_grad():
-                return torch.cat([token_logprobs(model, input_ids[i:i + g.micro_batch_size],
-                                                 attention[i:i + g.micro_batch_size]) for i in mbs])
+                return [completion_logprobs(model, batch, temperature)[0] for batch, _, _ in mbs]
 
         # with one pass the old policy is the current one (ratio = 1 exactly): no extra forward
         old_logp = frozen_logprobs(self.policy) if g.mu > 1 else None
@@ -259,19 +240,16 @@ class GRPOTrainer:
         for _ in range(g.mu):
             self.optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for i in mbs:
-                sl = slice(i, i + g.micro_batch_size)
-                logp, entropy = token_logprobs(self.policy, input_ids[sl], attention[sl], with_entropy=True)
-                old = old_logp[sl] if old_logp is not None else logp.detach()
-                ref = ref_logp[sl] if ref_logp is not None else None
+            for k, (batch, rows, loss_mask) in enumerate(mbs):
+                logp, entropy = completion_logprobs(self.policy, batch, temperature)
                 loss, mb_stats = core.grpo_loss(
-                    logp, old, ref, advantages[sl], loss_mask[sl], eps_low=g.eps_low, eps_high=g.eps_high,
-                    beta=g.beta, agg=g.loss_agg, max_len=c.rollout.max_new_tokens,
-                    num_seqs=totals["seqs"], num_tokens=totals["tokens"])
+                    logp, old_logp[k] if old_logp else logp.detach(), ref_logp[k] if ref_logp else None,
+                    advantages[rows], loss_mask, eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta,
+                    agg=g.loss_agg, max_len=c.rollout.max_new_tokens, num_seqs=totals["seqs"],
+                    num_tokens=totals["tokens"])
                 loss.backward()
                 step_loss += loss.item()
-                m = loss_mask[sl]
-                stats["entropy"].append(((entropy * m).sum() / m.sum().clamp(min=1)).item())
+                stats["entropy"].append(((entropy * loss_mask).sum() / loss_mask.sum().clamp(min=1)).item())
                 for key in ("kl", "clip_frac"):
                     if key in mb_stats:
                         stats[key].append(mb_stats[key])

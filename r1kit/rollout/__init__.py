@@ -1,8 +1,10 @@
 """Rollout: batched sampling from a Hugging Face causal LM with the log-probs of what was sampled.
 
-One interface, ``sample``, serves the trainer, ``eval`` and (later) rejection sampling. Each
-prompt is prefilled once and its KV cache repeated for its ``n`` samples; finished sequences are
-dropped from the batch so that the decode loop only pays for live rows.
+One interface, ``sample``, serves the trainer, ``eval``, rejection sampling and distillation.
+Each prompt is prefilled once (logits of its last position only) and its KV cache repeated for its
+``n`` samples; the cache is allocated once and written in place (``rollout.cache``); finished
+sequences are dropped from the batch so that the decode loop pays for live rows only; per-step
+bookkeeping is tensor work, with Python touching only the rows that end.
 
 Log-probs are those of the policy the trainer optimises: ``log softmax(logits / temperature)``
 over the full vocabulary (top-p/top-k only restrict what is drawn, as in TRL and veRL).
@@ -14,6 +16,8 @@ from functools import lru_cache
 from dataclasses import dataclass, field
 
 import torch
+
+from r1kit.rollout.cache import preallocated_cache, supports_preallocated_cache
 
 
 @dataclass
@@ -76,83 +80,131 @@ def _tokenize_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torc
     return input_ids, mask
 
 
-def _stop_hit(tokenizer, token_ids: list[int], stop: list[str]) -> bool:
-    if not stop:
-        return False
-    tail = tokenizer.decode(token_ids[-8:])
-    return any(s in tail for s in stop)
-
-
 @lru_cache(maxsize=None)
-def _cache_kwarg(model_class: type) -> str:
-    """transformers >= 5.24 names the KV-cache argument ``cache``, older versions ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+def forward_kwargs(model_class: type) -> tuple[str, bool]:
+    """The KV-cache argument's name (``cache`` from transformers 5.24, ``past_key_values`` before)
+    and whether the model takes ``logits_to_keep``."""
+    params = inspect.signature(model_class.forward).parameters
+    return ("cache" if "cache" in params else "past_key_values"), "logits_to_keep" in params
 
 
-def _forward(model, cache=None, **inputs):
-    """One forward with a KV cache; returns the last position's logits and the updated cache."""
-    kwargs = {_cache_kwarg(type(model)): cache} if cache is not None else {}
-    out = model(**inputs, use_cache=True, **kwargs)
+def _forward(model, cache, **inputs):
+    """One forward with a KV cache; returns the last position's logits (fp32) and the cache."""
+    cache_arg, keeps = forward_kwargs(type(model))
+    extra = {"logits_to_keep": 1} if keeps else {}
+    out = model(**inputs, use_cache=True, **{cache_arg: cache}, **extra)
     new_cache = getattr(out, "cache", None)
     return out.logits[:, -1].float(), new_cache if new_cache is not None else out.past_key_values
 
 
+@lru_cache(maxsize=16)
+def _stop_triggers(tokenizer, stop: tuple[str, ...], vocab_size: int) -> torch.Tensor:
+    """Token ids after which a stop string may have completed: their text holds a stop string's last
+    character (or a partial multi-byte character, or whitespace when a stop string ends in it)."""
+    lasts = {s[-1] for s in stop}
+    spacey = any(c.isspace() for c in lasts)
+    n = min(vocab_size, len(tokenizer))
+    texts = tokenizer.batch_decode([[i] for i in range(n)])
+    trigger = torch.zeros(vocab_size, dtype=torch.bool)
+    for i, text in enumerate(texts):
+        trigger[i] = ("\ufffd" in text or any(c in text for c in lasts)
+                      or (spacey and (not text or any(c.isspace() for c in text))))
+    return trigger
+
+
+class _StopMatcher:
+    """Finds stop strings without decoding every row every step: only rows that sample a trigger
+    token (``_stop_triggers``) have the tail of their completion decoded."""
+
+    def __init__(self, tokenizer, stop: list[str], vocab_size: int, device):
+        self.tokenizer, self.stop = tokenizer, stop
+        self.tail = max((len(s.encode()) for s in stop), default=0) + 1  # every token is >= 1 byte
+        self.trigger = (_stop_triggers(tokenizer, tuple(stop), vocab_size).to(device) if stop
+                        else torch.zeros(vocab_size, dtype=torch.bool, device=device))
+
+    def hits(self, token_ids: list[int]) -> bool:
+        text = self.tokenizer.decode(token_ids[-self.tail:])
+        return any(s in text for s in self.stop)
+
+
+def _draw(logits: torch.Tensor, params: SamplingParams, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next token of every row and its log-prob under softmax(logits / temperature)."""
+    if params.temperature <= 0:
+        chosen = logits.argmax(-1)
+        logprobs_all = logits.log_softmax(-1)
+    else:
+        logprobs_all = (logits / params.temperature).log_softmax(-1)
+        if params.top_p < 1.0 or params.top_k:
+            probs = filter_logits(logprobs_all, params.top_p, params.top_k).softmax(-1)
+        else:
+            probs = logprobs_all.exp()
+        chosen = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return chosen, logprobs_all.gather(-1, chosen[:, None]).squeeze(-1)
+
+
 @torch.no_grad()
-def sample(model, tokenizer, prompts: list[str], params: SamplingParams) -> list[Rollout]:
-    """Sample ``params.n`` completions for every prompt; returns them grouped prompt by prompt."""
+def sample(model, tokenizer, prompts: list[str], params: SamplingParams,
+           compact_fraction: float = 0.125) -> list[Rollout]:
+    """Sample ``params.n`` completions for every prompt; returns them grouped prompt by prompt.
+
+    Finished rows stay in the batch (their outputs ignored) until they are at least
+    ``compact_fraction`` of it; then the batch and its cache are compacted to the live rows.
+    """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)
     generator.manual_seed(params.seed if params.seed is not None else torch.seed() % 2**63)
-    input_ids, mask = _tokenize_prompts(tokenizer, prompts)
-    input_ids, mask = input_ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits, cache = _forward(model, input_ids=input_ids, attention_mask=mask, position_ids=positions)
-    n = params.n
+    input_ids, prompt_mask = _tokenize_prompts(tokenizer, prompts)
+    input_ids, prompt_mask = input_ids.to(device), prompt_mask.to(device)
+    n, width, max_new = params.n, input_ids.size(1), params.max_new_tokens
+    total = len(prompts) * n
+
+    positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    cache = preallocated_cache(model, width + max_new) if supports_preallocated_cache(model) else None
+    logits, cache = _forward(model, cache, input_ids=input_ids, attention_mask=prompt_mask, position_ids=positions)
     cache.batch_repeat_interleave(n)
     logits = logits.repeat_interleave(n, dim=0)
-    mask = mask.repeat_interleave(n, dim=0)
+    # one attention mask for the whole generation: the prompt's, then ones; each step passes a view
+    mask = torch.ones(total, width + max_new, dtype=torch.long, device=device)
+    mask[:, :width] = prompt_mask.repeat_interleave(n, dim=0)
     next_pos = positions[:, -1].repeat_interleave(n) + 1
 
-    total = len(prompts) * n
-    live = torch.arange(total, device=device)  # which original rows the batch rows are
-    tokens: list[list[int]] = [[] for _ in range(total)]
-    logps: list[list[float]] = [[] for _ in range(total)]
+    tokens = torch.zeros(total, max_new, dtype=torch.long, device=device)
+    logps = torch.zeros(total, max_new, device=device)
+    lengths = torch.full((total,), max_new, dtype=torch.long)
     finish = ["length"] * total
-    eos = tokenizer.eos_token_id
-    for step in range(params.max_new_tokens):
-        if params.temperature > 0:
-            scaled = logits / params.temperature
-            logprobs_all = scaled.log_softmax(-1)
-            probs = filter_logits(scaled, params.top_p, params.top_k).softmax(-1)
-            chosen = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        else:
-            logprobs_all = logits.log_softmax(-1)
-            chosen = logits.argmax(-1)
-        chosen_logp = logprobs_all.gather(-1, chosen[:, None]).squeeze(-1)
-        keep = []
-        for row, (orig, tok, lp) in enumerate(zip(live.tolist(), chosen.tolist(), chosen_logp.tolist())):
-            tokens[orig].append(tok)
-            logps[orig].append(lp)
-            if tok == eos:
+    stops = _StopMatcher(tokenizer, params.stop, logits.size(-1), device)
+    rows = torch.arange(total, device=device)  # the original row of every batch row
+    alive = torch.ones(total, dtype=torch.bool, device=device)  # batch rows still generating
+    for step in range(max_new):
+        chosen, chosen_logp = _draw(logits, params, generator)
+        tokens[rows, step] = torch.where(alive, chosen, tokens[rows, step])
+        logps[rows, step] = torch.where(alive, chosen_logp, logps[rows, step])
+        ended = alive & ((chosen == tokenizer.eos_token_id) | stops.trigger[chosen])
+        for b in ended.nonzero().flatten().tolist():
+            orig = int(rows[b])
+            if chosen[b] == tokenizer.eos_token_id:
                 finish[orig] = "eos"
-            elif _stop_hit(tokenizer, tokens[orig], params.stop):
+            elif stops.hits(tokens[orig, : step + 1].tolist()):
                 finish[orig] = "stop"
             else:
-                keep.append(row)
-        if not keep or step == params.max_new_tokens - 1:
+                continue
+            lengths[orig] = step + 1
+            alive[b] = False
+        live_count = int(alive.sum())
+        if live_count == 0 or step == max_new - 1:
             break
-        if len(keep) < len(live):
-            index = torch.tensor(keep, device=device)
-            cache.batch_select_indices(index)
-            live, chosen, mask, next_pos = live[index], chosen[index], mask[index], next_pos[index]
-        mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
-        logits, cache = _forward(model, cache, input_ids=chosen[:, None], attention_mask=mask,
-                                 position_ids=next_pos[:, None])
+        if len(rows) - live_count >= compact_fraction * len(rows):
+            keep = alive.nonzero().flatten()
+            cache.batch_select_indices(keep)
+            rows, chosen, mask, next_pos = rows[keep], chosen[keep], mask[keep], next_pos[keep]
+            alive = alive[keep]
+        logits, cache = _forward(model, cache, input_ids=chosen[:, None],
+                                 attention_mask=mask[:, : width + step + 1], position_ids=next_pos[:, None])
         next_pos = next_pos + 1
 
     rollouts = []
-    for i in range(total):
-        ids = tokens[i]
+    for i, (ids, lps) in enumerate(zip(tokens.tolist(), logps.tolist())):
+        ids, lps = ids[: lengths[i]], lps[: lengths[i]]
         text_ids = ids[:-1] if finish[i] == "eos" else ids
-        rollouts.append(Rollout(i // n, ids, logps[i], tokenizer.decode(text_ids), finish[i]))
+        rollouts.append(Rollout(i // n, ids, lps, tokenizer.decode(text_ids), finish[i]))
     return rollouts
