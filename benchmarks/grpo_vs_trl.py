@@ -53,7 +53,7 @@ def trl_steps(args, problems: list[dict], seed: int) -> list[float]:
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
         config = GRPOConfig(
-            output_dir=out, use_cpu=True, report_to=[], save_strategy="no", logging_steps=1,
+            output_dir=out, use_cpu=True, report_to=[], save_strategy="no", logging_strategy="no",
             per_device_train_batch_size=args.completions, num_generations=args.group_size,
             gradient_accumulation_steps=1, max_completion_length=args.max_new_tokens,
             temperature=1.0, top_p=1.0, top_k=0, beta=args.beta, num_iterations=args.mu,

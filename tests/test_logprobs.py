@@ -90,3 +90,12 @@ def test_micro_batches_respect_the_token_budget_and_cover_every_group_once():
         cost = len(b) * max(prompt_lengths[i] for i in b) + 4 * len(b) * max(max(completion_lengths[i]) for i in b)
         assert cost <= 200 or len(b) == 1
     assert len(split_by_tokens(prompt_lengths, completion_lengths, token_budget=10**9)) == 1
+
+
+def test_a_long_straggler_group_is_padded_alone():
+    prompt_lengths = [100] * 8
+    completion_lengths = [[30] * 8 for _ in range(7)] + [[30] * 7 + [128]]
+    batches = split_by_tokens(prompt_lengths, completion_lengths, token_budget=16384)
+    assert batches == [list(range(7)), [7]]  # 8*128 padded rows would waste ~5,500 tokens
+    same = [[30] * 8 for _ in range(8)]
+    assert split_by_tokens(prompt_lengths, same, token_budget=16384) == [list(range(8))]

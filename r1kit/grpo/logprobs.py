@@ -104,23 +104,33 @@ def make_group_batch(prompts: list[list[int]], completions: list[list[int]], gro
     return GroupBatch(prompt_ids, prompt_mask, completion_ids, completion_mask, group_size)
 
 
-def split_by_tokens(prompt_lengths: list[int], completion_lengths: list[list[int]],
-                    token_budget: int) -> list[list[int]]:
-    """Micro-batches of group indices, each at most ``token_budget`` padded tokens (a single group
-    over the budget gets its own micro-batch). Groups are sorted by their longest completion so
-    that groups of similar length are padded together."""
+def split_by_tokens(prompt_lengths: list[int], completion_lengths: list[list[int]], token_budget: int,
+                    call_overhead: int = 256) -> list[list[int]]:
+    """Micro-batches of group indices that minimise padded tokens + ``call_overhead`` per forward.
+
+    Groups are sorted by their longest completion, so a micro-batch is a contiguous run of that
+    order; a dynamic programme picks the cut points. Every micro-batch holds at most
+    ``token_budget`` padded tokens (a single group over the budget gets one of its own).
+    """
     order = sorted(range(len(prompt_lengths)), key=lambda i: max(completion_lengths[i], default=0))
-    batches, current = [], []
-    for i in order:
-        trial = current + [i]
-        wp = max(prompt_lengths[j] for j in trial)
-        wc = max(max(completion_lengths[j], default=1) for j in trial)
-        cost = len(trial) * wp + sum(len(completion_lengths[j]) for j in trial) * wc
-        if current and cost > token_budget:
-            batches.append(current)
-            trial = [i]
-        current = trial
-    return batches + ([current] if current else [])
+    n = len(order)
+    best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)
+    for end in range(1, n + 1):
+        wp = rows = 0
+        wc = max(max(completion_lengths[order[end - 1]], default=1), 1)  # the longest of the run
+        for start in range(end - 1, -1, -1):
+            wp = max(wp, prompt_lengths[order[start]])
+            rows += len(completion_lengths[order[start]])
+            cost = (end - start) * wp + rows * wc
+            if cost > token_budget and end - start > 1:
+                break
+            if best[start] + cost + call_overhead < best[end]:
+                best[end], cut[end] = best[start] + cost + call_overhead, start
+    batches, end = [], n
+    while end > 0:
+        batches.append(order[cut[end]: end])
+        end = cut[end]
+    return batches[::-1]
 
 
 def _check_head(model):
