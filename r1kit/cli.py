@@ -4,7 +4,12 @@
     r1kit eval   --model M --data D ...    the paper's protocol: pass@1 over K samples, cons@K, pass@k
     r1kit grade  --data D --responses R    grade given responses (no model)
     r1kit zero   [--config Y] [k=v ...]    R1-Zero: GRPO with rule rewards on a base model
+    r1kit sft    --model M --data D        supervised fine-tuning (loss on completions only)
+    r1kit sample --model M --data D --k K  rejection sampling: keep correct, readable samples as SFT data
+    r1kit distill --teacher T --student S  teacher traces -> student SFT -> evaluation
+    r1kit cold-start --data D --out DIR    {problem, reasoning, answer} rows -> readable cold-start SFT data
     r1kit report RUN_DIR                   plots + index.html of a run
+    r1kit import-gguf FILE.gguf --out DIR  a GGUF causal LM -> a plain, trainable HF folder
 """
 from __future__ import annotations
 
@@ -43,6 +48,42 @@ def _add_zero(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. grpo.beta=0.04 steps=50")
 
 
+def _add_run_flags(p, what: str) -> None:
+    """--config, --out, --resume, --overwrite and key=value overrides, as ``r1kit zero`` has them."""
+    p.add_argument("--config", default=None, help="YAML recipe (defaults run without one)")
+    p.add_argument("--out", default=None, help=f"output folder of the {what} (overrides the recipe's 'out')")
+    p.add_argument("--resume", action="store_true", help=f"continue an interrupted {what} in --out")
+    p.add_argument("--overwrite", action="store_true", help=f"replace an earlier {what} in --out")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the config (see its class docstring)")
+
+
+def _add_sft_sample_distill(sub) -> None:
+    p = sub.add_parser("sft", help="supervised fine-tuning on prompt/completion or chat rows (r1kit/sft/config.py)")
+    p.add_argument("--model", default=None, help="HF folder, hub id, 'tiny' or 'tiny-small'")
+    p.add_argument("--data", default=None, help="JSONL/JSON/Parquet, hf:NAME[:SPLIT] or a datasets folder")
+    _add_run_flags(p, "fine-tuning run")
+    p = sub.add_parser("sample", help="rejection sampling: k samples per prompt, keep the correct, readable ones "
+                                      "(r1kit/sampling/config.py)")
+    p.add_argument("--model", default=None, help="the checkpoint to sample from")
+    p.add_argument("--data", default=None, help="'synthetic' (training problems), a benchmark name or a file")
+    p.add_argument("--k", type=int, default=None, help="samples per prompt")
+    p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
+    p.add_argument("--max-per-prompt", type=int, default=None, help="keep at most N samples per prompt (0: all)")
+    p.add_argument("--judge", default=None, help="HF model that grades rows without a rule-verifiable answer")
+    _add_run_flags(p, "sampling run")
+    p = sub.add_parser("distill", help="teacher traces -> student SFT -> evaluation (r1kit/distill/config.py)")
+    p.add_argument("--teacher", default=None, help="the model that writes the traces")
+    p.add_argument("--student", default=None, help="the model fine-tuned on them ('tiny-small', a folder...)")
+    p.add_argument("--data", default=None, help="the teacher's prompts ('synthetic': training problems)")
+    _add_run_flags(p, "distillation")
+    p = sub.add_parser("cold-start", help="format {problem, reasoning, answer} rows in the readable cold-start "
+                                          "layout and drop unreadable ones (r1kit/data/cold_start.py)")
+    p.add_argument("--config", default=None, help="YAML recipe")
+    p.add_argument("--data", default=None, help="JSONL/JSON/Parquet with problem, reasoning, answer")
+    p.add_argument("--out", default=None, help="output folder (sft.jsonl, stats.json)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. template=plain readability.language=zh")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="r1kit", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,6 +92,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output HF folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the builder's)")
+    p.add_argument("--size", default="base", choices=["base", "small"],
+                   help="base: 4 layers, hidden 128 (r1kit/assets/tiny-base); small: 3 layers, hidden 96, "
+                        "the distillation student (r1kit/assets/tiny-small-base)")
     _add_eval(sub)
     p = sub.add_parser("grade", help="grade a JSONL of {id, response} against a data file")
     p.add_argument("--data", required=True, help="data file or benchmark name with id, problem, answer")
@@ -58,17 +102,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--responses", required=True, help="JSONL of {\"id\": ..., \"response\": ...}")
     p.add_argument("--out", required=True)
     _add_zero(sub)
+    _add_sft_sample_distill(sub)
     p = sub.add_parser("report", help="write RUN_DIR/report/ (PNG plots + index.html)")
     p.add_argument("run_dir")
+    p = sub.add_parser("import-gguf", help="convert a GGUF causal LM into a plain, trainable HF folder "
+                                           "(needs: pip install 'r1kit[gguf]')")
+    p.add_argument("gguf_file", help="the .gguf file")
+    p.add_argument("--out", required=True, help="output HF folder (dense safetensors + tokenizer + generation config)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="dtype of the saved weights (float32 keeps the de-quantized values exactly)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     return ap
 
 
 def cmd_base(args) -> None:
     from dataclasses import replace
 
-    from r1kit.models.tiny import TinyModelConfig, build_tiny_base
+    from r1kit.models.tiny import build_tiny_base, tiny_config
 
-    cfg = TinyModelConfig(seed=args.seed)
+    cfg = tiny_config(args.size, seed=args.seed)
     if args.steps:
         cfg = replace(cfg, steps=args.steps)
     build_tiny_base(args.out, cfg)
@@ -116,23 +168,74 @@ def cmd_zero(args) -> None:
         print(f"report: {write_report(cfg.out)}")
 
 
+def _config_from(args, cls, flags: dict[str, str]):
+    """``cls`` from ``--config`` and key=value overrides, then the named flags (``flags`` maps an
+    argparse attribute to a config field; flags left out on the command line change nothing)."""
+    from dataclasses import replace
+
+    from r1kit.config import load_config
+
+    cfg = load_config(cls, args.config, list(args.overrides))
+    given = {field: getattr(args, attr) for attr, field in flags.items() if getattr(args, attr) is not None}
+    return replace(cfg, **given)
+
+
+def cmd_sft(args) -> None:
+    from r1kit.sft import SFTConfig, run_sft
+
+    cfg = _config_from(args, SFTConfig, {"model": "model", "data": "data", "out": "out"})
+    print(json.dumps(run_sft(cfg, resume=args.resume, overwrite=args.overwrite), indent=2))
+
+
+def cmd_sample(args) -> None:
+    from r1kit.sampling import SampleConfig, run_sample
+
+    cfg = _config_from(args, SampleConfig, {"model": "model", "data": "data", "k": "k", "limit": "limit",
+                                            "max_per_prompt": "max_per_prompt", "judge": "judge", "out": "out"})
+    print(json.dumps(run_sample(cfg, resume=args.resume, overwrite=args.overwrite), indent=2))
+
+
+def cmd_distill(args) -> None:
+    from r1kit.distill import DistillConfig, run_distill
+
+    cfg = _config_from(args, DistillConfig, {"teacher": "teacher", "student": "student", "data": "data", "out": "out"})
+    summary = run_distill(cfg, resume=args.resume, overwrite=args.overwrite)
+    print(json.dumps({key: summary[key] for key in ("student_final", "seconds", "eval")}, indent=2))
+
+
+def cmd_cold_start(args) -> None:
+    from r1kit.data.cold_start import ColdStartConfig, run_cold_start
+
+    cfg = _config_from(args, ColdStartConfig, {"data": "data", "out": "out"})
+    print(json.dumps(run_cold_start(cfg), indent=2))
+
+
 def cmd_report(args) -> None:
     from r1kit.report import write_report
 
     print(write_report(args.run_dir))
 
 
-COMMANDS = {"base": cmd_base, "eval": cmd_eval, "grade": cmd_grade, "zero": cmd_zero, "report": cmd_report}
+def cmd_import_gguf(args) -> None:
+    from r1kit.models.gguf import import_gguf
+
+    print(f"saved: {import_gguf(args.gguf_file, args.out, dtype=args.dtype, overwrite=args.overwrite)}")
+
+
+COMMANDS = {"base": cmd_base, "eval": cmd_eval, "grade": cmd_grade, "zero": cmd_zero, "report": cmd_report,
+            "sft": cmd_sft, "sample": cmd_sample, "distill": cmd_distill, "cold-start": cmd_cold_start,
+            "import-gguf": cmd_import_gguf}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from r1kit.config import ConfigError
     from r1kit.data.jsonl import DataError
+    from r1kit.models.gguf import ModelImportError
 
     try:
         COMMANDS[args.command](args)
-    except (ConfigError, DataError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, FileNotFoundError, ModelImportError) as exc:
         print(f"r1kit {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

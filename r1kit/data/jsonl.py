@@ -6,6 +6,7 @@ line in a 10,000-row file can be found at once. All errors are :class:`DataError
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -48,12 +49,51 @@ def _dump(row: dict) -> str:
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
-    """Write ``rows`` to ``path`` as JSONL, replacing the file and creating parent folders."""
+    """Write ``rows`` to ``path`` as JSONL, replacing the file and creating parent folders.
+
+    The rows go to a temporary file that is then renamed over ``path``, so a crash leaves either
+    the old file or the new one, never a half-written one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(_dump(row) + "\n")
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, value) -> None:
+    """Write ``value`` as indented JSON to ``path`` via a temporary file and a rename (never torn)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_jsonl_log(path: str | Path) -> list[dict]:
+    """Rows of an append-only JSONL log that a crash may have cut: an unreadable LAST line (torn
+    mid-write) is dropped; an unreadable line elsewhere is a :class:`DataError` naming it. A
+    missing file is an empty log."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    rows: list[dict] = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            if lineno == len(lines):  # the last line has no newline: a torn write
+                break
+            raise DataError(f"{path}:{lineno}: unreadable log line ({e})") from None
+        rows.append(row)
+    return rows
 
 
 def append_jsonl(path: str | Path, row: dict) -> None:

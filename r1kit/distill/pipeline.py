@@ -1,0 +1,98 @@
+"""Distillation (``r1kit distill``): teacher traces by rejection sampling, SFT of the student, evaluation.
+
+The three stages are the library's own commands, run one after another into one folder:
+``r1kit sample`` (teacher) -> ``OUT/sample``, ``r1kit sft`` (student, on ``OUT/sample/sft.jsonl``)
+-> ``OUT/sft`` (student in ``OUT/sft/final``), then the paper's evaluation protocol -> ``OUT/eval``.
+``--resume`` resumes whichever stage was interrupted (sampling by prompt, SFT from its newest
+checkpoint) and redoes the evaluation. ``summary.json`` records each stage's wall time
+(``distill_seconds`` = sampling + SFT: the compute a distilled student costs, teacher excluded).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+from r1kit.config import ConfigError, to_dict
+from r1kit.data.jsonl import DataError, write_json_atomic
+from r1kit.distill.config import DistillConfig, DistillEvalConfig
+from r1kit.grpo.checkpoint import check_fresh_run_dir
+from r1kit.sampling import SampleConfig, run_sample
+from r1kit.sft import SFTConfig, run_sft
+
+RECORDS = ["summary.json", "sample", "sft", "eval", "eval-base"]
+SET_BY_DISTILL = {"sample": ("model", "data", "out"), "sft": ("model", "data", "out")}
+
+
+def _check_stage_options(cfg: DistillConfig) -> None:
+    """The stage fields that distill sets itself must not be given (they would be ignored)."""
+    for stage, cls in (("sample", SampleConfig), ("sft", SFTConfig)):
+        defaults = {f.name: getattr(cls(), f.name) for f in fields(cls)}
+        for name in SET_BY_DISTILL[stage]:
+            if getattr(getattr(cfg, stage), name) != defaults[name]:
+                raise ConfigError(f"{stage}.{name}: set by distill (teacher/student, data, out); do not give it")
+
+
+def stage_configs(cfg: DistillConfig) -> tuple[SampleConfig, SFTConfig]:
+    """The sampling and SFT configs of a distillation run."""
+    out = Path(cfg.out)
+    sample = replace(cfg.sample, model=cfg.teacher, data=cfg.data, out=str(out / "sample"))
+    sft = replace(cfg.sft, model=cfg.student, data=str(out / "sample" / "sft.jsonl"), out=str(out / "sft"))
+    return sample, sft
+
+
+def evaluate_model(model_path: str, e: DistillEvalConfig, template: str, out: Path, threads: int = 0) -> dict:
+    """``r1kit eval`` of ``model_path``: writes ``out/samples.jsonl`` and ``out/results.json``."""
+    import torch
+
+    from r1kit.data.benchmarks import load_problems
+    from r1kit.eval.evaluate import EvalConfig, evaluate, write_eval
+    from r1kit.models import load_model, load_tokenizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    problems = load_problems(e.data, e.data_dir, e.limit)
+    cfg = EvalConfig(k=e.k, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens,
+                     template=template, batch_size=e.batch_size, seed=e.seed)
+    samples, results = evaluate(load_model(model_path), load_tokenizer(model_path), problems, cfg)
+    results.update({"model": model_path, "data": e.data, "temperature": e.temperature, "top_p": e.top_p,
+                    "max_new_tokens": e.max_new_tokens})
+    write_eval(out, samples, results)
+    return results
+
+
+def run_distill(cfg: DistillConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    """Sample from the teacher, fine-tune the student, evaluate it; returns the summary."""
+    _check_stage_options(cfg)
+    out = Path(cfg.out)
+    check_fresh_run_dir(out, RECORDS, resume, overwrite, "distillation")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    sample_cfg, sft_cfg = stage_configs(cfg)
+    seconds: dict[str, float] = {}
+
+    if cfg.eval.base:
+        t0 = time.time()
+        base = evaluate_model(cfg.student, cfg.eval, sample_cfg.template, out / "eval-base", sample_cfg.threads)
+        seconds["eval_base"] = round(time.time() - t0, 2)
+    t0 = time.time()
+    stats = run_sample(sample_cfg, resume=resume and (out / "sample" / "config.json").exists(), progress=progress)
+    seconds["sample"] = round(time.time() - t0, 2)
+    if stats["kept"] == 0:
+        raise DataError(f"{out / 'sample'}: the teacher kept no sample ({stats['sampled']} sampled; "
+                        f"rejected: {stats['rejected']}); nothing to distill")
+    t0 = time.time()
+    sft_summary = run_sft(sft_cfg, resume=resume, progress=progress)
+    seconds["sft"] = round(time.time() - t0, 2)
+    t0 = time.time()
+    results = evaluate_model(sft_summary["final"], cfg.eval, sample_cfg.template, out / "eval", sft_cfg.threads)
+    seconds["eval"] = round(time.time() - t0, 2)
+    seconds["distill"] = round(seconds["sample"] + seconds["sft"], 2)
+    summary = {"teacher": cfg.teacher, "student": cfg.student, "student_final": sft_summary["final"],
+               "seconds": seconds, "resumed": resume, "sample": stats, "sft": sft_summary,
+               "eval": {k: v for k, v in results.items() if not isinstance(v, (dict, list))}}
+    if cfg.eval.base:
+        summary["eval_base"] = {k: v for k, v in base.items() if not isinstance(v, (dict, list))}
+    write_json_atomic(out / "summary.json", summary)
+    return summary

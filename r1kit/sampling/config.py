@@ -1,0 +1,80 @@
+"""Typed configuration of rejection sampling (``r1kit sample``). Every option is documented here, once."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from r1kit.data.readability import ReadabilityConfig
+
+
+@dataclass
+class SampleConfig:
+    """Rejection sampling: sample k completions per prompt, keep the correct and readable ones.
+
+    model: the checkpoint sampled from (HF folder, hub id, ``tiny``, ``tiny-small``). dtype:
+        ``float32`` or ``bfloat16``.
+    data: the prompts: ``synthetic`` (r1kit's arithmetic *training* problems, ``train_size`` of
+        them; never the held-out set), ``synthetic_code``, a benchmark name, or a JSONL/JSON/Parquet
+        file of rows with ``id`` and ``problem`` plus what grades them: ``answer`` (math, graded by
+        rules), ``tests``/``test`` (code, run in the sandbox) or ``kind: general`` with a reference
+        in ``reference`` or ``answer`` (graded by the judge; a row without ``answer`` and tests is
+        general too).
+    data_dir: where benchmark names are resolved. train_size: synthetic problems drawn.
+    limit: use only the first N prompts (null: all). Raising it and passing ``--resume`` extends a
+        finished run.
+    template: prompt template (``r1_zero``, ``chat``, ``plain``).
+    k: completions sampled per prompt. temperature/top_p/max_new_tokens: decoding.
+    batch_size: prompts per sampling call. Prompts are cut into fixed chunks (chunk c holds
+        prompts c*batch_size ...) and chunk c is sampled with seed ``seed * 1000003 + c``, so a
+        resumed run writes exactly what an uninterrupted one would.
+    seed: sampling seed.
+    reward: the rule reward that grades math/code rows (``auto``: ``code`` for rows with tests,
+        ``accuracy_math`` otherwise; or any registered reward name). min_reward: a sample is
+        correct when its reward is at least this.
+    format_reward: the layout a kept sample must have: ``auto`` (``format`` for the r1_zero
+        template, ``format_think`` for chat, no check for plain), ``none``, or a reward name (1.0
+        needed). keep_truncated: keep samples that hit ``max_new_tokens`` (default: rejected).
+    readability: the readability filter (``r1kit.data.readability``: mixed languages, long
+        paragraphs, code blocks where the task has none, repetition).
+    dedup: reject a sample whose text (whitespace collapsed) equals one already kept for its prompt.
+    max_per_prompt: keep at most N samples per prompt (the first ones; 0: no cap).
+    judge: HF causal LM (folder, hub id or alias) that grades general rows by comparing the final
+        answer with the reference; null: their samples are rejected as ``unverifiable``.
+    judge_threshold: accept when P(yes) / (P(yes) + P(no)) >= this. judge_batch_size: prompts per
+        judge forward.
+    layout: ``as_sampled`` keeps the completion as written; ``cold_start`` rewrites
+        ``<think>reasoning</think> summary`` to the readable ``|special_token|reasoning|special_token|summary``.
+    row_format: SFT rows as ``prompt_completion`` (the prompt rendered with ``template``) or
+        ``messages`` (user turn = the problem; for students with their own chat template).
+    out: output folder: ``sft.jsonl`` (kept samples as SFT rows), ``stats.json`` (sampled, kept
+        and rejected by reason), ``progress.jsonl`` (one line per finished prompt), ``config.json``.
+    threads: torch CPU threads (0 keeps torch's default).
+    """
+
+    model: str = "tiny"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    data: str = "synthetic"
+    data_dir: str | None = None
+    train_size: int = 4000
+    limit: int | None = None
+    template: Literal["r1_zero", "chat", "plain"] = "r1_zero"
+    k: int = 4
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    batch_size: int = 32
+    seed: int = 0
+    reward: str = "auto"
+    min_reward: float = 1.0
+    format_reward: str = "auto"
+    keep_truncated: bool = False
+    readability: ReadabilityConfig = field(default_factory=ReadabilityConfig)
+    dedup: bool = True
+    max_per_prompt: int = 2
+    judge: str | None = None
+    judge_threshold: float = 0.5
+    judge_batch_size: int = 8
+    layout: Literal["as_sampled", "cold_start"] = "as_sampled"
+    row_format: Literal["prompt_completion", "messages"] = "prompt_completion"
+    out: str = "runs/sample"
+    threads: int = 0

@@ -1,0 +1,87 @@
+"""A model judge for answers that rules cannot grade (DeepSeek-R1 stage 3 used DeepSeek-V3 so).
+
+The judge is any HF causal LM given by path. For each sample it reads one prompt (the question,
+the reference answer and the candidate's final answer, then "Is the candidate answer equivalent
+to the reference answer? Answer yes or no.") rendered with the judge's chat template when it has
+one, and looks at its next-token distribution: ``p_yes`` is the probability mass of the first
+token of ``yes``/``Yes`` (with and without a leading space) divided by that mass plus the mass of
+the first tokens of ``no``/``No``. A candidate is accepted when ``p_yes >= threshold``. One
+forward pass per sample, no generation, so the verdict is deterministic.
+"""
+from __future__ import annotations
+
+import torch
+
+from r1kit.config import ConfigError
+from r1kit.data.cold_start import split_r1_response
+from r1kit.models import load_model, load_tokenizer
+from r1kit.rewards.math import extract_answer
+
+JUDGE_PROMPT = (
+    "Compare a candidate answer with the reference answer to a question.\n"
+    "Question: {problem}\n"
+    "Reference answer: {reference}\n"
+    "Candidate answer: {candidate}\n"
+    "Is the candidate answer equivalent to the reference answer? Answer yes or no."
+)
+MAX_CANDIDATE_CHARS = 2000
+YES, NO = ("yes", "Yes", " yes", " Yes"), ("no", "No", " no", " No")
+
+
+def final_answer_text(completion: str) -> str:
+    """What the judge compares: the ``<answer>``/``\\boxed`` answer if there is one, else the
+    summary after ``</think>``, else the whole completion (cut to 2,000 characters)."""
+    answer = extract_answer(completion)
+    if answer is None:
+        parts = split_r1_response(completion)
+        answer = parts[1] if parts else completion
+    return answer.strip()[:MAX_CANDIDATE_CHARS]
+
+
+def first_token_ids(tokenizer, words) -> set[int]:
+    """The first token id of each of ``words`` (tokenized without special tokens)."""
+    ids = set()
+    for word in words:
+        tokens = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if tokens:
+            ids.add(tokens[0])
+    return ids
+
+
+class Judge:
+    """An HF causal LM that says whether a candidate answer matches a reference (``p_yes``)."""
+
+    def __init__(self, model: str, dtype: str = "float32", threshold: float = 0.5, batch_size: int = 8):
+        self.model, self.tokenizer = load_model(model, dtype), load_tokenizer(model)
+        self.threshold, self.batch_size = threshold, batch_size
+        yes, no = first_token_ids(self.tokenizer, YES), first_token_ids(self.tokenizer, NO)
+        self.yes_ids, self.no_ids = sorted(yes - no), sorted(no - yes)
+        if not self.yes_ids or not self.no_ids:
+            raise ConfigError(f"judge: {model} tokenizes 'yes' and 'no' alike; it cannot answer yes/no")
+
+    def prompt(self, problem: str, reference: str, completion: str) -> str:
+        """The judge's prompt for one sample (chat template when the judge has one)."""
+        text = JUDGE_PROMPT.format(problem=problem, reference=reference, candidate=final_answer_text(completion))
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                      add_generation_prompt=True)
+        return text + "\nAnswer:"
+
+    @torch.no_grad()
+    def p_yes(self, items: list[tuple[str, str, str]]) -> list[float]:
+        """``P(yes) / (P(yes) + P(no))`` for each ``(problem, reference, completion)``."""
+        out: list[float] = []
+        for lo in range(0, len(items), self.batch_size):
+            prompts = [self.prompt(*item) for item in items[lo:lo + self.batch_size]]
+            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # left padding
+            logits = self.model(**enc, position_ids=positions, use_cache=False).logits[:, -1].float()
+            probs = logits.softmax(-1)
+            yes = probs[:, self.yes_ids].sum(-1)
+            no = probs[:, self.no_ids].sum(-1)
+            out += (yes / (yes + no).clamp(min=1e-30)).tolist()
+        return out
+
+    def accepts(self, items: list[tuple[str, str, str]]) -> list[bool]:
+        """Whether each candidate is judged equivalent to its reference."""
+        return [p >= self.threshold for p in self.p_yes(items)]

@@ -1,0 +1,65 @@
+"""Typed configuration of supervised fine-tuning (``r1kit sft``). Every option is documented here, once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning of a causal LM on prompt/completion or chat rows.
+
+    model: HF folder, hub id, ``tiny`` or ``tiny-small`` (the embedded bases). dtype: ``float32``
+        or ``bfloat16``.
+    data: the rows: a JSONL/JSON/Parquet file, ``hf:NAME[:SPLIT]`` (``datasets.load_dataset``,
+        split ``train`` by default) or a folder written by ``datasets``' ``save_to_disk`` (both need
+        the optional ``datasets`` package). A row is ``{"prompt", "completion"}`` (loss on the
+        completion; the prompt is used as is, already templated) or ``{"messages": [{"role",
+        "content"}, ...]}`` (loss on the assistant turns; rendered with the tokenizer's chat
+        template, or ``User:``/``Assistant:`` lines without one).
+    limit: use only the first N rows (null: all).
+    add_eos: end each completion with the EOS token, so the model learns to stop (chat rows get
+        whatever their template writes).
+    max_length: the longest training sequence in tokens; longer examples are cut to it (counted as
+        ``truncated`` in ``summary.json``; an example left with no completion token is dropped).
+        With packing, also the length of a packed row.
+    batching: ``pack`` concatenates examples into rows of up to ``max_length`` tokens with
+        position ids restarting at each example, so no token attends across examples (transformers'
+        packed-sequence masks); ``bucket`` sorts examples by length into padded micro-batches.
+    batch_size: rows per micro-batch (forward/backward). grad_accum: micro-batches per optimiser
+        step. The loss of a step is the mean over all its completion tokens.
+    epochs: passes over the data. max_steps: optimiser steps; when > 0 it replaces ``epochs``
+        (the data repeats, reshuffled each epoch).
+    lr: peak learning rate. weight_decay: AdamW decoupled decay. warmup_steps: linear warm-up.
+    schedule: after warm-up, ``constant``, ``linear`` (to ``min_lr_ratio`` * lr) or ``cosine`` (to
+        ``min_lr_ratio`` * lr). max_grad_norm: gradient clipping.
+    seed: seeds the data order (a fresh shuffle per epoch) and the initial RNG state.
+    out: run directory: ``metrics.jsonl`` (one line per step), ``checkpoint-STEP/`` (resumable),
+        ``final/`` (the fine-tuned model, an HF folder with its tokenizer) and ``summary.json``.
+    checkpoint_every: save ``checkpoint-STEP`` every N steps (and at the end); 0: only at the end.
+    keep_checkpoints: how many of the newest checkpoints to keep.
+    threads: torch CPU threads (0 keeps torch's default).
+    """
+
+    model: str = "tiny"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    data: str = ""
+    limit: int | None = None
+    add_eos: bool = True
+    max_length: int = 512
+    batching: Literal["pack", "bucket"] = "pack"
+    batch_size: int = 8
+    grad_accum: int = 1
+    epochs: int = 3
+    max_steps: int = 0
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    schedule: Literal["constant", "linear", "cosine"] = "cosine"
+    min_lr_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    out: str = "runs/sft"
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    threads: int = 0

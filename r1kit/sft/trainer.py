@@ -1,0 +1,190 @@
+"""The SFT trainer: next-token loss on completion tokens only, with checkpoints and exact resumption.
+
+Data handling lives in :mod:`r1kit.sft.data`; this module orchestrates: the step plan (epochs of
+micro-batches, ``grad_accum`` per optimiser step), AdamW with a warm-up + decay schedule,
+``metrics.jsonl`` every step, ``checkpoint-STEP`` folders (model, tokenizer, optimiser, scheduler,
+RNG, step) written atomically, ``--resume`` from the newest one, and the final model in
+``OUT/final``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from r1kit.config import ConfigError, to_dict
+from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
+from r1kit.grpo.checkpoint import (check_fresh_run_dir, latest_checkpoint, load_trainer_state, rng_state,
+                                   save_checkpoint, set_rng_state, truncate_jsonl_after)
+from r1kit.models import load_model, load_tokenizer, resolve_model_path
+from r1kit.sft.config import SFTConfig
+from r1kit.sft.data import build_examples, collate, epoch_micro_batches, fingerprint, load_sft_rows, masked_lm_loss
+
+RECORDS = ["metrics.jsonl", "summary.json", "final"]
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate at optimiser step ``step`` (0-based) of ``total``:
+    linear warm-up over ``warmup`` steps, then ``constant``, ``linear`` or ``cosine`` decay that
+    reaches ``min_ratio`` at the last step."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - 1 - warmup))
+    if schedule == "linear":
+        return 1.0 - (1.0 - min_ratio) * progress
+    if schedule == "cosine":
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+def step_plan(lengths: list[int], cfg: SFTConfig) -> list[tuple[int, list]]:
+    """``(epoch, micro-batches)`` of every optimiser step: ``grad_accum`` micro-batches per step,
+    steps never spanning two epochs; ``epochs`` epochs, or as many as ``max_steps`` needs."""
+    plan: list[tuple[int, list]] = []
+    epoch = 0
+    while (cfg.max_steps > 0 and len(plan) < cfg.max_steps) or (cfg.max_steps <= 0 and epoch < cfg.epochs):
+        micro = epoch_micro_batches(lengths, epoch, cfg.seed, cfg.batching, cfg.batch_size, cfg.max_length)
+        plan += [(epoch, micro[i:i + cfg.grad_accum]) for i in range(0, len(micro), cfg.grad_accum)]
+        epoch += 1
+    return plan[: cfg.max_steps] if cfg.max_steps > 0 else plan
+
+
+def _check_packing_support() -> None:
+    """Packing relies on transformers building block-diagonal masks from position ids."""
+    try:
+        from transformers.masking_utils import find_packed_sequence_indices  # noqa: F401
+    except ImportError:
+        raise ConfigError("batching=pack needs a transformers version with packed-sequence masks "
+                          "(masking_utils.find_packed_sequence_indices); use batching=bucket") from None
+
+
+class SFTTrainer:
+    """Runs a supervised fine-tuning job described by an :class:`SFTConfig`."""
+
+    def __init__(self, cfg: SFTConfig, resume: bool = False, overwrite: bool = False, progress: bool = True):
+        self.cfg, self.progress, self.out = cfg, progress, Path(cfg.out)
+        for name in ("batch_size", "grad_accum", "max_length"):
+            if getattr(cfg, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1, got {getattr(cfg, name)}")
+        if cfg.batching == "pack":
+            _check_packing_support()
+        check_fresh_run_dir(self.out, RECORDS, resume, overwrite, "fine-tuning run")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.model_path = resolve_model_path(cfg.model)
+        self.tokenizer = load_tokenizer(cfg.model)
+        rows = load_sft_rows(cfg.data, cfg.limit)
+        self.examples, self.data_counts = build_examples(rows, self.tokenizer, cfg.max_length, cfg.add_eos,
+                                                         source=cfg.data)
+        if not self.examples:
+            raise DataError(f"{cfg.data}: no example with a completion token to learn from "
+                            f"({self.data_counts['rows']} rows)")
+        self.data_hash = fingerprint(self.examples)
+        self.plan = step_plan([len(ex) for ex in self.examples], cfg)
+        self.total_steps = len(self.plan)
+        self.step = 0
+        start = latest_checkpoint(self.out) if resume else None
+        self.model = load_model(str(start) if start else self.model_path, cfg.dtype)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio))
+        if start:
+            self._restore(start)
+        elif resume:
+            print(f"--resume: no checkpoint in {self.out}; starting from step 0")
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+
+    def _restore(self, checkpoint: Path) -> None:
+        state = load_trainer_state(checkpoint)
+        if state.get("data_hash") != self.data_hash or state.get("total_steps") != self.total_steps:
+            raise ConfigError(f"{checkpoint}: the data or the step plan changed since this checkpoint "
+                              "(same data, epochs, max_steps, batching, batch_size and grad_accum needed to resume)")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step = state["step"]
+        truncate_jsonl_after(self.out / "metrics.jsonl", self.step)
+        print(f"resumed from {checkpoint} at step {self.step}")
+
+    def _save(self) -> Path:
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "rng": rng_state(), "step": self.step, "data_hash": self.data_hash,
+                 "total_steps": self.total_steps}
+        return save_checkpoint(self.out, self.step, self.model, self.tokenizer, state, self.cfg.keep_checkpoints)
+
+    def _save_final(self) -> Path:
+        final, tmp = self.out / "final", self.out / ".tmp-final"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        return final
+
+    def train_step(self, micro_batches: list) -> dict:
+        """One optimiser step over ``micro_batches``; the loss is the mean over all their
+        completion tokens. Returns the step's loss, gradient norm and token counts."""
+        packed = self.cfg.batching == "pack"
+        pad = self.tokenizer.pad_token_id
+        batches = [collate(self.examples, rows, pad, packed) for rows in micro_batches]
+        n_targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for b in batches:
+            inputs = {k: b[k] for k in ("input_ids", "position_ids", "attention_mask") if k in b}
+            logits = self.model(**inputs, use_cache=False).logits
+            loss_sum, _ = masked_lm_loss(logits, b["labels"])
+            (loss_sum / max(n_targets, 1)).backward()
+            total += loss_sum.item()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.model.eval()
+        tokens = sum(b["n_tokens"] for b in batches)
+        width = sum(b["input_ids"].numel() for b in batches)
+        return {"loss": total / max(n_targets, 1), "grad_norm": norm.item(), "target_tokens": n_targets,
+                "tokens": tokens, "padding_frac": 1 - tokens / width,
+                "examples": sum(len(row) for rows in micro_batches for row in rows)}
+
+    def train(self) -> dict:
+        """Run the remaining steps; returns the summary (also written to ``summary.json``)."""
+        c, start = self.cfg, time.time()
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="SFT", disable=not self.progress, mininterval=1)
+        while self.step < self.total_steps:
+            t0 = time.time()
+            epoch, micro = self.plan[self.step]
+            metrics = self.train_step(micro)
+            lr = self.scheduler.get_last_lr()[0]
+            self.step += 1
+            seconds = time.time() - t0
+            row = {"step": self.step, "epoch": epoch, **metrics, "lr": lr, "step_seconds": seconds,
+                   "tokens_per_s": metrics["tokens"] / max(seconds, 1e-9)}
+            append_jsonl(self.out / "metrics.jsonl", row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", epoch=epoch, refresh=False)
+            if (c.checkpoint_every and self.step % c.checkpoint_every == 0) or self.step == self.total_steps:
+                self._save()
+        bar.close()
+        final = self._save_final()
+        metrics = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()] \
+            if (self.out / "metrics.jsonl").exists() else []
+        summary = {"model": c.model, "data": c.data, "final": str(final), "steps": self.step,
+                   "epochs": (self.plan[-1][0] + 1) if self.plan else 0, **self.data_counts,
+                   "target_tokens": sum(ex.n_targets for ex in self.examples),
+                   "final_loss": metrics[-1]["loss"] if metrics else None,
+                   "train_seconds": round(sum(m["step_seconds"] for m in metrics), 2),
+                   "seconds_this_session": round(time.time() - start, 2)}
+        write_json_atomic(self.out / "summary.json", summary)
+        return summary
