@@ -27,6 +27,7 @@ from r1kit.grpo.checkpoint import (latest_checkpoint, load_trainer_state, rng_st
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.logprobs import completion_logprobs, make_group_batch, split_by_tokens
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
+from r1kit.models.precision import SamplingCopy, compute_context
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, get_reward, score
 from r1kit.rollout import Rollout, SamplingParams, sample
@@ -110,7 +111,9 @@ class GRPOTrainer:
         self.step = 0
         start = latest_checkpoint(self.out) if resume else None
         self._check_fresh_run_dir(resume, overwrite)
-        self.policy = load_model(str(start) if start else self.model_path, cfg.dtype)
+        # float32 master weights; dtype bfloat16 is the compute dtype (r1kit.models.precision)
+        self.policy = load_model(str(start) if start else self.model_path, "float32")
+        self.sampler = SamplingCopy(self.policy, cfg.dtype)
         self.reference = load_model(self.model_path, cfg.dtype) if cfg.grpo.beta > 0 else None
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.optim.lr,
                                            weight_decay=cfg.optim.weight_decay)
@@ -188,7 +191,7 @@ class GRPOTrainer:
         params = SamplingParams(n=c.grpo.group_size, temperature=c.rollout.temperature,
                                 top_p=c.rollout.top_p, top_k=c.rollout.top_k,
                                 max_new_tokens=c.rollout.max_new_tokens, seed=seed)
-        rollouts = sample(self.policy, self.tokenizer, prompts, params)
+        rollouts = sample(self.sampler.model, self.tokenizer, prompts, params)
         groups = []
         for i, (ex, prompt) in enumerate(zip(examples, prompts)):
             mine = rollouts[i * c.grpo.group_size: (i + 1) * c.grpo.group_size]
@@ -228,7 +231,7 @@ class GRPOTrainer:
         temperature = c.rollout.temperature if c.rollout.temperature > 0 else 1.0
 
         def frozen_logprobs(model):
-            with torch.no_grad():
+            with torch.no_grad(), compute_context(model, c.dtype):
                 return [completion_logprobs(model, batch, temperature)[0] for batch, _, _ in mbs]
 
         # with one pass the old policy is the current one (ratio = 1 exactly): no extra forward
@@ -241,7 +244,8 @@ class GRPOTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for k, (batch, rows, loss_mask) in enumerate(mbs):
-                logp, entropy = completion_logprobs(self.policy, batch, temperature)
+                with compute_context(self.policy, c.dtype):
+                    logp, entropy = completion_logprobs(self.policy, batch, temperature)
                 loss, mb_stats = core.grpo_loss(
                     logp, old_logp[k] if old_logp else logp.detach(), ref_logp[k] if ref_logp else None,
                     advantages[rows], loss_mask, eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta,
@@ -259,6 +263,7 @@ class GRPOTrainer:
             stats["grad_norm"].append(norm.item())
             stats["loss"].append(step_loss)
         self.policy.eval()
+        self.sampler.refresh()
         return {k: sum(v) / len(v) for k, v in stats.items() if v}
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -298,7 +303,7 @@ class GRPOTrainer:
         cfg = EvalConfig(k=e.k, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens,
                          template=self.cfg.template, seed=self.cfg.seed,
                          reflection_phrases=self.cfg.reflection_phrases)
-        _, results = evaluate(self.policy, self.tokenizer, self.eval_problems, cfg, progress=False)
+        _, results = evaluate(self.sampler.model, self.tokenizer, self.eval_problems, cfg, progress=False)
         row = {"step": self.step, **results}
         append_jsonl(self.out / "eval.jsonl", row)
         return row
