@@ -112,8 +112,11 @@ def test_two_grpo_steps(converted, tmp_path, dtype):
     for r in rows:
         assert all(math.isfinite(r[k]) for k in ("loss", "grad_norm", "reward/mean", "tokens_per_s"))
         assert 0.0 <= r["accuracy"] <= 1.0 and r["response_length/mean"] > 0
-    trained = load_model(str(tmp_path / "checkpoint-2"), dtype)
-    start = load_model(str(converted), dtype)
-    delta = [(a - b).abs().max().item() for a, b in zip(trained.parameters(), start.parameters())]
-    assert max(delta) > 0  # the optimiser moved the weights
-    assert trained.dtype == getattr(torch, dtype)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "checkpoint-2" / "model.safetensors"), "pt") as f:
+        saved = {name: f.get_tensor(name) for name in f.keys()}
+    assert {t.dtype for t in saved.values()} == {torch.float32}  # the float32 master weights, bf16 or not
+    start = load_model(str(converted))
+    moved = [(saved[n] - p).abs().max().item() for n, p in start.named_parameters() if n in saved]
+    assert len(moved) > 100 and sum(m > 0 for m in moved) > 0.9 * len(moved)  # the optimiser moved the weights
