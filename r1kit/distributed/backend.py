@@ -1,0 +1,74 @@
+"""What the GRPO trainer drives when ``distributed.backend: ray``: rollout actors + reward workers.
+
+The trainer keeps the algorithm (grouping, advantages, loss, optimiser); this class only moves
+prompts, weights, samples and scores between processes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from r1kit.distributed.cluster import connect, require_ray, shutdown
+from r1kit.distributed.ray_rewards import RayRewardPool
+from r1kit.distributed.ray_rollout import Pending, RayRollout, TaskResult, make_tasks
+from r1kit.rewards import RewardStats, score
+from r1kit.rollout import SamplingParams
+
+
+@dataclass
+class RaySubmission:
+    """One sampling round in flight: its prompts and the actors' pending calls."""
+
+    prompt_ids: list[int]
+    examples: list[dict]
+    prompts: list[str]
+    pending: Pending
+
+
+class RayBackend:
+    """Starts (or joins) the cluster, holds the actors, pushes weights, samples and scores."""
+
+    def __init__(self, cfg, model_path: str):
+        d = cfg.distributed
+        require_ray()
+        self.cfg = d
+        self.started = connect(d.address, d.num_cpus)
+        self.rollout = RayRollout(model_path, cfg.dtype, d.rollout_actors, d.actor_cpus, d.actor_threads,
+                                  d.actor_device, d.max_actor_restarts)
+        self.rewards = (RayRewardPool(d.reward_workers, d.reward_modules, d.reward_timeout)
+                        if d.reward_workers else None)
+
+    def push_weights(self, model, version: int) -> None:
+        self.rollout.push_weights(model, version)
+
+    def submit(self, prompt_ids: list[int], examples: list[dict], prompts: list[str], params: SamplingParams,
+               min_version: int) -> RaySubmission:
+        tasks = make_tasks(prompt_ids, prompts, len(self.rollout.actors), params.seed or 0, min_version)
+        return RaySubmission(prompt_ids, examples, prompts, self.rollout.submit(tasks, params))
+
+    def collect(self, sub: RaySubmission) -> list[TaskResult]:
+        return self.rollout.collect(sub.pending)
+
+    def score(self, results: list[TaskResult], examples: list[dict], group_size: int,
+              weights: dict[str, float], stats: RewardStats) -> list[tuple[float, dict]]:
+        """Scores of every rollout, in task (= prompt) order; in the workers when there are any."""
+        items_per_task, start = [], 0
+        for res in results:
+            mine = examples[start: start + len(res.task.prompts)]
+            start += len(res.task.prompts)
+            items_per_task.append([(r.text, mine[r.prompt_index]) for r in res.rollouts])
+        if self.rewards is None:
+            return [score(text, ex, weights, stats) for items in items_per_task for text, ex in items]
+        jobs = [self.rewards.submit(items, weights) for items in items_per_task]
+        return [s for part in self.rewards.results(jobs, weights, stats) for s in part]
+
+    def counters(self) -> dict:
+        out = {"rollout/actor_restarts": self.rollout.restarts, "rollout/requeued_tasks": self.rollout.requeued}
+        if self.rewards is not None:
+            out["reward/workers_replaced"] = self.rewards.replaced
+        return out
+
+    def close(self) -> None:
+        self.rollout.shutdown()
+        if self.rewards is not None:
+            self.rewards.shutdown()
+        shutdown(self.started)
