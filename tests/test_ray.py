@@ -143,6 +143,7 @@ def _ray_run(out, *extra, kill_at_step=None):
     return killed
 
 
+@pytest.mark.slow
 def test_ray_run_records_versions_and_survives_a_killed_actor(cluster, tmp_path):
     _ray_run(tmp_path / "clean", "steps=3")
     killed = _ray_run(tmp_path / "killed", "steps=3", kill_at_step=1)
