@@ -2,6 +2,7 @@
 as one process on the same global batch, and ``r1kit zero`` running end to end."""
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,19 @@ def _torchrun(n: int, *args) -> list[str]:
             "--standalone", *args]
 
 
+def _run(cmd, timeout=600) -> subprocess.CompletedProcess:
+    """Run in its own process group; on a timeout kill the whole group (torchrun's workers too)."""
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def test_shard_splits_contiguously_and_covers_everything():
     items = list(range(7))
     parts = [ddp.shard(items, r, 3) for r in range(3)]
@@ -36,10 +50,9 @@ def test_shard_splits_contiguously_and_covers_everything():
 
 def test_two_process_gradients_equal_one_process(tmp_path):
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    subprocess.run([sys.executable, str(HELPER), str(one), str(tmp_path / "r1")], check=True, env=_env(),
-                   capture_output=True, timeout=600)
-    proc = subprocess.run(_torchrun(2, str(HELPER), str(two), str(tmp_path / "r2")), env=_env(),
-                          capture_output=True, text=True, timeout=600)
+    alone = _run([sys.executable, str(HELPER), str(one), str(tmp_path / "r1")])
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    proc = _run(_torchrun(2, str(HELPER), str(two), str(tmp_path / "r2")))
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = torch.load(one), torch.load(two)
     for agg in a:
@@ -58,11 +71,10 @@ def test_two_process_gradients_equal_one_process(tmp_path):
 
 def test_zero_under_torchrun_trains_and_logs_once(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.run(_torchrun(2, "-m", "r1kit.cli", "zero", "--no-report", "--out", str(run),
+    proc = _run(_torchrun(2, "-m", "r1kit.cli", "zero", "--no-report", "--out", str(run),
                                     "steps=2", "grpo.prompts_per_step=4", "grpo.group_size=4",
                                     "rollout.max_new_tokens=48", "eval.every=2", "eval.limit=8", "eval.k=2",
-                                    "eval.max_new_tokens=48", "log_tensorboard=false", "checkpoint_every=0"),
-                          env=_env(), capture_output=True, text=True, timeout=600)
+                                    "eval.max_new_tokens=48", "log_tensorboard=false", "checkpoint_every=0"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]  # rank 0 logs, once per step

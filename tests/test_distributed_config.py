@@ -1,0 +1,35 @@
+"""The ``distributed`` config section: bad values are errors naming the field; Ray-free helpers."""
+import pytest
+
+from r1kit.config import ConfigError, load_config
+from r1kit.distributed.ray_rollout import make_tasks
+from r1kit.grpo.config import ZeroConfig
+from r1kit.grpo.trainer import GRPOTrainer
+
+
+@pytest.mark.parametrize("override, field", [
+    ("distributed.rollout_actors=0", "distributed.rollout_actors"),
+    ("distributed.max_weight_lag=1", "distributed.max_weight_lag"),      # lag without Ray
+    ("distributed.reward_timeout=0", "distributed.reward_timeout"),
+    ("distributed.reward_modules=[no_such_module_here]", "distributed.reward_modules"),
+    ("distributed.backend=mpi", "distributed.backend"),
+    ("distributed.actors=2", "distributed.actors"),
+])
+def test_bad_distributed_options_name_the_field(tmp_path, override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        GRPOTrainer(load_config(ZeroConfig, None, [f"out={tmp_path}", override]), progress=False)
+
+
+def test_lag_with_dynamic_sampling_is_refused(tmp_path):
+    cfg = load_config(ZeroConfig, None, [f"out={tmp_path}", "distributed.backend=ray", "distributed.max_weight_lag=1",
+                                         "grpo.dynamic_sampling=true"])
+    with pytest.raises(ConfigError, match="max_weight_lag"):
+        GRPOTrainer(cfg, progress=False)
+
+
+def test_tasks_cover_the_prompts_once_with_their_own_seeds():
+    tasks = make_tasks(list(range(10, 17)), [f"p{i}" for i in range(7)], 3, seed=100, min_version=4)
+    assert [t.prompt_ids for t in tasks] == [[10, 11, 12], [13, 14], [15, 16]]
+    assert [t.prompts for t in tasks] == [["p0", "p1", "p2"], ["p3", "p4"], ["p5", "p6"]]
+    assert [t.seed for t in tasks] == [100, 101, 102] and {t.min_version for t in tasks} == {4}
+    assert len(make_tasks([1], ["p"], 4, 0, 0)) == 1  # never an empty task
