@@ -27,12 +27,12 @@ class RaySubmission:
 class RayBackend:
     """Starts (or joins) the cluster, holds the actors, pushes weights, samples and scores."""
 
-    def __init__(self, cfg, model_path: str):
+    def __init__(self, cfg, model: str):
         d = cfg.distributed
         require_ray()
         self.cfg = d
         self.started = connect(d.address, d.num_cpus)
-        self.rollout = RayRollout(model_path, cfg.dtype, d.rollout_actors, d.actor_cpus, d.actor_threads,
+        self.rollout = RayRollout(model, cfg.dtype, d.rollout_actors, d.actor_cpus, d.actor_threads,
                                   d.actor_device, d.max_actor_restarts)
         self.rewards = (RayRewardPool(d.reward_workers, d.reward_modules, d.reward_timeout)
                         if d.reward_workers else None)

@@ -52,13 +52,15 @@ class TaskResult:
 class RolloutWorker:
     """The actor's body (a plain class; ``RayRollout`` wraps it with ``ray.remote``)."""
 
-    def __init__(self, model_path: str, dtype: str, threads: int, device: str):
+    def __init__(self, model: str, dtype: str, threads: int, device: str):
+        """``model``: a name resolved on the actor's node (``tiny``, a hub id, or a folder that
+        exists there); the trainer's weights replace the loaded ones before any sampling."""
         from r1kit.models import load_model, load_tokenizer
 
         if threads:
             torch.set_num_threads(threads)
-        self.model = load_model(model_path, dtype, device)
-        self.tokenizer = load_tokenizer(model_path)
+        self.model = load_model(model, dtype, device)
+        self.tokenizer = load_tokenizer(model)
         self.version = -1
 
     def pid(self) -> int:
@@ -105,7 +107,7 @@ class Pending:
 class RayRollout:
     """N rollout actors, weight pushes and task dispatch with re-queueing."""
 
-    def __init__(self, model_path: str, dtype: str, n_actors: int, actor_cpus: float = 1.0,
+    def __init__(self, model: str, dtype: str, n_actors: int, actor_cpus: float = 1.0,
                  threads: int = 1, device: str = "cpu", max_restarts: int = 8):
         import ray
 
@@ -114,7 +116,7 @@ class RayRollout:
         if device == "cuda":
             opts["num_gpus"] = 1
         self._cls = ray.remote(**opts)(RolloutWorker)
-        self._args = (model_path, dtype, threads, device)
+        self._args = (model, dtype, threads, device)
         self.actors = [self._cls.remote(*self._args) for _ in range(n_actors)]
         self.max_restarts, self.restarts, self.requeued = max_restarts, 0, 0
         self.version, self._weights = -1, None

@@ -167,7 +167,7 @@ class GRPOTrainer:
         self.ray = None
         if cfg.distributed.backend == "ray" and self.main:
             from r1kit.distributed.backend import RayBackend
-            self.ray = RayBackend(cfg, self.model_path)
+            self.ray = RayBackend(cfg, cfg.model)  # resolved on each node; the weights come by push
             self.ray.push_weights(self.policy, self.step)
 
     def _check_distributed(self) -> None:
