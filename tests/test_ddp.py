@@ -82,3 +82,20 @@ def test_zero_under_torchrun_trains_and_logs_once(tmp_path):
     assert all(r["grad_norm"] > 0 and r["weight_version/max"] == r["step"] - 1 for r in rows)
     assert (run / "checkpoint-2").is_dir() and (run / "summary.json").exists()
     assert [json.loads(line)["step"] for line in (run / "eval.jsonl").read_text().splitlines()] == [0, 2]
+
+
+@pytest.mark.slow
+def test_zero_under_torchrun_with_ray_actors(tmp_path):
+    """Rank 0 drives 2 Ray rollout actors and broadcasts the batch; both ranks train on it."""
+    pytest.importorskip("ray")
+    run = tmp_path / "run"
+    proc = _run(_torchrun(2, "-m", "r1kit.cli", "zero", "--no-report", "--out", str(run), "steps=2",
+                          "grpo.prompts_per_step=4", "grpo.group_size=4", "rollout.max_new_tokens=48",
+                          "eval.every=0", "log_tensorboard=false", "distributed.backend=ray",
+                          "distributed.num_cpus=3"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["grad_norm"] > 0 for r in rows)
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 * 16 and {s["actor"] for s in samples} == {0, 1}
+    assert all(s["weight_version"] == s["step"] - 1 for s in samples)
