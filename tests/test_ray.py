@@ -109,6 +109,19 @@ def test_reward_worker_that_dies_scores_its_samples_zero_with_a_reason(cluster):
     pool.shutdown()
 
 
+def test_code_reward_runs_its_sandbox_in_the_reward_workers(cluster):
+    from r1kit.data import synthetic
+    from r1kit.distributed.ray_rewards import RayRewardPool
+
+    ex = synthetic.code_train_set(2, seed=1)[0]
+    right, wrong = (f"<think> x </think> <answer>```python\nprint({v})\n```</answer>" for v in (ex["answer"], -1))
+    pool = RayRewardPool(1, [], timeout=60)
+    stats = RewardStats()
+    [out] = pool.results([pool.submit([(right, ex), (wrong, ex)], {"code": 1.0})], {"code": 1.0}, stats)
+    assert [total for total, _ in out] == [1.0, 0.0] and stats.calls["code"] == 2 and not stats.failures
+    pool.shutdown()
+
+
 def test_reward_worker_that_hangs_times_out_instead_of_stalling_the_step(cluster):
     from r1kit.distributed.ray_rewards import RayRewardPool
 

@@ -3,7 +3,8 @@
 Both runs use the demo's settings (tiny model, 8 prompts x 8 samples, lr 2e-4, seed 0) for STEPS
 steps; the samples differ (the actors cut the batch into two seeded tasks), the curve's shape must
 not. Measured on 2 CPU cores (README "Scaling out"): single process, first 20 steps' mean reward
-0.74 -> last 20 steps' 0.89; 2 actors MEASURED_RAY. The margin asked for is half of that.
+0.738 -> last 20 steps' 0.879 (+0.141); 2 actors 0.751 -> 0.873 (+0.121). Asked for: a rise of
+more than half the smaller one in both, and last-20 means within 0.05 of each other.
 """
 import json
 import os
@@ -16,7 +17,7 @@ import pytest
 pytest.importorskip("ray")
 
 STEPS = 60
-MARGIN = 0.07
+MARGIN = 0.06
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = [f"steps={STEPS}", "eval.every=0", "log_tensorboard=false", "checkpoint_every=0"]
 
@@ -41,6 +42,7 @@ def test_two_ray_actors_learn_like_one_process(tmp_path):
     assert len(single) == len(actors) == STEPS
     assert _rise(single) > MARGIN, single
     assert _rise(actors) > MARGIN, actors
+    assert abs(sum(single[-20:]) - sum(actors[-20:])) / 20 < 0.05
     samples = [json.loads(line) for line in (tmp_path / "ray" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == STEPS * 64 and {s["actor"] for s in samples} == {0, 1}
     assert all(s["weight_version"] == s["step"] - 1 for s in samples)
