@@ -5,13 +5,19 @@ prompts, weights, samples and scores between processes.
 """
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
+
+from r1kit.config import ConfigError
 
 from r1kit.distributed.cluster import connect, require_ray, shutdown
 from r1kit.distributed.ray_rewards import RayRewardPool
 from r1kit.distributed.ray_rollout import Pending, RayRollout, TaskResult, make_tasks
 from r1kit.rewards import RewardStats, score
 from r1kit.rollout import SamplingParams
+
+REWARD_WORKER_CPUS = 0.5  # Ray CPUs reserved per reward worker (the sandbox's programs run on top)
 
 
 @dataclass
@@ -31,11 +37,26 @@ class RayBackend:
         d = cfg.distributed
         require_ray()
         self.cfg = d
-        self.started = connect(d.address, d.num_cpus)
+        needed = d.rollout_actors * d.actor_cpus + d.reward_workers * REWARD_WORKER_CPUS
+        # Ray's CPUs are scheduling slots: a private cluster offers at least what the actors reserve
+        num_cpus = d.num_cpus if d.num_cpus is not None or d.address else max(os.cpu_count() or 1, math.ceil(needed))
+        self.started = connect(d.address, num_cpus)
         self.rollout = RayRollout(model, cfg.dtype, d.rollout_actors, d.actor_cpus, d.actor_threads,
                                   d.actor_device, d.max_actor_restarts)
-        self.rewards = (RayRewardPool(d.reward_workers, d.reward_modules, d.reward_timeout)
+        self.rewards = (RayRewardPool(d.reward_workers, d.reward_modules, d.reward_timeout, REWARD_WORKER_CPUS)
                         if d.reward_workers else None)
+        self._wait_started(needed)
+
+    def _wait_started(self, needed: float, timeout: float = 600) -> None:
+        """Every actor and worker answers, or a ConfigError saying what the cluster lacks."""
+        ray = require_ray()
+        handles = self.rollout.actors + (self.rewards.workers if self.rewards else [])
+        ready, _ = ray.wait([h.pid.remote() for h in handles], num_returns=len(handles), timeout=timeout)
+        if len(ready) < len(handles):
+            raise ConfigError(f"distributed: only {len(ready)} of {len(handles)} Ray actors started within "
+                              f"{timeout:g} s; they reserve {needed:g} CPUs (rollout_actors x actor_cpus + "
+                              f"{REWARD_WORKER_CPUS} per reward worker), the cluster has "
+                              f"{ray.cluster_resources().get('CPU', 0):g}")
 
     def push_weights(self, model, version: int) -> None:
         self.rollout.push_weights(model, version)

@@ -99,7 +99,9 @@ class DistributedConfig:
     address: Ray cluster to join: ``None`` starts a private local cluster on 127.0.0.1; ``auto``
         joins the cluster started on this machine with ``ray start``; ``HOST:6379`` joins a
         remote head.
-    num_cpus: CPUs the private local cluster offers (None: all of the machine's).
+    num_cpus: Ray CPUs (scheduling slots) of the private local cluster; None: the machine's core
+        count, or more if the actors reserve more (rollout_actors x actor_cpus + 0.5 per reward
+        worker). Actors that a cluster cannot place make the run fail with what they lack.
     rollout_actors: N Ray actors, each holding a policy copy and the rollout engine.
     actor_cpus: Ray CPUs reserved per rollout actor. actor_threads: torch threads per actor.
     actor_device: ``cpu`` or ``cuda`` (each actor then asks Ray for one GPU).
