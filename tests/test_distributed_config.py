@@ -33,3 +33,23 @@ def test_tasks_cover_the_prompts_once_with_their_own_seeds():
     assert [t.prompts for t in tasks] == [["p0", "p1", "p2"], ["p3", "p4"], ["p5", "p6"]]
     assert [t.seed for t in tasks] == [100, 101, 102] and {t.min_version for t in tasks} == {4}
     assert len(make_tasks([1], ["p"], 4, 0, 0)) == 1  # never an empty task
+
+
+def test_behaviour_logprobs_line_up_with_the_trainers_logprobs(tmp_path):
+    """With an off-policy lag, pi_old is the sampler's recorded log-probs: laid out per micro-batch
+    exactly like ``completion_logprobs`` (same weights here, so the values agree)."""
+    import torch
+
+    from r1kit.grpo.logprobs import completion_logprobs
+    from r1kit.grpo.trainer import behaviour_logprobs, micro_batches
+
+    trainer = GRPOTrainer(load_config(ZeroConfig, None, [
+        f"out={tmp_path}", "grpo.prompts_per_step=3", "grpo.group_size=4", "rollout.max_new_tokens=32",
+        "grpo.micro_batch_tokens=150", "eval.every=0", "log_tensorboard=false"]), progress=False)
+    groups, _, _ = trainer._collect()
+    mbs = list(micro_batches(groups, trainer.tokenizer.pad_token_id, 150, False))
+    assert len(mbs) > 1
+    with torch.no_grad():
+        for (batch, _, mask), old in zip(mbs, behaviour_logprobs(groups, mbs)):
+            logp, _ = completion_logprobs(trainer.policy, batch)
+            assert torch.allclose(old * mask, logp * mask, atol=1e-4)
