@@ -3,6 +3,11 @@
 The math lives in ``r1kit.grpo.core``; this module orchestrates: data order, rollouts, rewards,
 batching, optimiser, metrics (``metrics.jsonl`` every step), periodic evaluation (``eval.jsonl``),
 checkpoints and exact resumption.
+
+Scaling out (``r1kit.distributed``): with ``distributed.backend: ray`` the rollouts are sampled by
+Ray actors and scored by Ray reward workers, and the weights are pushed to the actors after every
+optimiser step; under ``torchrun`` each rank trains on its share of the groups with gradients
+summed over the ranks. The single-process path is the same code with neither.
 """
 from __future__ import annotations
 
