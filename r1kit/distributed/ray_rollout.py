@@ -16,7 +16,6 @@ re-queued to the live actors: every (prompt id, sample index) comes back exactly
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 
 import torch
@@ -101,7 +100,6 @@ class Pending:
 
     calls: dict             # object reference -> (slot, task, actor handle)
     params: SamplingParams
-    submitted: float
 
 
 class RayRollout:
@@ -139,7 +137,7 @@ class RayRollout:
             slot = i % len(self.actors)
             calls[self.actors[slot].sample.remote(task, params)] = (slot, task, self.actors[slot])
         self.in_flight += len(calls)
-        return Pending(calls, params, time.time())
+        return Pending(calls, params)
 
     def _replace(self, slot: int, dead) -> None:
         """A fresh actor in ``slot`` (once per death), loaded with the current weights."""
