@@ -38,7 +38,7 @@ def _rise(curve: list[float]) -> float:
 def test_two_ray_actors_learn_like_one_process(tmp_path):
     single = _curve(tmp_path / "single")
     actors = _curve(tmp_path / "ray", "distributed.backend=ray", "distributed.rollout_actors=2",
-                    "distributed.reward_workers=1", "distributed.num_cpus=3")
+                    "distributed.reward_workers=1")  # the private cluster sizes itself
     assert len(single) == len(actors) == STEPS
     assert _rise(single) > MARGIN, single
     assert _rise(actors) > MARGIN, actors
