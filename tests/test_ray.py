@@ -77,6 +77,30 @@ def test_killed_rollout_actor_is_replaced_and_its_prompts_requeued(cluster, tiny
     rollout.shutdown()
 
 
+def test_a_hung_rollout_actor_is_killed_and_its_task_requeued(cluster, tiny, tiny_path):
+    from r1kit.distributed.ray_rollout import RayRollout, make_tasks
+    from r1kit.rollout import SamplingParams
+
+    rollout = RayRollout(tiny_path, "float32", 2, actor_cpus=1, threads=1, timeout=4)
+    rollout.push_weights(tiny[0], 1)
+    pids = rollout.pids()
+    tasks = make_tasks(list(range(6)), _prompts(tiny_path, 6), 2, seed=9, min_version=1)
+    os.kill(pids[1], signal.SIGSTOP)  # a stuck process: alive, finishing nothing
+    try:
+        t0 = time.time()
+        results = rollout.collect(rollout.submit(tasks, SamplingParams(n=2, max_new_tokens=32)))
+    finally:
+        try:
+            os.kill(pids[1], signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    assert 4 <= time.time() - t0 < 60
+    assert rollout.restarts == 1 and rollout.requeued == 1 and rollout.pids()[1] != pids[1]
+    assert [res.task.prompt_ids for res in results] == [[0, 1, 2], [3, 4, 5]]
+    assert all(len(res.rollouts) == 6 and res.weight_version == 1 for res in results)
+    rollout.shutdown()
+
+
 def test_an_actor_refuses_to_sample_with_stale_weights(cluster, tiny, tiny_path):
     from r1kit.distributed.ray_rollout import RayRollout, make_tasks
     from r1kit.rollout import SamplingParams

@@ -11,7 +11,8 @@ actor actually sampled with is returned with every sample.
 A step's prompts are cut into tasks (one per actor, contiguous); each task has its own sampling
 seed, so its samples do not depend on which actor runs it. An actor that dies (its process killed,
 a node lost) is replaced by a fresh one, which gets the current weights, and its tasks are
-re-queued to the live actors: every (prompt id, sample index) comes back exactly once.
+re-queued: every (prompt id, sample index) comes back exactly once. So is an actor that finishes
+nothing for ``distributed.rollout_timeout`` seconds (a stuck process or node): it is killed first.
 """
 from __future__ import annotations
 
@@ -105,8 +106,10 @@ class Pending:
 class RayRollout:
     """N rollout actors, weight pushes and task dispatch with re-queueing."""
 
+    START_TIMEOUT = 600.0  # seconds a replacement actor may take to start and load the weights
+
     def __init__(self, model: str, dtype: str, n_actors: int, actor_cpus: float = 1.0,
-                 threads: int = 1, device: str = "cpu", max_restarts: int = 8):
+                 threads: int = 1, device: str = "cpu", max_restarts: int = 8, timeout: float | None = None):
         import ray
 
         self._ray = ray
@@ -117,6 +120,7 @@ class RayRollout:
         self._args = (model, dtype, threads, device)
         self.actors = [self._cls.remote(*self._args) for _ in range(n_actors)]
         self.max_restarts, self.restarts, self.requeued = max_restarts, 0, 0
+        self.timeout = timeout  # seconds without any task finishing before the busy actors count as hung
         self.version, self._weights = -1, None
         self.in_flight = 0
 
@@ -149,23 +153,36 @@ class RayRollout:
         self.restarts += 1
         self._ray.kill(dead, no_restart=True)
         self.actors[slot] = self._cls.remote(*self._args)
-        if self._weights is not None:
+        # wait until it has started and holds the current weights, so that its start-up does not
+        # count against the hang timeout
+        ready = self.actors[slot].pid.remote() if self._weights is None else \
             self.actors[slot].set_weights.remote(self.version, self._weights)
+        self._ray.get(ready, timeout=self.START_TIMEOUT)
 
     def collect(self, pending: Pending) -> list[TaskResult]:
-        """Wait for every task; re-queue the tasks of actors that died. Results in task order."""
+        """Wait for every task; re-queue the tasks of actors that died, or that finished nothing
+        for ``timeout`` seconds (hung: they are killed and replaced). Results in task order."""
         ray, calls, done = self._ray, dict(pending.calls), {}
+
+        def requeue(ref):
+            slot, task, actor = calls.pop(ref)
+            self._replace(slot, actor)
+            self.requeued += 1
+            calls[self.actors[slot].sample.remote(task, pending.params)] = (slot, task, self.actors[slot])
+
         try:
             while calls:
-                ready, _ = ray.wait(list(calls), num_returns=1)
-                slot, task, actor = calls.pop(ready[0])
+                ready, _ = ray.wait(list(calls), num_returns=1, timeout=self.timeout)
+                if not ready:
+                    for ref in list(calls):
+                        requeue(ref)
+                    continue
                 try:
                     rollouts, version = ray.get(ready[0])
                 except ray.exceptions.RayActorError:
-                    self._replace(slot, actor)
-                    self.requeued += 1
-                    calls[self.actors[slot].sample.remote(task, pending.params)] = (slot, task, self.actors[slot])
+                    requeue(ready[0])
                     continue
+                slot, task, _ = calls.pop(ready[0])
                 done[task.task_id] = TaskResult(task, rollouts, version, slot)
         finally:
             self.in_flight -= len(pending.calls)

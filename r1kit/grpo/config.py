@@ -115,6 +115,8 @@ class DistributedConfig:
         lets actors sample up to L steps ahead with older weights (the importance ratio then uses
         the sampler's log-probs as pi_old); the version is recorded with every sample.
     max_actor_restarts: replacements of dead rollout actors before the run fails.
+    rollout_timeout: seconds a sampling round may go without any task finishing; then the actors
+        still busy count as hung: they are killed, replaced, and their tasks re-queued.
     sample_log: write ``samples.jsonl`` (step, prompt id, sample index, weight version, actor,
         reward) for every sample.
     """
@@ -131,6 +133,7 @@ class DistributedConfig:
     reward_modules: list[str] = field(default_factory=list)
     max_weight_lag: int = 0
     max_actor_restarts: int = 8
+    rollout_timeout: float = 1800.0
     sample_log: bool = True
 
 

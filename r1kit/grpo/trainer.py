@@ -182,8 +182,9 @@ class GRPOTrainer:
                 raise ConfigError(f"distributed.{name}: {getattr(d, name)} is out of range")
         if d.reward_workers < 0 or d.max_weight_lag < 0 or d.actor_threads < 0:
             raise ConfigError("distributed.reward_workers, max_weight_lag and actor_threads must be >= 0")
-        if d.reward_timeout <= 0:
-            raise ConfigError(f"distributed.reward_timeout: {d.reward_timeout} must be > 0")
+        for name in ("reward_timeout", "rollout_timeout"):
+            if getattr(d, name) <= 0:
+                raise ConfigError(f"distributed.{name}: {getattr(d, name)} must be > 0")
         if d.max_weight_lag and d.backend != "ray":
             raise ConfigError("distributed.max_weight_lag: off-policy lag needs distributed.backend=ray")
         if d.max_weight_lag and g.dynamic_sampling:
