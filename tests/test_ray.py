@@ -200,7 +200,7 @@ def test_ray_run_records_versions_and_survives_a_killed_actor(cluster, tmp_path)
 
 
 def test_off_policy_lag_is_explicit_and_recorded(cluster, tmp_path):
-    _ray_run(tmp_path / "lag", "steps=3", "distributed.max_weight_lag=1")
+    _ray_run(tmp_path / "lag", "steps=3", "distributed.max_weight_lag=1", "distributed.reward_workers=0")
     rows = _rows(tmp_path / "lag" / "samples.jsonl")
     lags = {r["step"]: r["step"] - 1 - r["weight_version"] for r in rows}
     assert lags == {1: 0, 2: 1, 3: 1}  # step 2's prompts were sampled while step 1 trained

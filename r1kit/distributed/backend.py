@@ -66,21 +66,26 @@ class RayBackend:
         tasks = make_tasks(prompt_ids, prompts, len(self.rollout.actors), params.seed or 0, min_version)
         return RaySubmission(prompt_ids, examples, prompts, self.rollout.submit(tasks, params))
 
-    def collect(self, sub: RaySubmission) -> list[TaskResult]:
-        return self.rollout.collect(sub.pending)
+    def finish(self, sub: RaySubmission, weights: dict[str, float],
+               stats: RewardStats) -> tuple[list[TaskResult], list[tuple[float, dict]]]:
+        """Wait for a round's samples and their scores (every rollout's, in prompt order).
 
-    def score(self, results: list[TaskResult], examples: list[dict], group_size: int,
-              weights: dict[str, float], stats: RewardStats) -> list[tuple[float, dict]]:
-        """Scores of every rollout, in task (= prompt) order; in the workers when there are any."""
-        items_per_task, start = [], 0
-        for res in results:
-            mine = examples[start: start + len(res.task.prompts)]
-            start += len(res.task.prompts)
-            items_per_task.append([(r.text, mine[r.prompt_index]) for r in res.rollouts])
+        A task's samples go to a reward worker as soon as its actor returns them, so scoring
+        overlaps the sampling still running on the other actors.
+        """
+        example_of = dict(zip(sub.prompt_ids, sub.examples))
+
+        def items(res: TaskResult) -> list[tuple[str, dict]]:
+            return [(r.text, example_of[res.task.prompt_ids[r.prompt_index]]) for r in res.rollouts]
+
         if self.rewards is None:
-            return [score(text, ex, weights, stats) for items in items_per_task for text, ex in items]
-        jobs = [self.rewards.submit(items, weights) for items in items_per_task]
-        return [s for part in self.rewards.results(jobs, weights, stats) for s in part]
+            results = self.rollout.collect(sub.pending)
+            return results, [score(text, ex, weights, stats) for res in results for text, ex in items(res)]
+        jobs = {}
+        results = self.rollout.collect(sub.pending, on_result=lambda res: jobs.__setitem__(
+            res.task.task_id, self.rewards.submit(items(res), weights)))
+        scored = self.rewards.results([jobs[res.task.task_id] for res in results], weights, stats)
+        return results, [s for part in scored for s in part]
 
     def counters(self) -> dict:
         out = {"rollout/actor_restarts": self.rollout.restarts, "rollout/requeued_tasks": self.rollout.requeued}

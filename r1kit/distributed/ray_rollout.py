@@ -159,9 +159,10 @@ class RayRollout:
             self.actors[slot].set_weights.remote(self.version, self._weights)
         self._ray.get(ready, timeout=self.START_TIMEOUT)
 
-    def collect(self, pending: Pending) -> list[TaskResult]:
+    def collect(self, pending: Pending, on_result=None) -> list[TaskResult]:
         """Wait for every task; re-queue the tasks of actors that died, or that finished nothing
-        for ``timeout`` seconds (hung: they are killed and replaced). Results in task order."""
+        for ``timeout`` seconds (hung: they are killed and replaced). ``on_result(result)`` is
+        called as each task finishes. Results in task order."""
         ray, calls, done = self._ray, dict(pending.calls), {}
 
         def requeue(ref):
@@ -184,6 +185,8 @@ class RayRollout:
                     continue
                 slot, task, _ = calls.pop(ready[0])
                 done[task.task_id] = TaskResult(task, rollouts, version, slot)
+                if on_result is not None:
+                    on_result(done[task.task_id])
         finally:
             self.in_flight -= len(pending.calls)
         return [done[k] for k in sorted(done)]

@@ -112,8 +112,9 @@ class DistributedConfig:
     reward_modules: Python modules imported (by the trainer and every reward worker) before
         scoring, so that rewards they ``register`` exist in the workers.
     max_weight_lag: 0 (default): every sample comes from the weights of the current step. L > 0
-        lets actors sample up to L steps ahead with older weights (the importance ratio then uses
-        the sampler's log-probs as pi_old); the version is recorded with every sample.
+        lets actors sample the next step's prompts while this step trains (one step ahead, so
+        one version old), accepting weights up to L versions old; the importance ratio then uses
+        the sampler's log-probs as pi_old. The version is recorded with every sample.
     max_actor_restarts: replacements of dead rollout actors before the run fails.
     rollout_timeout: seconds a sampling round may go without any task finishing; then the actors
         still busy count as hung: they are killed, replaced, and their tasks re-queued.

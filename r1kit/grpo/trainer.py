@@ -307,9 +307,7 @@ class GRPOTrainer:
         if self.ray is None:
             ids, examples, seed = submitted
             return self._sample_groups(examples, seed, ids)
-        results = self.ray.collect(submitted)
-        scored = self.ray.score(results, submitted.examples, self.cfg.grpo.group_size, self.reward_weights,
-                                self.stats)
+        results, scored = self.ray.finish(submitted, self.reward_weights, self.stats)
         rollouts = [r for res in results for r in res.rollouts]
         versions = [res.weight_version for res in results for _ in res.task.prompts]
         actors = [res.actor for res in results for _ in res.task.prompts]
