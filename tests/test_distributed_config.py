@@ -53,3 +53,12 @@ def test_behaviour_logprobs_line_up_with_the_trainers_logprobs(tmp_path):
         for (batch, _, mask), old in zip(mbs, behaviour_logprobs(groups, mbs)):
             logp, _ = completion_logprobs(trainer.policy, batch)
             assert torch.allclose(old * mask, logp * mask, atol=1e-4)
+
+
+def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
+    cfg = load_config(ZeroConfig, None, [f"out={tmp_path}", "distributed.backend=ray"])
+    with pytest.raises(ConfigError, match=r"distributed\.backend: 'ray' needs Ray: pip install 'r1kit\[ray\]'"):
+        GRPOTrainer(cfg, progress=False)
