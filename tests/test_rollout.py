@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from r1kit.prompts import r1_zero_prompt
-from r1kit.rollout import SamplingParams, filter_logits, sample
+from r1kit.rollout import SamplingParams, filter_logits, nucleus, sample
 
 PROBLEMS = ["Compute 3 + 4 - 2", "Compute 9 - 1 + 5 + 2", "Compute 1 + 1"]
 
@@ -108,3 +108,21 @@ def test_rows_finishing_at_different_steps_keep_their_own_tokens(tiny):
     for r in together:
         alone = sample(model, tok, [prompts[r.prompt_index]], params)[0]
         assert (r.token_ids, r.finish_reason, r.text) == (alone.token_ids, alone.finish_reason, alone.text)
+
+
+def _nucleus_by_full_sort(logits, top_p):
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    probs = sorted_logits.softmax(-1)
+    return torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, probs.cumsum(-1) - probs < top_p)
+
+
+@pytest.mark.parametrize("candidates", [1, 8, 64, 512])
+def test_nucleus_from_candidates_equals_the_full_sort(candidates):
+    """Rows whose nucleus fits in the candidates and rows that need the full sort, side by side."""
+    gen = torch.Generator().manual_seed(0)
+    scales = torch.tensor([0.5, 2.0, 8.0, 30.0]).repeat_interleave(8)[:, None]  # flat ... peaked rows
+    logits = torch.randn(32, 5000, generator=gen) * scales
+    for top_p in (0.3, 0.9, 0.95, 0.999):
+        ours = nucleus(logits, top_p, candidates=candidates)
+        assert torch.equal(ours, _nucleus_by_full_sort(logits, top_p)), top_p
+        assert ours.any(-1).all()  # the top token always stays

@@ -143,7 +143,10 @@ class ZeroConfig:
     """An R1-Zero run: GRPO with rule-based rewards straight on a base model.
 
     model: HF folder, hub id, ``tiny`` (the embedded base) or ``smollm2-135m`` (a real pretrained
-        model, r1kit.models.gguf). dtype: ``float32`` or ``bfloat16``.
+        model, r1kit.models.gguf).
+    dtype: compute dtype, ``float32`` or ``bfloat16``. With ``bfloat16`` the weights and optimiser
+        state stay float32 (bf16 weights would round most updates away); sampling uses a bf16 copy
+        refreshed every step and training runs under autocast (r1kit.models.precision).
     data: training prompts: ``synthetic`` (r1kit's arithmetic task), ``synthetic_code`` (the same
         problems as "write a program that prints ...", graded in the sandbox by the ``code``
         reward), a benchmark name or a JSONL/Parquet file with ``problem`` and ``answer`` (and

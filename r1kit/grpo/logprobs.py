@@ -34,36 +34,47 @@ class LinearLogProbs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, temperature: float, chunk: int):
         dtype = torch.promote_types(hidden.dtype, torch.float32)  # bf16 in, fp32 math
-        w = weight.to(dtype)
+        mm_dtype = _matmul_dtype(hidden, dtype)
+        w = weight.to(mm_dtype)
         n = hidden.size(0)
         logp, lse, entropy = (hidden.new_empty(n, dtype=dtype) for _ in range(3))
         for lo in range(0, n, chunk):
-            z = hidden[lo: lo + chunk].to(dtype) @ w.T / temperature
+            z = (hidden[lo: lo + chunk].to(mm_dtype) @ w.T).to(dtype) / temperature
             z_lse = z.logsumexp(-1)
             logp[lo: lo + chunk] = z.gather(-1, targets[lo: lo + chunk, None]).squeeze(-1) - z_lse
             entropy[lo: lo + chunk] = z_lse - ((z - z_lse[:, None]).exp() * z).sum(-1)
             lse[lo: lo + chunk] = z_lse
         ctx.save_for_backward(hidden, weight, targets, lse)
-        ctx.temperature, ctx.chunk = temperature, chunk
+        ctx.temperature, ctx.chunk, ctx.mm_dtype = temperature, chunk, mm_dtype
         ctx.mark_non_differentiable(entropy)
         return logp, entropy
 
     @staticmethod
     def backward(ctx, grad_logp, _grad_entropy):
         hidden, weight, targets, lse = ctx.saved_tensors
-        w = weight.to(lse.dtype)
+        mm = ctx.mm_dtype
+        w = weight.to(mm)
         grad_hidden = torch.empty(hidden.shape, dtype=lse.dtype, device=hidden.device)
-        grad_weight = torch.zeros_like(w)
+        grad_weight = torch.zeros(weight.shape, dtype=lse.dtype, device=weight.device)
         for lo in range(0, hidden.size(0), ctx.chunk):
-            h = hidden[lo: lo + ctx.chunk].to(lse.dtype)
-            z = h @ w.T / ctx.temperature
+            h = hidden[lo: lo + ctx.chunk].to(mm)
+            z = (h @ w.T).to(lse.dtype) / ctx.temperature
             g = grad_logp[lo: lo + ctx.chunk, None]
             dz = -(z - lse[lo: lo + ctx.chunk, None]).exp() * g
             dz.scatter_add_(-1, targets[lo: lo + ctx.chunk, None], g)
-            dz /= ctx.temperature
+            dz = (dz / ctx.temperature).to(mm)
             grad_hidden[lo: lo + ctx.chunk] = dz @ w
             grad_weight += dz.T @ h
         return grad_hidden.to(hidden.dtype), grad_weight.to(weight.dtype), None, None, None
+
+
+def _matmul_dtype(hidden: torch.Tensor, math_dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the LM-head products: autocast's when the forward runs under it (mixed precision,
+    r1kit.models.precision), else the float32 math dtype. Backward reuses it, autocast or not."""
+    device_type = hidden.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return math_dtype
 
 
 def linear_logprobs(hidden, weight, targets, temperature: float = 1.0, chunk: int | None = None):

@@ -33,6 +33,7 @@ from r1kit.grpo.checkpoint import (latest_checkpoint, load_trainer_state, rng_st
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.logprobs import completion_logprobs, make_group_batch, split_by_tokens
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
+from r1kit.models.precision import SamplingCopy, compute_context
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, get_reward, score
 from r1kit.rollout import Rollout, SamplingParams, sample
@@ -154,7 +155,9 @@ class GRPOTrainer:
         if self.main:
             self._check_fresh_run_dir(resume, overwrite)
         ddp.barrier()
-        self.policy = load_model(str(start) if start else self.model_path, cfg.dtype)
+        # float32 master weights; dtype bfloat16 is the compute dtype (r1kit.models.precision)
+        self.policy = load_model(str(start) if start else self.model_path, "float32")
+        self.sampler = SamplingCopy(self.policy, cfg.dtype)
         self.reference = load_model(self.model_path, cfg.dtype) if cfg.grpo.beta > 0 else None
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.optim.lr,
                                            weight_decay=cfg.optim.weight_decay)
@@ -285,7 +288,7 @@ class GRPOTrainer:
     def _sample_groups(self, examples: list[dict], seed: int, prompt_ids: list[int] | None = None) -> list[Group]:
         """Sample and score in this process with the current weights."""
         prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
-        rollouts = sample(self.policy, self.tokenizer, prompts, self._params(seed))
+        rollouts = sample(self.sampler.model, self.tokenizer, prompts, self._params(seed))
         n = self.cfg.grpo.group_size
         scored = [score(r.text, examples[i // n], self.reward_weights, self.stats) for i, r in enumerate(rollouts)]
         ids = prompt_ids if prompt_ids is not None else [-1] * len(examples)
@@ -368,7 +371,7 @@ class GRPOTrainer:
         temperature = c.rollout.temperature if c.rollout.temperature > 0 else 1.0
 
         def frozen_logprobs(model):
-            with torch.no_grad():
+            with torch.no_grad(), compute_context(model, c.dtype):
                 return [completion_logprobs(model, batch, temperature)[0] for batch, _, _ in mbs]
 
         lagged = any(grp.weight_version < self.step for grp in groups)
@@ -388,7 +391,8 @@ class GRPOTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
         for k, (batch, rows, loss_mask) in enumerate(prep["mbs"]):
-            logp, entropy = completion_logprobs(self.policy, batch, prep["temperature"])
+            with compute_context(self.policy, c.dtype):
+                logp, entropy = completion_logprobs(self.policy, batch, prep["temperature"])
             loss, mb_stats = core.grpo_loss(
                 logp, old_logp[k] if old_logp else logp.detach(), ref_logp[k] if ref_logp else None,
                 prep["advantages"][rows], loss_mask, eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta,
@@ -414,6 +418,7 @@ class GRPOTrainer:
             self.scheduler.step()
             stats["grad_norm"].append(norm.item())
         self.policy.eval()
+        self.sampler.refresh()
         out = {k: sum(v) / len(v) for k, v in stats.items() if v}
         if self.world > 1:  # per-rank averages -> the mean over the ranks (the loss is already global)
             for key in ("kl", "clip_frac", "entropy"):
@@ -474,7 +479,7 @@ class GRPOTrainer:
         cfg = EvalConfig(k=e.k, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens,
                          template=self.cfg.template, seed=self.cfg.seed,
                          reflection_phrases=self.cfg.reflection_phrases)
-        _, results = evaluate(self.policy, self.tokenizer, self.eval_problems, cfg, progress=False)
+        _, results = evaluate(self.sampler.model, self.tokenizer, self.eval_problems, cfg, progress=False)
         row = {"step": self.step, **results}
         append_jsonl(self.out / "eval.jsonl", row)
         return row

@@ -70,7 +70,7 @@ def load_model(name: str | None, dtype: str = "float32", device: str = "cpu"):
     """A causal LM in eval mode on ``device``."""
     from transformers import AutoModelForCausalLM
 
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not one of {list(DTYPES)}")
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name), dtype=DTYPES[dtype])
+    from r1kit.models.precision import check_dtype
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name), dtype=check_dtype(dtype))
     return model.to(device).eval()

@@ -153,7 +153,8 @@ def _sha256(path: Path) -> str:
 
 
 def load_gguf(path: str | Path, dtype: str = "float32"):
-    """``(model, tokenizer)`` read straight from a GGUF file (de-quantized; marked quantized by HF)."""
+    """``(model, tokenizer)`` read from a GGUF file into dense weights (``dequantize=True``, so not marked
+    quantized; ``transformers``' default GGUF load is, and can be neither saved nor trained)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils.quantization_config import GgufConfig

@@ -59,13 +59,31 @@ def filter_logits(logits: torch.Tensor, top_p: float, top_k: int) -> torch.Tenso
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        probs = sorted_logits.softmax(-1)
-        # drop a token when the mass before it already reaches top_p (the top token always stays)
-        drop_sorted = probs.cumsum(-1) - probs >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
+        logits = logits.masked_fill(~nucleus(logits, top_p), float("-inf"))
     return logits
+
+
+def nucleus(logits: torch.Tensor, top_p: float, candidates: int = 512) -> torch.Tensor:
+    """Boolean mask of the smallest set of top tokens whose probability reaches ``top_p``.
+
+    A token is dropped when the mass of the tokens ranked before it already reaches top_p (the top
+    token always stays). Sorting a 50k-150k vocabulary for every row at every step is the slow
+    part, so the nucleus is first looked for among the ``candidates`` most likely tokens; only rows
+    whose nucleus is larger are sorted in full. The result is the same either way.
+    """
+    k = min(candidates, logits.size(-1))
+    top, order = torch.topk(logits, k, dim=-1)  # descending
+    probs = (top - logits.logsumexp(-1, keepdim=True)).exp()
+    before = probs.cumsum(-1) - probs
+    keep = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+    keep.scatter_(-1, order, before < top_p)
+    wider = (before[:, -1] + probs[:, -1]) < top_p  # the nucleus does not fit in the candidates
+    if k < logits.size(-1) and wider.any():
+        rows = wider.nonzero().squeeze(-1)
+        full, full_order = torch.sort(logits[rows], descending=True, dim=-1)
+        p_full = full.softmax(-1)
+        keep[rows] = torch.zeros_like(full, dtype=torch.bool).scatter(-1, full_order, p_full.cumsum(-1) - p_full < top_p)
+    return keep
 
 
 def _tokenize_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

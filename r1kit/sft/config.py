@@ -9,8 +9,9 @@ from typing import Literal
 class SFTConfig:
     """Supervised fine-tuning of a causal LM on prompt/completion or chat rows.
 
-    model: HF folder, hub id, ``tiny`` or ``tiny-small`` (the embedded bases). dtype: ``float32``
-        or ``bfloat16``.
+    model: HF folder, hub id, ``tiny`` or ``tiny-small`` (the embedded bases).
+    dtype: compute dtype, ``float32`` or ``bfloat16`` (bf16: float32 weights and optimiser state,
+        forward and backward under autocast; r1kit.models.precision).
     data: the rows: a JSONL/JSON/Parquet file, ``hf:NAME[:SPLIT]`` (``datasets.load_dataset``,
         split ``train`` by default) or a folder written by ``datasets``' ``save_to_disk`` (both need
         the optional ``datasets`` package). A row is ``{"prompt", "completion"}`` (loss on the

@@ -23,6 +23,7 @@ from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
 from r1kit.grpo.checkpoint import (check_fresh_run_dir, latest_checkpoint, load_trainer_state, rng_state,
                                    save_checkpoint, set_rng_state, truncate_jsonl_after)
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
+from r1kit.models.precision import compute_context
 from r1kit.sft.config import SFTConfig
 from r1kit.sft.data import build_examples, collate, epoch_micro_batches, fingerprint, load_sft_rows, masked_lm_loss
 
@@ -94,7 +95,8 @@ class SFTTrainer:
         self.total_steps = len(self.plan)
         self.step = 0
         start = latest_checkpoint(self.out) if resume else None
-        self.model = load_model(str(start) if start else self.model_path, cfg.dtype)
+        # float32 master weights; dtype bfloat16 is the compute dtype (r1kit.models.precision)
+        self.model = load_model(str(start) if start else self.model_path, "float32")
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio))
@@ -144,8 +146,9 @@ class SFTTrainer:
         total = 0.0
         for b in batches:
             inputs = {k: b[k] for k in ("input_ids", "position_ids", "attention_mask") if k in b}
-            logits = self.model(**inputs, use_cache=False).logits
-            loss_sum, _ = masked_lm_loss(logits, b["labels"])
+            with compute_context(self.model, self.cfg.dtype):
+                logits = self.model(**inputs, use_cache=False).logits
+            loss_sum, _ = masked_lm_loss(logits.float(), b["labels"])
             (loss_sum / max(n_targets, 1)).backward()
             total += loss_sum.item()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)

@@ -1,0 +1,82 @@
+"""GRPO step time in float32 vs bfloat16 on the CPU, side by side in one process.
+
+Two trainers from the same recipe (default ``recipes/zero_smollm2.yaml``, SmolLM2-135M), one per
+dtype, take steps in turn (fp32, bf16, fp32, ...); each step is timed as rollout (sampling the
+step's groups) + train (the policy-gradient update). Prints per-round figures and the medians,
+and the ratio fp32 / bf16 of the median step times. The first step of each dtype is a warm-up
+and is not counted.
+
+    python benchmarks/dtype_step.py                       # SmolLM2-135M, 4 timed rounds
+    python benchmarks/dtype_step.py --model tiny --config recipes/zero_tiny.yaml --rounds 8
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from r1kit.config import load_config
+from r1kit.grpo.config import ZeroConfig
+from r1kit.grpo.trainer import GRPOTrainer
+
+ROOT = Path(__file__).resolve().parents[1]
+DTYPES = ("float32", "bfloat16")
+
+
+def make_trainer(args, dtype: str, out: Path) -> GRPOTrainer:
+    overrides = [f"dtype={dtype}", f"out={out / dtype}", "eval.every=0", "checkpoint_every=0",
+                 "log_tensorboard=false", f"steps={args.rounds + 1}"]
+    if args.model:
+        overrides.append(f"model={args.model}")
+    return GRPOTrainer(load_config(ZeroConfig, args.config, overrides + args.overrides), progress=False)
+
+
+def timed_step(trainer: GRPOTrainer) -> dict:
+    t0 = time.perf_counter()
+    groups, sampled, _ = trainer._collect()
+    t1 = time.perf_counter()
+    trainer._optimise(groups)
+    trainer.step += 1
+    t2 = time.perf_counter()
+    tokens = sum(len(r.token_ids) for grp in sampled for r in grp.rollouts)
+    return {"step_s": t2 - t0, "rollout_s": t1 - t0, "train_s": t2 - t1, "tok_per_s": tokens / (t1 - t0)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(ROOT / "recipes" / "zero_smollm2.yaml"))
+    ap.add_argument("--model", default=None, help="override the recipe's model")
+    ap.add_argument("--rounds", type=int, default=4, help="timed steps per dtype")
+    ap.add_argument("overrides", nargs="*", help="recipe overrides, key=value")
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
+          f"recipe {args.config}")
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {d: make_trainer(args, d, Path(tmp)) for d in DTYPES}
+        for d in DTYPES:
+            timed_step(trainers[d])  # warm-up
+        rows = {d: [] for d in DTYPES}
+        for r in range(args.rounds):
+            for d in DTYPES:
+                rows[d].append(timed_step(trainers[d]))
+                x = rows[d][-1]
+                print(f"round {r + 1} {d:9s} step {x['step_s']:6.2f} s  (rollout {x['rollout_s']:6.2f}, "
+                      f"train {x['train_s']:6.2f})  sampling {x['tok_per_s']:6.0f} tok/s", flush=True)
+    med = {d: {k: statistics.median(x[k] for x in rows[d]) for k in rows[d][0]} for d in DTYPES}
+    for d in DTYPES:
+        m = med[d]
+        print(f"median {d:9s} step {m['step_s']:6.2f} s  rollout {m['rollout_s']:6.2f}  train {m['train_s']:6.2f}  "
+              f"sampling {m['tok_per_s']:6.0f} tok/s")
+    print(f"ratio fp32/bf16: step {med['float32']['step_s'] / med['bfloat16']['step_s']:.2f}, "
+          f"rollout {med['float32']['rollout_s'] / med['bfloat16']['rollout_s']:.2f}, "
+          f"train {med['float32']['train_s'] / med['bfloat16']['train_s']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
