@@ -58,7 +58,7 @@ def test_killed_rollout_actor_is_replaced_and_its_prompts_requeued(cluster, tiny
     rollout.push_weights(model, 7)
     pids = rollout.pids()
     tasks = make_tasks(list(range(100, 108)), _prompts(tiny_path, 8), 2, seed=3, min_version=7)
-    params = SamplingParams(n=4, max_new_tokens=64)
+    params = SamplingParams(n=4, max_new_tokens=40)
     clean = rollout.collect(rollout.submit(tasks, params))
     pending = rollout.submit(tasks, params)
     time.sleep(0.05)  # the actors are sampling
