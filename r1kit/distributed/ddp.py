@@ -12,7 +12,8 @@ buckets; done here after the micro-batches, because the trainer's forward goes t
 decoder and LM head separately, not through a wrapped ``forward``). Clipping and the optimiser
 step then see the same gradients on every rank, so the replicas stay equal.
 
-CPU: the ``gloo`` backend; CUDA: ``nccl`` (one GPU per local rank).
+CPU: the ``gloo`` backend; CUDA: ``nccl`` (one GPU per local rank). The GRPO trainer trains on
+the CPU today, so it always asks for gloo.
 """
 from __future__ import annotations
 
@@ -27,12 +28,12 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init_from_env() -> None:
-    """Join the process group torchrun describes (gloo on CPU, nccl with CUDA); no-op when alone
-    or already joined."""
+def init_from_env(device: str = "cpu") -> None:
+    """Join the process group torchrun describes: gloo when the training tensors live on the CPU,
+    nccl when they live on CUDA (one GPU per local rank); no-op when alone or already joined."""
     if not launched_by_torchrun() or dist.is_initialized():
         return
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    backend = "nccl" if device.startswith("cuda") else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)

@@ -137,7 +137,7 @@ class GRPOTrainer:
                 raise ConfigError(f"rewards.{name}: {exc}") from None
         # the accuracy reward is always scored (weight 0 when it is not part of the reward)
         self.reward_weights = {cfg.accuracy_reward: 0.0, **cfg.rewards}
-        ddp.init_from_env()
+        ddp.init_from_env("cpu")  # the trainer's tensors live on the CPU (no device option yet)
         self.rank, self.world = ddp.rank(), ddp.world_size()
         self.main = self.rank == 0
         self._check_distributed()
