@@ -118,8 +118,8 @@ class DistributedConfig:
     max_actor_restarts: replacements of dead rollout actors before the run fails.
     rollout_timeout: seconds a sampling round may go without any task finishing; then the actors
         still busy count as hung: they are killed, replaced, and their tasks re-queued.
-    sample_log: write ``samples.jsonl`` (step, prompt id, sample index, weight version, actor,
-        reward) for every sample.
+    sample_log: with the ray backend, write ``samples.jsonl`` (step, prompt id, sample index,
+        weight version, actor, reward) for every sample.
     """
 
     backend: Literal["none", "ray"] = "none"
