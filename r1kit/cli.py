@@ -165,6 +165,9 @@ def cmd_zero(args) -> None:
     overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
     cfg = load_config(ZeroConfig, args.config, overrides)
     summary = GRPOTrainer(cfg, resume=args.resume, overwrite=args.overwrite).train()
+    from r1kit.distributed import ddp
+    if not ddp.is_main():  # under torchrun, rank 0 reports
+        return
     print(json.dumps(summary.get("final_eval") or {}, indent=2, default=str))
     if not args.no_report:
         from r1kit.report import write_report

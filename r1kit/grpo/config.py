@@ -92,6 +92,53 @@ class PeriodicEvalConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Scaling out (``r1kit.distributed``): Ray rollout/reward workers, multi-process training.
+
+    backend: ``none`` (everything in this process) or ``ray`` (rollout actors + reward workers).
+    address: Ray cluster to join: ``None`` starts a private local cluster on 127.0.0.1; ``auto``
+        joins the cluster started on this machine with ``ray start``; ``HOST:6379`` joins a
+        remote head.
+    num_cpus: Ray CPUs (scheduling slots) of the private local cluster; None: the machine's core
+        count, or more if the actors reserve more (rollout_actors x actor_cpus + 0.5 per reward
+        worker). Actors that a cluster cannot place make the run fail with what they lack.
+    rollout_actors: N Ray actors, each holding a policy copy and the rollout engine.
+    actor_cpus: Ray CPUs reserved per rollout actor. actor_threads: torch threads per actor.
+    actor_device: ``cpu`` or ``cuda`` (each actor then asks Ray for one GPU).
+    reward_workers: Ray actors scoring rewards (the code sandbox runs there); 0 scores in the
+        trainer's process.
+    reward_timeout: seconds a reward batch may take; past it (or if its worker dies) its samples
+        score 0 with a counted reason and the worker is replaced.
+    reward_modules: Python modules imported (by the trainer and every reward worker) before
+        scoring, so that rewards they ``register`` exist in the workers.
+    max_weight_lag: 0 (default): every sample comes from the weights of the current step. L > 0
+        lets actors sample the next step's prompts while this step trains (one step ahead, so
+        one version old), accepting weights up to L versions old; the importance ratio then uses
+        the sampler's log-probs as pi_old. The version is recorded with every sample.
+    max_actor_restarts: replacements of dead rollout actors before the run fails.
+    rollout_timeout: seconds a sampling round may go without any task finishing; then the actors
+        still busy count as hung: they are killed, replaced, and their tasks re-queued.
+    sample_log: with the ray backend, write ``samples.jsonl`` (step, prompt id, sample index,
+        weight version, actor, reward) for every sample.
+    """
+
+    backend: Literal["none", "ray"] = "none"
+    address: str | None = None
+    num_cpus: int | None = None
+    rollout_actors: int = 2
+    actor_cpus: float = 1.0
+    actor_threads: int = 1
+    actor_device: Literal["cpu", "cuda"] = "cpu"
+    reward_workers: int = 1
+    reward_timeout: float = 120.0
+    reward_modules: list[str] = field(default_factory=list)
+    max_weight_lag: int = 0
+    max_actor_restarts: int = 8
+    rollout_timeout: float = 1800.0
+    sample_log: bool = True
+
+
+@dataclass
 class ZeroConfig:
     """An R1-Zero run: GRPO with rule-based rewards straight on a base model.
 
@@ -115,6 +162,8 @@ class ZeroConfig:
     reflection_phrases: self-verification phrases counted by the reflection rate.
     log_tensorboard: also write TensorBoard events when ``tensorboard`` is installed.
     threads: torch CPU threads (0 keeps torch's default).
+    distributed: Ray rollout/reward workers (``DistributedConfig``). Multi-process training needs
+        no option: run under ``torchrun --nproc-per-node K`` (r1kit.distributed.ddp).
     """
 
     model: str = "tiny"
@@ -137,3 +186,4 @@ class ZeroConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: PeriodicEvalConfig = field(default_factory=PeriodicEvalConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)

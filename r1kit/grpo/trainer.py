@@ -3,6 +3,11 @@
 The math lives in ``r1kit.grpo.core``; this module orchestrates: data order, rollouts, rewards,
 batching, optimiser, metrics (``metrics.jsonl`` every step), periodic evaluation (``eval.jsonl``),
 checkpoints and exact resumption.
+
+Scaling out (``r1kit.distributed``): with ``distributed.backend: ray`` the rollouts are sampled by
+Ray actors and scored by Ray reward workers, and the weights are pushed to the actors after every
+optimiser step; under ``torchrun`` each rank trains on its share of the groups with gradients
+summed over the ranks. The single-process path is the same code with neither.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from tqdm.auto import tqdm
 from r1kit.config import ConfigError, to_dict
 from r1kit.data.benchmarks import load_problems
 from r1kit.data.jsonl import append_jsonl
+from r1kit.distributed import ddp
 from r1kit.eval.evaluate import EvalConfig, evaluate, has_reflection
 from r1kit.grpo import core
 from r1kit.grpo.checkpoint import (latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
@@ -33,7 +39,6 @@ from r1kit.rewards import RewardStats, get_reward, score
 from r1kit.rollout import Rollout, SamplingParams, sample
 
 
-
 @dataclass
 class Group:
     """One prompt with its G scored completions."""
@@ -43,6 +48,9 @@ class Group:
     rollouts: list[Rollout]
     rewards: list[float]
     parts: list[dict]
+    prompt_id: int = -1       # position in the prompt stream (unique over the run)
+    weight_version: int = 0   # trainer step whose weights sampled it (0: the initial weights)
+    actor: int = -1           # Ray rollout actor slot (-1: sampled in the trainer's process)
 
     @property
     def all_equal(self) -> bool:
@@ -61,6 +69,11 @@ class PromptStream:
             self._epoch, self._order = epoch, list(range(len(self.problems)))
             random.Random(self.seed * 1_000_003 + epoch).shuffle(self._order)
         return self._order
+
+    def take_indexed(self, n: int) -> tuple[list[int], list[dict]]:
+        """The next ``n`` prompts and their stream positions (unique ids over the run)."""
+        ids = list(range(self.position, self.position + n))
+        return ids, self.take(n)
 
     def take(self, n: int) -> list[dict]:
         out = []
@@ -86,12 +99,37 @@ def micro_batches(groups: list[Group], pad_id: int, token_budget: int, mask_trun
         yield batch, rows, loss_mask
 
 
+def _import_reward_modules(names: list[str]) -> None:
+    """Import the modules that register user rewards (the Ray reward workers import them too)."""
+    import importlib
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"distributed.reward_modules: cannot import {name!r} ({exc})") from None
+
+
+def behaviour_logprobs(groups: list[Group], mbs) -> list[torch.Tensor]:
+    """Per micro-batch, the sampler's per-token log-probs (log softmax(logits / T) of the weights
+    that sampled, recorded by the rollout engine), laid out like ``completion_logprobs``."""
+    flat = [r for grp in groups for r in grp.rollouts]
+    out = []
+    for batch, rows, _ in mbs:
+        logp = torch.zeros(batch.completion_ids.shape)
+        for j, row in enumerate(rows.tolist()):
+            values = flat[row].logprobs
+            logp[j, : len(values)] = torch.tensor(values)
+        out.append(logp)
+    return out
+
+
 class GRPOTrainer:
     """Runs an R1-Zero GRPO job described by a ``ZeroConfig``."""
 
     def __init__(self, cfg: ZeroConfig, resume: bool = False, progress: bool = True, overwrite: bool = False):
         self.cfg, self.progress = cfg, progress
         self.out = Path(cfg.out)
+        _import_reward_modules(cfg.distributed.reward_modules)
         for name in [*cfg.rewards, cfg.accuracy_reward]:
             try:
                 get_reward(name)
@@ -99,6 +137,10 @@ class GRPOTrainer:
                 raise ConfigError(f"rewards.{name}: {exc}") from None
         # the accuracy reward is always scored (weight 0 when it is not part of the reward)
         self.reward_weights = {cfg.accuracy_reward: 0.0, **cfg.rewards}
+        ddp.init_from_env("cpu")  # the trainer's tensors live on the CPU (no device option yet)
+        self.rank, self.world = ddp.rank(), ddp.world_size()
+        self.main = self.rank == 0
+        self._check_distributed()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -110,7 +152,9 @@ class GRPOTrainer:
         self.stats = RewardStats()
         self.step = 0
         start = latest_checkpoint(self.out) if resume else None
-        self._check_fresh_run_dir(resume, overwrite)
+        if self.main:
+            self._check_fresh_run_dir(resume, overwrite)
+        ddp.barrier()
         # float32 master weights; dtype bfloat16 is the compute dtype (r1kit.models.precision)
         self.policy = load_model(str(start) if start else self.model_path, "float32")
         self.sampler = SamplingCopy(self.policy, cfg.dtype)
@@ -123,9 +167,38 @@ class GRPOTrainer:
             self._restore(start)
         elif resume:
             print(f"--resume: no checkpoint in {self.out}; starting from step 0")
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-        self.writer = self._tensorboard()
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        self.writer = self._tensorboard() if self.main else None
+        self._prefetched = None  # with distributed.max_weight_lag > 0: the next step's first round
+        self.ray = None
+        if cfg.distributed.backend == "ray" and self.main:
+            from r1kit.distributed.backend import RayBackend
+            self.ray = RayBackend(cfg, cfg.model)  # resolved on each node; the weights come by push
+            self.ray.push_weights(self.policy, self.step)
+
+    def _check_distributed(self) -> None:
+        d, g = self.cfg.distributed, self.cfg.grpo
+        for name in ("rollout_actors", "max_actor_restarts"):
+            if getattr(d, name) < (1 if name == "rollout_actors" else 0):
+                raise ConfigError(f"distributed.{name}: {getattr(d, name)} is out of range")
+        if d.reward_workers < 0 or d.max_weight_lag < 0 or d.actor_threads < 0:
+            raise ConfigError("distributed.reward_workers, max_weight_lag and actor_threads must be >= 0")
+        for name in ("reward_timeout", "rollout_timeout"):
+            if getattr(d, name) <= 0:
+                raise ConfigError(f"distributed.{name}: {getattr(d, name)} must be > 0")
+        if d.max_weight_lag and d.backend != "ray":
+            raise ConfigError("distributed.max_weight_lag: off-policy lag needs distributed.backend=ray")
+        if d.max_weight_lag and g.dynamic_sampling:
+            raise ConfigError("distributed.max_weight_lag: not supported with grpo.dynamic_sampling")
+        if g.prompts_per_step < self.world:
+            raise ConfigError(f"grpo.prompts_per_step: {g.prompts_per_step} groups cannot be shared by "
+                              f"{self.world} ranks")
+        if self.world > 1 and g.dynamic_sampling and d.backend != "ray":
+            raise ConfigError("grpo.dynamic_sampling: under torchrun it needs distributed.backend=ray "
+                              "(rank 0 then samples for all ranks)")
+
 
     # ---- setup -------------------------------------------------------------------------------
     def _check_fresh_run_dir(self, resume: bool, overwrite: bool) -> None:
@@ -174,97 +247,184 @@ class GRPOTrainer:
         set_rng_state(state["rng"])
         self.stream.position = state["data_position"]
         self.step = state["step"]
-        for name in ("metrics.jsonl", "eval.jsonl"):
-            truncate_jsonl_after(self.out / name, self.step)
+        for name in ("metrics.jsonl", "eval.jsonl", "samples.jsonl"):
+            if self.main:
+                truncate_jsonl_after(self.out / name, self.step)
         print(f"resumed from {checkpoint} at step {self.step}")
 
     def _save(self) -> Path:
+        # prompts taken for a prefetched (not yet trained) round are taken again after a resume
+        ahead = len(self._prefetched.prompt_ids) if self._prefetched is not None else 0
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "rng": rng_state(), "data_position": self.stream.position, "step": self.step}
+                 "rng": rng_state(), "data_position": self.stream.position - ahead, "step": self.step}
         return save_checkpoint(self.out, self.step, self.policy, self.tokenizer, state,
                                self.cfg.keep_checkpoints)
 
     # ---- rollouts and rewards ----------------------------------------------------------------
-    def _sample_groups(self, examples: list[dict], seed: int) -> list[Group]:
-        c = self.cfg
-        prompts = [build_prompt(ex["problem"], c.template, self.tokenizer) for ex in examples]
-        params = SamplingParams(n=c.grpo.group_size, temperature=c.rollout.temperature,
-                                top_p=c.rollout.top_p, top_k=c.rollout.top_k,
-                                max_new_tokens=c.rollout.max_new_tokens, seed=seed)
-        rollouts = sample(self.sampler.model, self.tokenizer, prompts, params)
+    def _params(self, seed: int) -> SamplingParams:
+        r = self.cfg.rollout
+        return SamplingParams(n=self.cfg.grpo.group_size, temperature=r.temperature, top_p=r.top_p,
+                              top_k=r.top_k, max_new_tokens=r.max_new_tokens, seed=seed)
+
+    def _seed(self, step: int, round_: int = 0) -> int:
+        return self.cfg.seed * 1_000_003 + step * 101 + round_
+
+    def _make_groups(self, examples, prompts, rollouts, scored, prompt_ids, versions, actors) -> list[Group]:
+        """Groups from flat rollouts/scores (G per prompt, prompt by prompt), soft penalty applied."""
+        c, n = self.cfg, self.cfg.grpo.group_size
         groups = []
         for i, (ex, prompt) in enumerate(zip(examples, prompts)):
-            mine = rollouts[i * c.grpo.group_size: (i + 1) * c.grpo.group_size]
-            scored = [score(r.text, ex, self.reward_weights, self.stats) for r in mine]
-            rewards = [total for total, _ in scored]
+            mine, mine_scored = rollouts[i * n: (i + 1) * n], scored[i * n: (i + 1) * n]
+            rewards = [total for total, _ in mine_scored]
             if c.grpo.overlong == "soft":
                 lengths = torch.tensor([len(r.token_ids) for r in mine])
                 penalty = core.overlong_soft_penalty(lengths, c.rollout.max_new_tokens, c.grpo.overlong_buffer)
                 rewards = [r + p for r, p in zip(rewards, penalty.tolist())]
-            prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            groups.append(Group(ex, prompt_ids, mine, rewards, [parts for _, parts in scored]))
+            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            groups.append(Group(ex, ids, mine, rewards, [parts for _, parts in mine_scored],
+                                prompt_ids[i], versions[i], actors[i]))
         return groups
 
-    def _collect(self) -> tuple[list[Group], list[Group], int]:
-        """Sample this step's groups; with dynamic sampling, refill past all-equal groups."""
+    def _sample_groups(self, examples: list[dict], seed: int, prompt_ids: list[int] | None = None) -> list[Group]:
+        """Sample and score in this process with the current weights."""
+        prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
+        rollouts = sample(self.sampler.model, self.tokenizer, prompts, self._params(seed))
+        n = self.cfg.grpo.group_size
+        scored = [score(r.text, examples[i // n], self.reward_weights, self.stats) for i, r in enumerate(rollouts)]
+        ids = prompt_ids if prompt_ids is not None else [-1] * len(examples)
+        return self._make_groups(examples, prompts, rollouts, scored, ids, [self.step] * len(examples),
+                                 [-1] * len(examples))
+
+    def _submit(self, n_prompts: int, seed: int, step: int):
+        """Take prompts and start sampling them: on the Ray actors (returns at once, accepting
+        weights no older than ``step - max_weight_lag``) or, without Ray, a deferred local job."""
+        ids, examples = self.stream.take_indexed(n_prompts)
+        if self.ray is None:
+            return ids, examples, seed
+        prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
+        return self.ray.submit(ids, examples, prompts, self._params(seed),
+                               step - self.cfg.distributed.max_weight_lag)
+
+    def _finish(self, submitted) -> list[Group]:
+        """Wait for a submitted round and score it (in the reward workers, with Ray)."""
+        if self.ray is None:
+            ids, examples, seed = submitted
+            return self._sample_groups(examples, seed, ids)
+        results, scored = self.ray.finish(submitted, self.reward_weights, self.stats)
+        rollouts = [r for res in results for r in res.rollouts]
+        versions = [res.weight_version for res in results for _ in res.task.prompts]
+        actors = [res.actor for res in results for _ in res.task.prompts]
+        return self._make_groups(submitted.examples, submitted.prompts, rollouts, scored, submitted.prompt_ids,
+                                 versions, actors)
+
+    def _collect_all(self) -> tuple[list[Group], list[Group], int]:
+        """This step's groups (the whole batch); with dynamic sampling, refill past all-equal groups."""
         g = self.cfg.grpo
-        base_seed = self.cfg.seed * 1_000_003 + self.step * 101
-        sampled = self._sample_groups(self.stream.take(g.prompts_per_step), base_seed)
+        first, self._prefetched = self._prefetched, None
+        sampled = self._finish(first or self._submit(g.prompts_per_step, self._seed(self.step), self.step))
         if not g.dynamic_sampling:
             return sampled, sampled, 0
         kept = [grp for grp in sampled if not grp.all_equal]
         rounds = 0
         while len(kept) < g.prompts_per_step and rounds < g.max_refill_rounds:
             rounds += 1
-            more = self._sample_groups(self.stream.take(g.prompts_per_step), base_seed + rounds)
+            more = self._finish(self._submit(g.prompts_per_step, self._seed(self.step, rounds), self.step))
             sampled += more
             kept += [grp for grp in more if not grp.all_equal]
         return kept[: g.prompts_per_step] or sampled[: g.prompts_per_step], sampled, rounds
 
+    def _collect(self) -> tuple[list[Group], list[Group], int]:
+        """(this rank's groups to train on, every group sampled this step, refill rounds).
+
+        Under torchrun with Ray, rank 0 drives the actors and broadcasts the batch; without Ray,
+        every rank takes the same global prompts and samples its own share (its own seed).
+        """
+        if self.world == 1:
+            return self._collect_all()
+        if self.cfg.distributed.backend == "ray":
+            kept, sampled, rounds = ddp.broadcast_object(self._collect_all() if self.main else None)
+            return ddp.shard(kept), sampled, rounds
+        ids, examples = self.stream.take_indexed(self.cfg.grpo.prompts_per_step)
+        seed = self._seed(self.step) + 7919 * self.rank
+        mine = self._sample_groups(ddp.shard(examples), seed, ddp.shard(ids))
+        return mine, [grp for part in ddp.gather_objects(mine) for grp in part], 0
+
+    def _prefetch(self) -> None:
+        """With an off-policy lag, start sampling the next step's prompts before this step trains."""
+        if self.ray is not None and self.cfg.distributed.max_weight_lag > 0 and self.step + 1 < self.cfg.steps:
+            self._prefetched = self._submit(self.cfg.grpo.prompts_per_step, self._seed(self.step + 1), self.step + 1)
+
     # ---- optimisation ------------------------------------------------------------------------
-    def _optimise(self, groups: list[Group]) -> dict:
+    def _prepare(self, groups: list[Group]) -> dict:
+        """Micro-batches, advantages, global normalisers and frozen log-probs of a step's groups.
+
+        ``num_seqs``/``num_tokens`` are summed over the torchrun ranks (``ddp.global_sum``), so the
+        ranks' losses add up to the single-process loss of the whole batch.
+        """
         c, g = self.cfg, self.cfg.grpo
         rewards = torch.tensor([r for grp in groups for r in grp.rewards])
         advantages = core.group_advantages(rewards, g.group_size, g.advantage_scale)
         mbs = list(micro_batches(groups, self.tokenizer.pad_token_id, g.micro_batch_tokens, g.overlong == "mask"))
-        totals = {"seqs": len(rewards), "tokens": sum(m.sum() for _, _, m in mbs).clamp(min=1)}
+        local_tokens = sum((m.sum() for _, _, m in mbs), torch.tensor(0.0))
+        totals = {"seqs": int(ddp.global_sum(len(rewards)).item()),
+                  "tokens": ddp.global_sum(local_tokens).float().clamp(min=1)}
         temperature = c.rollout.temperature if c.rollout.temperature > 0 else 1.0
 
         def frozen_logprobs(model):
             with torch.no_grad(), compute_context(model, c.dtype):
                 return [completion_logprobs(model, batch, temperature)[0] for batch, _, _ in mbs]
 
-        # with one pass the old policy is the current one (ratio = 1 exactly): no extra forward
-        old_logp = frozen_logprobs(self.policy) if g.mu > 1 else None
+        lagged = any(grp.weight_version < self.step for grp in groups)
+        if lagged:  # off-policy: pi_old is the policy that sampled, whose log-probs came with the samples
+            old_logp = behaviour_logprobs(groups, mbs)
+        else:  # with one pass the old policy is the current one (ratio = 1 exactly): no extra forward
+            old_logp = frozen_logprobs(self.policy) if g.mu > 1 else None
         ref_logp = frozen_logprobs(self.reference) if self.reference is not None else None
+        return {"mbs": mbs, "advantages": advantages, "totals": totals, "temperature": temperature,
+                "old_logp": old_logp, "ref_logp": ref_logp}
 
+    def _accumulate(self, prep: dict, stats: dict) -> float:
+        """One pass of forward/backward over the micro-batches; leaves the gradients of the global
+        batch's loss in ``.grad`` (summed over the ranks) and returns that loss."""
+        c, g = self.cfg, self.cfg.grpo
+        old_logp, ref_logp, totals = prep["old_logp"], prep["ref_logp"], prep["totals"]
+        self.optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for k, (batch, rows, loss_mask) in enumerate(prep["mbs"]):
+            with compute_context(self.policy, c.dtype):
+                logp, entropy = completion_logprobs(self.policy, batch, prep["temperature"])
+            loss, mb_stats = core.grpo_loss(
+                logp, old_logp[k] if old_logp else logp.detach(), ref_logp[k] if ref_logp else None,
+                prep["advantages"][rows], loss_mask, eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta,
+                agg=g.loss_agg, max_len=c.rollout.max_new_tokens, num_seqs=totals["seqs"],
+                num_tokens=totals["tokens"])
+            loss.backward()
+            step_loss += loss.item()
+            stats["entropy"].append(((entropy * loss_mask).sum() / loss_mask.sum().clamp(min=1)).item())
+            for key in ("kl", "clip_frac"):
+                if key in mb_stats:
+                    stats[key].append(mb_stats[key])
+        ddp.all_reduce_gradients(self.policy.parameters())
+        return float(ddp.global_sum(step_loss))
+
+    def _optimise(self, groups: list[Group]) -> dict:
+        prep = self._prepare(groups)
         self.policy.train()
         stats = {"kl": [], "clip_frac": [], "entropy": [], "grad_norm": [], "loss": []}
-        for _ in range(g.mu):
-            self.optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for k, (batch, rows, loss_mask) in enumerate(mbs):
-                with compute_context(self.policy, c.dtype):
-                    logp, entropy = completion_logprobs(self.policy, batch, temperature)
-                loss, mb_stats = core.grpo_loss(
-                    logp, old_logp[k] if old_logp else logp.detach(), ref_logp[k] if ref_logp else None,
-                    advantages[rows], loss_mask, eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta,
-                    agg=g.loss_agg, max_len=c.rollout.max_new_tokens, num_seqs=totals["seqs"],
-                    num_tokens=totals["tokens"])
-                loss.backward()
-                step_loss += loss.item()
-                stats["entropy"].append(((entropy * loss_mask).sum() / loss_mask.sum().clamp(min=1)).item())
-                for key in ("kl", "clip_frac"):
-                    if key in mb_stats:
-                        stats[key].append(mb_stats[key])
-            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.optim.max_grad_norm)
+        for _ in range(self.cfg.grpo.mu):
+            stats["loss"].append(self._accumulate(prep, stats))
+            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.optim.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
             stats["grad_norm"].append(norm.item())
-            stats["loss"].append(step_loss)
         self.policy.eval()
         self.sampler.refresh()
-        return {k: sum(v) / len(v) for k, v in stats.items() if v}
+        out = {k: sum(v) / len(v) for k, v in stats.items() if v}
+        if self.world > 1:  # per-rank averages -> the mean over the ranks (the loss is already global)
+            for key in ("kl", "clip_frac", "entropy"):
+                if key in out:
+                    out[key] = float(ddp.global_sum(out[key])) / self.world
+        return out
 
     # ---- the loop ----------------------------------------------------------------------------
     def _metrics(self, groups: list[Group], sampled: list[Group], opt: dict, times: dict, rounds: int) -> dict:
@@ -284,12 +444,28 @@ class GRPOTrainer:
         m["reflection_rate"] = sum(has_reflection(r.text, c.reflection_phrases) for r in rollouts) / len(rollouts)
         m["groups_all_equal_frac"] = sum(grp.all_equal for grp in sampled) / len(sampled)
         m["refill_rounds"] = rounds
+        versions = [grp.weight_version for grp in sampled]
+        m["weight_version/min"], m["weight_version/max"] = min(versions), max(versions)
+        m["weight_lag/max"] = self.step - 1 - min(versions)  # 0: every sample from this step's weights
+        if self.ray is not None:
+            m.update(self.ray.counters())
         m.update(opt)
         m["lr"] = self.scheduler.get_last_lr()[0]
         m["reward_failures"] = self.stats.total()
         m["tokens_per_s"] = lengths.sum().item() / max(times["rollout_seconds"], 1e-9)
         m.update(times)
         return {k: v for k, v in m.items() if v is not None}
+
+    def _log_samples(self, kept: list[Group], sampled: list[Group]) -> None:
+        """``samples.jsonl``: one row per sample, with its prompt id, index and weight version."""
+        kept_ids = {id(grp) for grp in kept}
+        rows = [{"step": self.step, "prompt_id": grp.prompt_id, "sample_index": j,
+                 "weight_version": grp.weight_version, "actor": grp.actor, "reward": grp.rewards[j],
+                 "trained": id(grp) in kept_ids, "length": len(r.token_ids)}
+                for grp in sampled for j, r in enumerate(grp.rollouts)]
+        path = self.out / "samples.jsonl"
+        with path.open("a", encoding="utf-8") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
 
     def _log(self, metrics: dict) -> None:
         append_jsonl(self.out / "metrics.jsonl", metrics)
@@ -309,24 +485,44 @@ class GRPOTrainer:
         return row
 
     def train(self) -> dict:
+        try:
+            return self._train()
+        finally:
+            if self.ray is not None:
+                self.ray.close()
+                self.ray = None
+
+    def _after_step(self, groups, sampled, opt, times, rounds, bar) -> None:
+        """Rank 0's bookkeeping of a finished step: metrics, sample log, progress bar."""
+        metrics = self._metrics(groups, sampled, opt, times, rounds)
+        self._log(metrics)
+        if self.ray is not None and self.cfg.distributed.sample_log:
+            self._log_samples(groups if self.world == 1 else sampled, sampled)
+        bar.update(1)
+        bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", acc=f"{metrics['accuracy']:.2f}",
+                        len=f"{metrics['response_length/mean']:.0f}", refresh=False)
+
+    def _train(self) -> dict:
         c = self.cfg
         last_eval = None
-        if c.eval.every and self.step == 0:
+        if c.eval.every and self.step == 0 and self.main:
             last_eval = self.run_eval()
-        bar = tqdm(total=c.steps, initial=self.step, desc="GRPO", disable=not self.progress, mininterval=1)
+        bar = tqdm(total=c.steps, initial=self.step, desc="GRPO", disable=not (self.progress and self.main),
+                   mininterval=1)
         while self.step < c.steps:
             t0 = time.time()
             groups, sampled, rounds = self._collect()
+            self._prefetch()
             t1 = time.time()
             opt = self._optimise(groups)
             self.step += 1
+            if self.ray is not None:
+                self.ray.push_weights(self.policy, self.step)
             t2 = time.time()
             times = {"rollout_seconds": t1 - t0, "train_seconds": t2 - t1, "step_seconds": t2 - t0}
-            metrics = self._metrics(groups, sampled, opt, times, rounds)
-            self._log(metrics)
-            bar.update(1)
-            bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", acc=f"{metrics['accuracy']:.2f}",
-                            len=f"{metrics['response_length/mean']:.0f}", refresh=False)
+            if not self.main:
+                continue
+            self._after_step(groups, sampled, opt, times, rounds, bar)
             if c.eval.every and (self.step % c.eval.every == 0 or self.step == c.steps):
                 last_eval = self.run_eval()
                 cons = last_eval.get(f"cons@{c.eval.k}")
@@ -336,8 +532,10 @@ class GRPOTrainer:
             if (c.checkpoint_every and self.step % c.checkpoint_every == 0) or self.step == c.steps:
                 self._save()
         bar.close()
+        ddp.barrier()
         if self.writer:
             self.writer.close()
         summary = {"steps": self.step, "final_eval": last_eval, "reward_failures": self.stats.as_dict()}
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        if self.main:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         return summary

@@ -1,0 +1,107 @@
+"""Data-parallel training over ``torch.distributed`` (start it with ``torchrun --nproc-per-node K``).
+
+Every rank holds the whole policy and takes a contiguous share of the step's groups. The loss of
+a micro-batch is normalised by *global* counts (sequences and, for token-mean, tokens summed over
+the ranks), so the ranks' losses add up to the single-process loss of the same global batch:
+
+    L = sum_r L_r,   L_r = sum_{i in rank r} l_i / N_global        (seq-mean aggregations)
+    L = sum_r sum_{i,t in rank r} l_{i,t} / T_global                (token-mean)
+
+and the gradient of L is the all-reduced *sum* of the ranks' gradients (what DDP does with its
+buckets; done here after the micro-batches, because the trainer's forward goes through the
+decoder and LM head separately, not through a wrapped ``forward``). Clipping and the optimiser
+step then see the same gradients on every rank, so the replicas stay equal.
+
+CPU: the ``gloo`` backend; CUDA: ``nccl`` (one GPU per local rank). The GRPO trainer trains on
+the CPU today, so it always asks for gloo.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def launched_by_torchrun() -> bool:
+    """True when the environment says this process is one of several ranks (``WORLD_SIZE > 1``)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_env(device: str = "cpu") -> None:
+    """Join the process group torchrun describes: gloo when the training tensors live on the CPU,
+    nccl when they live on CUDA (one GPU per local rank); no-op when alone or already joined."""
+    if not launched_by_torchrun() or dist.is_initialized():
+        return
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend)
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def shard(items: list, rank_: int | None = None, size: int | None = None) -> list:
+    """This rank's contiguous share of ``items`` (sizes differ by at most one)."""
+    r = rank() if rank_ is None else rank_
+    n = world_size() if size is None else size
+    base, extra = divmod(len(items), n)
+    start = r * base + min(r, extra)
+    return items[start: start + base + (1 if r < extra else 0)]
+
+
+def global_sum(value: float | torch.Tensor) -> torch.Tensor:
+    """Sum of a scalar over the ranks (the value itself when alone), as a float64 tensor."""
+    t = torch.as_tensor(value, dtype=torch.float64).clone()
+    if world_size() > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_reduce_gradients(parameters) -> None:
+    """Sum every parameter's gradient over the ranks, in one flat buffer (a parameter without a
+    gradient contributes zeros, so that all ranks reduce the same layout)."""
+    if world_size() == 1:
+        return
+    params = [p for p in parameters if p.requires_grad]
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[offset: offset + n].view_as(g).clone()
+        offset += n
+
+
+def gather_objects(obj) -> list:
+    """Every rank's ``obj``, in rank order (a one-element list when alone)."""
+    if world_size() == 1:
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj):
+    """Rank 0's ``obj`` on every rank."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()

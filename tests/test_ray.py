@@ -1,0 +1,209 @@
+"""Ray rollout and reward workers on a real local Ray cluster (127.0.0.1, CPU actors).
+
+Every test here drives real Ray processes: actors are killed with SIGKILL by PID, rewards exit the
+worker process or hang, and the trainer runs end to end with ``distributed.backend=ray``.
+"""
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from r1kit.config import load_config  # noqa: E402
+from r1kit.grpo.config import ZeroConfig  # noqa: E402
+from r1kit.grpo.trainer import GRPOTrainer  # noqa: E402
+from r1kit.rewards import RewardStats  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+SMALL = ["grpo.prompts_per_step=4", "grpo.group_size=4", "rollout.max_new_tokens=48", "eval.every=0",
+         "log_tensorboard=false", "distributed.backend=ray", "distributed.rollout_actors=2",
+         "distributed.reward_workers=1"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A private Ray cluster for this module; workers import r1kit and the test helpers from here."""
+    path = os.pathsep.join([str(ROOT), str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])
+    ray.init(address="local", num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1",
+             runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}}, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _prompts(tiny_path, n):
+    from r1kit.data import synthetic
+    from r1kit.models import load_tokenizer
+    from r1kit.prompts import build_prompt
+
+    tok = load_tokenizer(tiny_path)
+    return [build_prompt(ex["problem"], "r1_zero", tok) for ex in synthetic.train_set(n, seed=5)]
+
+
+def test_killed_rollout_actor_is_replaced_and_its_prompts_requeued(cluster, tiny, tiny_path):
+    from r1kit.distributed.ray_rollout import RayRollout, make_tasks
+    from r1kit.rollout import SamplingParams
+
+    model, _ = tiny
+    rollout = RayRollout(tiny_path, "float32", 2, actor_cpus=1, threads=1)
+    rollout.push_weights(model, 7)
+    pids = rollout.pids()
+    tasks = make_tasks(list(range(100, 108)), _prompts(tiny_path, 8), 2, seed=3, min_version=7)
+    params = SamplingParams(n=4, max_new_tokens=40)
+    clean = rollout.collect(rollout.submit(tasks, params))
+    pending = rollout.submit(tasks, params)
+    time.sleep(0.05)  # the actors are sampling
+    os.kill(pids[0], signal.SIGKILL)
+    results = rollout.collect(pending)
+    assert rollout.restarts == 1 and rollout.requeued >= 1
+    new_pids = rollout.pids()
+    assert new_pids[0] != pids[0] and new_pids[1] == pids[1]
+    seen = [(pid, r.prompt_index, j) for res in results for pid in res.task.prompt_ids
+            for j, r in enumerate(res.rollouts[(pid - res.task.prompt_ids[0]) * 4:][:4])]
+    assert sorted((p, j) for p, _, j in seen) == [(p, j) for p in range(100, 108) for j in range(4)]
+    assert all(res.weight_version == 7 for res in results)  # the replacement got the current weights
+    # a task's seed, not its actor, fixes its samples: the re-queued task sampled exactly the same
+    assert [[r.token_ids for r in res.rollouts] for res in results] == \
+        [[r.token_ids for r in res.rollouts] for res in clean]
+    rollout.shutdown()
+
+
+def test_a_hung_rollout_actor_is_killed_and_its_task_requeued(cluster, tiny, tiny_path):
+    from r1kit.distributed.ray_rollout import RayRollout, make_tasks
+    from r1kit.rollout import SamplingParams
+
+    rollout = RayRollout(tiny_path, "float32", 2, actor_cpus=1, threads=1, timeout=4)
+    rollout.push_weights(tiny[0], 1)
+    pids = rollout.pids()
+    tasks = make_tasks(list(range(6)), _prompts(tiny_path, 6), 2, seed=9, min_version=1)
+    os.kill(pids[1], signal.SIGSTOP)  # a stuck process: alive, finishing nothing
+    try:
+        t0 = time.time()
+        results = rollout.collect(rollout.submit(tasks, SamplingParams(n=2, max_new_tokens=32)))
+    finally:
+        try:
+            os.kill(pids[1], signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    assert 4 <= time.time() - t0 < 60
+    assert rollout.restarts == 1 and rollout.requeued == 1 and rollout.pids()[1] != pids[1]
+    assert [res.task.prompt_ids for res in results] == [[0, 1, 2], [3, 4, 5]]
+    assert all(len(res.rollouts) == 6 and res.weight_version == 1 for res in results)
+    rollout.shutdown()
+
+
+def test_an_actor_refuses_to_sample_with_stale_weights(cluster, tiny, tiny_path):
+    from r1kit.distributed.ray_rollout import RayRollout, make_tasks
+    from r1kit.rollout import SamplingParams
+
+    rollout = RayRollout(tiny_path, "float32", 1)
+    rollout.push_weights(tiny[0], 2)
+    tasks = make_tasks([0], _prompts(tiny_path, 1), 1, seed=0, min_version=3)
+    with pytest.raises(ray.exceptions.RayTaskError, match="holds weights v2, task needs >= v3"):
+        rollout.collect(rollout.submit(tasks, SamplingParams(n=2, max_new_tokens=8)))
+    rollout.shutdown()
+
+
+def test_reward_worker_that_dies_scores_its_samples_zero_with_a_reason(cluster):
+    from r1kit.distributed.ray_rewards import WORKER_FAILURE, RayRewardPool
+
+    weights = {"test_exit_on_marker": 1.0}
+    pool = RayRewardPool(2, ["helpers.crashing_rewards"], timeout=60)
+    pids = pool.pids()
+    stats = RewardStats()
+    jobs = [pool.submit([("fine", {}), ("also fine", {})], weights),
+            pool.submit([("EXIT here", {}), ("innocent", {})], weights)]
+    out = pool.results(jobs, weights, stats)
+    assert [t for t, _ in out[0]] == [1.0, 1.0]
+    assert out[1] == [(0.0, {"test_exit_on_marker": 0.0})] * 2
+    [(key, count)] = stats.failures.items()
+    assert key[0] == WORKER_FAILURE and "died" in key[1] and count == 2
+    assert pool.replaced == 1 and pool.pids()[1] != pids[1]
+    again = pool.results([pool.submit([("fine", {})], weights) for _ in range(2)], weights, stats)
+    assert again == [[(1.0, {"test_exit_on_marker": 1.0})]] * 2  # the replacement works
+    pool.shutdown()
+
+
+def test_code_reward_runs_its_sandbox_in_the_reward_workers(cluster):
+    from r1kit.data import synthetic
+    from r1kit.distributed.ray_rewards import RayRewardPool
+
+    ex = synthetic.code_train_set(2, seed=1)[0]
+    right, wrong = (f"<think> x </think> <answer>```python\nprint({v})\n```</answer>" for v in (ex["answer"], -1))
+    pool = RayRewardPool(1, [], timeout=60)
+    stats = RewardStats()
+    [out] = pool.results([pool.submit([(right, ex), (wrong, ex)], {"code": 1.0})], {"code": 1.0}, stats)
+    assert [total for total, _ in out] == [1.0, 0.0] and stats.calls["code"] == 2 and not stats.failures
+    pool.shutdown()
+
+
+def test_reward_worker_that_hangs_times_out_instead_of_stalling_the_step(cluster):
+    from r1kit.distributed.ray_rewards import RayRewardPool
+
+    weights = {"test_sleep_on_marker": 1.0}
+    pool = RayRewardPool(1, ["helpers.crashing_rewards"], timeout=3)
+    pool.results([pool.submit([("warm", {})], weights)], weights, RewardStats())  # worker started
+    stats = RewardStats()
+    t0 = time.time()
+    out = pool.results([pool.submit([("SLEEP", {})], weights)], weights, stats)
+    assert time.time() - t0 < 15  # the reward sleeps 60 s
+    assert out == [[(0.0, {"test_sleep_on_marker": 0.0})]]
+    assert any("timeout" in reason for (_, reason) in stats.failures)
+    assert pool.replaced == 1
+    pool.shutdown()
+
+
+def _ray_run(out, *extra, kill_at_step=None):
+    cfg = load_config(ZeroConfig, None, SMALL + [f"out={out}", *extra])
+    trainer = GRPOTrainer(cfg, progress=False)
+    killed = []
+    if kill_at_step is not None:
+        victim = trainer.ray.rollout.pids()[0]
+
+        def killer():  # SIGKILL actor 0 while a rollout of step >= kill_at_step is in flight
+            while trainer.ray is not None and not killed:
+                if trainer.step >= kill_at_step and trainer.ray.rollout.in_flight:
+                    os.kill(victim, signal.SIGKILL)
+                    killed.append(trainer.step)
+                time.sleep(0.002)
+        threading.Thread(target=killer, daemon=True).start()
+    trainer.train()
+    return killed
+
+
+@pytest.mark.slow
+def test_ray_run_records_versions_and_survives_a_killed_actor(cluster, tmp_path):
+    _ray_run(tmp_path / "clean", "steps=3")
+    killed = _ray_run(tmp_path / "killed", "steps=3", kill_at_step=1)
+    assert killed, "the actor was never killed"
+    clean, hit = _rows(tmp_path / "clean" / "samples.jsonl"), _rows(tmp_path / "killed" / "samples.jsonl")
+    for rows in (clean, hit):
+        # the weights that sampled every sample are the previous optimiser step's (lag 0)
+        assert all(r["weight_version"] == r["step"] - 1 for r in rows)
+        keys = [(r["prompt_id"], r["sample_index"]) for r in rows]
+        assert sorted(keys) == [(p, j) for p in range(12) for j in range(4)]  # none lost, none twice
+    metrics = _rows(tmp_path / "killed" / "metrics.jsonl")
+    assert metrics[-1]["rollout/actor_restarts"] == 1 and metrics[-1]["rollout/requeued_tasks"] >= 1
+    assert all(m["weight_lag/max"] == 0 for m in metrics)
+    # re-queued prompts are sampled with the same seed and weights: the run is the clean one
+    assert [(r["prompt_id"], r["sample_index"], r["length"], r["reward"]) for r in hit] == \
+        [(r["prompt_id"], r["sample_index"], r["length"], r["reward"]) for r in clean]
+
+
+def test_off_policy_lag_is_explicit_and_recorded(cluster, tmp_path):
+    _ray_run(tmp_path / "lag", "steps=3", "distributed.max_weight_lag=1", "distributed.reward_workers=0")
+    rows = _rows(tmp_path / "lag" / "samples.jsonl")
+    lags = {r["step"]: r["step"] - 1 - r["weight_version"] for r in rows}
+    assert lags == {1: 0, 2: 1, 3: 1}  # step 2's prompts were sampled while step 1 trained
+    metrics = _rows(tmp_path / "lag" / "metrics.jsonl")
+    assert [m["weight_lag/max"] for m in metrics] == [0, 1, 1]
+    assert all(m["grad_norm"] > 0 for m in metrics)
