@@ -91,11 +91,13 @@ class GRPOTrainer:
     def __init__(self, cfg: ZeroConfig, resume: bool = False, progress: bool = True, overwrite: bool = False):
         self.cfg, self.progress = cfg, progress
         self.out = Path(cfg.out)
-        for name in [*cfg.rewards, cfg.accuracy_reward]:
+        self._register_reward_models()
+        by_kind = [(f"rewards_by_kind.{kind}", name) for kind, ws in cfg.rewards_by_kind.items() for name in ws]
+        for key, name in [*((f"rewards.{n}", n) for n in [*cfg.rewards, cfg.accuracy_reward]), *by_kind]:
             try:
                 get_reward(name)
             except ValueError as exc:
-                raise ConfigError(f"rewards.{name}: {exc}") from None
+                raise ConfigError(f"{key}: {exc}") from None
         # the accuracy reward is always scored (weight 0 when it is not part of the reward)
         self.reward_weights = {cfg.accuracy_reward: 0.0, **cfg.rewards}
         if cfg.threads:
@@ -118,13 +120,32 @@ class GRPOTrainer:
         self.stream = PromptStream(self.problems, cfg.seed)
         if start:
             self._restore(start)
-        elif resume:
+        elif resume:  # nothing to resume from: start over, without the records of the lost steps
             print(f"--resume: no checkpoint in {self.out}; starting from step 0")
+            for name in ("metrics.jsonl", "eval.jsonl"):
+                truncate_jsonl_after(self.out / name, -1)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
         self.writer = self._tensorboard()
 
     # ---- setup -------------------------------------------------------------------------------
+    def _register_reward_models(self) -> None:
+        from r1kit.rewards.reward_model import register_reward_models
+
+        for name, rm in self.cfg.reward_models.items():
+            if not rm.path:
+                raise ConfigError(f"reward_models.{name}.path: no reward model path given")
+            if not Path(rm.path).expanduser().exists() and rm.path.startswith((".", "/", "~")):
+                raise ConfigError(f"reward_models.{name}.path: {rm.path} not found")
+        try:
+            register_reward_models(self.cfg.reward_models)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def weights_for(self, example: dict) -> dict[str, float]:
+        """The reward weights of ``example``: its kind's in ``rewards_by_kind``, else ``rewards``."""
+        return self.cfg.rewards_by_kind.get(example.get("kind"), self.reward_weights)
+
     def _check_fresh_run_dir(self, resume: bool, overwrite: bool) -> None:
         """A new run never appends to, or silently replaces, an earlier run's records."""
         earlier = [p for p in ("metrics.jsonl", "eval.jsonl", "summary.json") if (self.out / p).exists()]
@@ -192,7 +213,7 @@ class GRPOTrainer:
         groups = []
         for i, (ex, prompt) in enumerate(zip(examples, prompts)):
             mine = rollouts[i * c.grpo.group_size: (i + 1) * c.grpo.group_size]
-            scored = [score(r.text, ex, self.reward_weights, self.stats) for r in mine]
+            scored = [score(r.text, ex, self.weights_for(ex), self.stats) for r in mine]
             rewards = [total for total, _ in scored]
             if c.grpo.overlong == "soft":
                 lengths = torch.tensor([len(r.token_ids) for r in mine])
@@ -269,9 +290,12 @@ class GRPOTrainer:
         parts = [p for grp in sampled for p in grp.parts]
         lengths = torch.tensor([len(r.token_ids) for r in rollouts], dtype=torch.float)
         m = {"step": self.step, "reward/mean": rewards.mean().item(), "reward/std": rewards.std().item()}
-        for name in self.reward_weights:
-            m[f"reward/{name}/mean"] = sum(p[name] for p in parts) / len(parts)
-        m["accuracy"] = sum(p.get(c.accuracy_reward, 0.0) for p in parts) / len(parts)
+        names = dict.fromkeys([*self.reward_weights, *(n for ws in c.rewards_by_kind.values() for n in ws)])
+        for name in names:  # each reward's mean over the completions it scored
+            scored = [p[name] for p in parts if name in p]
+            m[f"reward/{name}/mean"] = sum(scored) / len(scored) if scored else None
+        graded = [p[c.accuracy_reward] for p in parts if c.accuracy_reward in p]
+        m["accuracy"] = sum(graded) / len(graded) if graded else None
         m["format_rate"] = sum(p.get("format", 0.0) for p in parts) / len(parts) if "format" in c.rewards else None
         m["response_length/mean"] = lengths.mean().item()
         m["response_length/max"] = lengths.max().item()
@@ -320,7 +344,7 @@ class GRPOTrainer:
             metrics = self._metrics(groups, sampled, opt, times, rounds)
             self._log(metrics)
             bar.update(1)
-            bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", acc=f"{metrics['accuracy']:.2f}",
+            bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", acc=f"{metrics.get('accuracy', float('nan')):.2f}",
                             len=f"{metrics['response_length/mean']:.0f}", refresh=False)
             if c.eval.every and (self.step % c.eval.every == 0 or self.step == c.steps):
                 last_eval = self.run_eval()
