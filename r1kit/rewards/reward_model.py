@@ -131,13 +131,14 @@ def register_reward_models(models: dict[str, RewardModelConfig]) -> None:
 class RewardModelTrainConfig:
     """Training a tiny Bradley-Terry reward model on a generated preference set.
 
-    tokenizer: the model whose tokenizer the reward model uses (the policy's base, so it reads its text).
+    tokenizer: the model whose tokenizer the reward model uses (the policy's base, so it reads its
+        text); empty: ``tiny-mixed`` (the pipeline sets its ``base``).
     pairs: preference pairs generated (``r1kit.data.general.preference_pairs``); 10% are held out
         to measure pair accuracy. hidden_size/num_layers: the Llama body (one scalar output).
     steps/batch_size/lr: AdamW on the Bradley-Terry loss. max_length: tokens per text. seed: data and init.
     """
 
-    tokenizer: str = "tiny-mixed"
+    tokenizer: str = ""
     pairs: int = 2000
     hidden_size: int = 64
     num_layers: int = 2
@@ -184,7 +185,7 @@ def train_reward_model(pairs: list[dict], out: str | Path, cfg: RewardModelTrain
     from r1kit.models import load_tokenizer
 
     torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(cfg.tokenizer)
+    tokenizer = load_tokenizer(cfg.tokenizer or "tiny-mixed")
     tokenizer.padding_side = "right"
     pairs = list(pairs)
     random.Random(cfg.seed).shuffle(pairs)
