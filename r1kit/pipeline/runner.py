@@ -22,8 +22,8 @@ every stage that depends on it. A stage's status, from its folder:
   ``superseded/`` and the stage runs from scratch;
 * ``pending``: no folder: runs.
 
-``--from S`` re-runs S and every stage that depends on it even when complete; ``--until S`` stops
-after S (stages are taken in :data:`ORDER`). A stage whose dependency is neither complete nor
+``--from S`` re-runs S and every stage that depends on it even when complete, and runs no stage
+that comes before S; ``--until S`` stops after S (stages are taken in the list's order). A stage whose dependency is neither complete nor
 going to run in this invocation is an error naming both.
 """
 from __future__ import annotations
@@ -159,6 +159,9 @@ class Pipeline:
                 items.append(PlanItem(name, "disabled", "disabled in the recipe", fp, deps))
                 continue
             status, reason = stage_status(self.run_dir / name, fp)
+            if start and i < self.order.index(start) and status != "complete":
+                items.append(PlanItem(name, "not-run", f"before --from {start} ({reason})", fp, deps))
+                continue
             if i > last:
                 action, reason = "not-run", f"after --until {until}"
                 if status == "complete":
