@@ -149,6 +149,8 @@ def test_tiny_recipe_and_real_model_recipe_load():
     tiny = load_pipeline_config(ROOT / "recipes" / "r1_tiny.yaml")
     assert tiny.base == "tiny-mixed" and tiny.reasoning_rl.language_weight == 0.5
     assert tiny.reasoning_rl.grpo.eval.every == 0, "a stage's own defaults survive a recipe that sets other keys"
+    zero_acc = load_pipeline_config(None, ["r1_zero.grpo.rewards={accuracy_math: 1.0}"])
+    assert zero_acc.r1_zero.grpo.rewards == {"accuracy_math": 1.0}, "a mapping option is replaced, not merged"
     real = load_pipeline_config(ROOT / "recipes" / "r1_qwen2.5_1.5b.yaml")
     assert real.base == "Qwen/Qwen2.5-1.5B" and real.reasoning_data == "math_train"
     assert real.reward_models.helpfulness.startswith("OpenAssistant/")

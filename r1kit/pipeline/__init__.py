@@ -8,18 +8,21 @@ fingerprints, markers and resumption are in :mod:`r1kit.pipeline.runner`; the st
 """
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
 
 import yaml
 
-from r1kit.config import ConfigError, _merge, build, parse_overrides, to_dict
+from r1kit.config import ConfigError, _coerce, _merge, parse_overrides
 from r1kit.pipeline.config import PipelineConfig, check_config
 from r1kit.pipeline.runner import Pipeline, format_plan
 
 
 def load_pipeline_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
-    """The recipe at ``path`` plus ``key=value`` overrides, merged over the defaults (so a stage's
-    own trainer defaults, e.g. no periodic evaluation, survive a recipe that sets a few keys)."""
+    """The recipe at ``path`` plus ``key=value`` overrides, applied over the defaults: a section
+    the recipe gives only some keys of keeps its stage's own defaults for the rest (e.g. no periodic
+    evaluation in the RL stages); a mapping-valued option (``rewards``) is replaced whole."""
     data: dict = {}
     if path is not None:
         p = Path(path)
@@ -28,20 +31,26 @@ def load_pipeline_config(path: str | Path | None = None, overrides: list[str] | 
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: a recipe must be a mapping of keys to values")
-    given = _merge(data, parse_overrides(overrides or []))
-    _check_keys(given, to_dict(PipelineConfig()), "")
-    cfg = build(PipelineConfig, _merge(to_dict(PipelineConfig()), given))
+    cfg = apply_over(PipelineConfig(), _merge(data, parse_overrides(overrides or [])))
     check_config(cfg)
     return cfg
 
 
-def _check_keys(given: dict, defaults: dict, prefix: str) -> None:
-    """An unknown key is an error naming it (before merging, which would hide nothing but is clearer)."""
-    for key, value in given.items():
-        if key not in defaults:
-            raise ConfigError(f"unknown config key {prefix}{key} (known: {', '.join(sorted(defaults))})")
-        if isinstance(value, dict) and isinstance(defaults[key], dict) and defaults[key]:
-            _check_keys(value, defaults[key], f"{prefix}{key}.")
+def apply_over(instance, data: dict, prefix: str = ""):
+    """``instance`` (a dataclass) with the values of ``data`` (nested for dataclass fields), each
+    checked and coerced as :func:`r1kit.config.build` does; unknown keys are a ConfigError naming them."""
+    hints = typing.get_type_hints(type(instance))
+    names = [f.name for f in dataclasses.fields(instance)]
+    changes = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key {prefix}{key} (known: {', '.join(sorted(names))})")
+        current = getattr(instance, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            changes[key] = apply_over(current, value, f"{prefix}{key}.")
+        else:
+            changes[key] = _coerce(value, hints[key], f"{prefix}{key}")
+    return dataclasses.replace(instance, **changes)
 
 
 def make_pipeline(cfg: PipelineConfig, progress: bool = True) -> Pipeline:
