@@ -121,7 +121,7 @@ def test_bradley_terry_loss_by_hand():
 def test_tiny_reward_model_learns_harmlessness(tmp_path, tiny_path):
     pairs = general.preference_pairs("harmlessness", 400)
     meta = train_reward_model(pairs, tmp_path / "rm", RewardModelTrainConfig(tokenizer=tiny_path, steps=40),
-                              progress=False)
+                              part="whole", progress=False)
     assert meta["test_pair_accuracy"] >= 0.9, meta  # an untrained model is at about 0.5
     assert (tmp_path / "rm" / "config.json").exists()
 

@@ -111,11 +111,11 @@ def sft_rows(n: int, seed: int = TRAIN_SEED, unhelpful_rate: float = 0.3, rude_r
 
 
 def preference_pairs(aspect: str, n: int, seed: int = TRAIN_SEED) -> list[dict]:
-    """``n`` synthetic preference pairs ``{prompt, chosen, rejected}`` for ``aspect``.
+    """``n`` synthetic preference pairs ``{prompt, chosen, rejected}`` of whole responses for ``aspect``.
 
-    ``helpfulness``: the texts are summaries only (helpful vs evasive or wrong parity), as the
-    helpfulness reward model sees them. ``harmlessness``: whole responses, polite vs the same with a
-    rude sentence in the thinking or the summary.
+    ``helpfulness``: the same thinking (polite or rude alike), a helpful summary vs an evasive or
+    wrong one; the reward model is trained, and scores, on the summary part only.
+    ``harmlessness``: polite vs the same response with a rude sentence in the thinking or the summary.
     """
     if aspect not in ("helpfulness", "harmlessness"):
         raise ValueError(f"unknown preference aspect {aspect!r}; use helpfulness or harmlessness")
@@ -124,7 +124,8 @@ def preference_pairs(aspect: str, n: int, seed: int = TRAIN_SEED) -> list[dict]:
     for p in prompts(n, "train", seed + 5):
         num = p["number"]
         if aspect == "helpfulness":
-            chosen, rejected = helpful_summary(num), unhelpful_summary(num, rng)
+            rude = rng.choice(RUDE) if rng.random() < 0.3 else None
+            chosen, rejected = response(num, None, rude), response(num, unhelpful_summary(num, rng), rude)
         else:
             summary = unhelpful_summary(num, rng) if rng.random() < 0.3 else None
             chosen = response(num, summary)

@@ -188,7 +188,7 @@ def run_reward_models_stage(ctx: StageContext) -> dict:
             pairs = general.preference_pairs(aspect, s.train.pairs, seed=general.TRAIN_SEED + c.seed)
             write_jsonl(ctx.dir / f"{aspect}_pairs.jsonl", pairs)
             train_reward_model(pairs, folder, replace(s.train, tokenizer=s.train.tokenizer or c.base, seed=c.seed),
-                               progress=ctx.progress)
+                               part=part, progress=ctx.progress)
         import json
         meta = json.loads(meta_path.read_text())
         outputs[aspect] = {"path": str(folder), "part": part, "test_pair_accuracy": meta["test_pair_accuracy"]}

@@ -14,7 +14,8 @@ registers each configured model as an ordinary reward under its name, so a GRPO 
 like any rule reward (``rewards_by_kind: {general: {helpfulness: 1.0}}``).
 
 :func:`train_reward_model` trains a tiny Bradley-Terry reward model (a 2-layer Llama with a scalar
-head, on the policy's tokenizer) on a preference set ``{prompt, chosen, rejected}``:
+head, on the policy's tokenizer) on a preference set ``{prompt, chosen, rejected}`` of whole
+responses, reading only the part it will score:
 
     loss = -log sigmoid(r(prompt, chosen) - r(prompt, rejected))
 
@@ -164,24 +165,28 @@ def _tiny_classifier(tokenizer, cfg: RewardModelTrainConfig):
     return LlamaForSequenceClassification(config)
 
 
-def _rewards(model, tokenizer, prompts: list[str], texts: list[str], max_length: int) -> torch.Tensor:
-    batch = tokenizer([rm_text(p, t) for p, t in zip(prompts, texts)], return_tensors="pt", padding=True,
+def _rewards(model, tokenizer, prompts: list[str], texts: list[str], max_length: int, part: str) -> torch.Tensor:
+    """Scores of ``texts`` (whole responses) read as the scorer reads them: only ``part`` of each."""
+    batch = tokenizer([rm_text(p, response_part(t, part)) for p, t in zip(prompts, texts)], return_tensors="pt", padding=True,
                       truncation=True, max_length=max_length, add_special_tokens=False)
     return model(**batch).logits[:, 0]
 
 
-def pair_accuracy(model, tokenizer, pairs: list[dict], max_length: int) -> float:
-    """Share of pairs whose chosen text scores above the rejected one."""
+def pair_accuracy(model, tokenizer, pairs: list[dict], max_length: int, part: str = "whole") -> float:
+    """Share of pairs whose chosen response scores above the rejected one (on ``part``)."""
     with torch.no_grad():
         prompts = [p["prompt"] for p in pairs]
-        chosen = _rewards(model, tokenizer, prompts, [p["chosen"] for p in pairs], max_length)
-        rejected = _rewards(model, tokenizer, prompts, [p["rejected"] for p in pairs], max_length)
+        chosen = _rewards(model, tokenizer, prompts, [p["chosen"] for p in pairs], max_length, part)
+        rejected = _rewards(model, tokenizer, prompts, [p["rejected"] for p in pairs], max_length, part)
     return (chosen > rejected).float().mean().item()
 
 
 def train_reward_model(pairs: list[dict], out: str | Path, cfg: RewardModelTrainConfig = RewardModelTrainConfig(),
-                       progress: bool = True) -> dict:
-    """Train a Bradley-Terry reward model on ``pairs`` and save it (an HF folder) with its metrics."""
+                       part: str = "whole", progress: bool = True) -> dict:
+    """Train a Bradley-Terry reward model on ``pairs`` of whole responses, reading only ``part`` of
+    each (``summary`` or ``whole``, exactly as :class:`RewardModel` will score), and save it (an HF
+    folder) with its metrics."""
+    response_part("", part)  # an unknown part fails before training
     from r1kit.models import load_tokenizer
 
     torch.manual_seed(cfg.seed)
@@ -199,8 +204,9 @@ def train_reward_model(pairs: list[dict], out: str | Path, cfg: RewardModelTrain
     for step in tqdm(range(cfg.steps), desc=f"reward model {Path(out).name}", disable=not progress, mininterval=1):
         rows = [train[i] for i in torch.randint(len(train), (cfg.batch_size,), generator=generator).tolist()]
         prompts = [r["prompt"] for r in rows]
-        loss = bradley_terry_loss(_rewards(model, tokenizer, prompts, [r["chosen"] for r in rows], cfg.max_length),
-                                  _rewards(model, tokenizer, prompts, [r["rejected"] for r in rows], cfg.max_length))
+        loss = bradley_terry_loss(
+            _rewards(model, tokenizer, prompts, [r["chosen"] for r in rows], cfg.max_length, part),
+            _rewards(model, tokenizer, prompts, [r["rejected"] for r in rows], cfg.max_length, part))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -208,7 +214,7 @@ def train_reward_model(pairs: list[dict], out: str | Path, cfg: RewardModelTrain
     model.eval()
     meta = {"pairs": len(pairs), "train_pairs": len(train), "test_pairs": len(test),
             "final_loss": sum(losses[-10:]) / len(losses[-10:]),
-            "test_pair_accuracy": pair_accuracy(model, tokenizer, test, cfg.max_length),
+            "test_pair_accuracy": pair_accuracy(model, tokenizer, test, cfg.max_length, part), "part": part,
             "seconds": round(time.time() - start, 1), "config": asdict(cfg)}
     out = Path(out)
     tmp = out.with_name(f".tmp-{out.name}")
