@@ -169,7 +169,7 @@ class Pipeline:
                 items.append(PlanItem(name, action, reason, fp, deps))
                 continue
             if name in forced and status in ("complete", "interrupted"):
-                action, reason = "rerun", f"--from {start}" + (" (depends on it)" if name != start else "")
+                action, reason = "rerun", f"--from {start}" + (": depends on it" if name != start else "")
             elif status == "complete":
                 action = "skip"
             elif status == "interrupted":
