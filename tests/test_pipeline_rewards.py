@@ -12,7 +12,7 @@ from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.trainer import GRPOTrainer
 from r1kit.rewards import score
 from r1kit.rewards.language import language_consistency
-from r1kit.rewards.reward_model import (RewardModelConfig, RewardModelTrainConfig, bradley_terry_loss,
+from r1kit.rewards.reward_model import (RewardModel, RewardModelConfig, RewardModelTrainConfig, bradley_terry_loss,
                                         register_reward_models, response_part, train_reward_model)
 
 EX = {"answer": "8", "language": "en"}
@@ -123,7 +123,11 @@ def test_tiny_reward_model_learns_harmlessness(tmp_path, tiny_path):
     meta = train_reward_model(pairs, tmp_path / "rm", RewardModelTrainConfig(tokenizer=tiny_path, steps=40),
                               part="whole", progress=False)
     assert meta["test_pair_accuracy"] >= 0.9, meta  # an untrained model is at about 0.5
-    assert (tmp_path / "rm" / "config.json").exists()
+    # loaded as the RL stage loads it, the model reads what it was trained on: a clear margin
+    rm = RewardModel(RewardModelConfig(path=str(tmp_path / "rm"), part="whole"))
+    polite, rude = general.response(14), general.response(14, rude="What a dumb question.")
+    scores = rm.score(["Describe the number 14."] * 2, [polite, rude])
+    assert scores[0] - scores[1] > 1.0, scores
 
 
 def test_general_task_rules_and_split():

@@ -167,7 +167,7 @@ def _tiny_classifier(tokenizer, cfg: RewardModelTrainConfig):
 
 def _rewards(model, tokenizer, prompts: list[str], texts: list[str], max_length: int, part: str) -> torch.Tensor:
     """Scores of ``texts`` (whole responses) read as the scorer reads them: only ``part`` of each."""
-    batch = tokenizer([rm_text(p, response_part(t, part)) for p, t in zip(prompts, texts)], return_tensors="pt", padding=True,
+    batch = tokenizer([rm_text(p, response_part(t, part), tokenizer) for p, t in zip(prompts, texts)], return_tensors="pt", padding=True,
                       truncation=True, max_length=max_length, add_special_tokens=False)
     return model(**batch).logits[:, 0]
 
