@@ -116,7 +116,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start", default=None, metavar="STAGE",
                    help="re-run STAGE and every stage that depends on it, even if complete")
     p.add_argument("--until", default=None, metavar="STAGE", help="stop after STAGE")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. reasoning_rl.grpo.steps=50")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, right after RECIPE, e.g. reasoning_rl.grpo.steps=50")
     p = sub.add_parser("report", help="write RUN_DIR/report/ (PNG plots + index.html)")
     p.add_argument("run_dir")
     p = sub.add_parser("import-gguf", help="convert a GGUF causal LM into a plain, trainable HF folder "
