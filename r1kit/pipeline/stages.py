@@ -12,6 +12,7 @@ Graph (``deps``)::
 """
 from __future__ import annotations
 
+import json
 import random
 import re
 from dataclasses import replace
@@ -189,7 +190,6 @@ def run_reward_models_stage(ctx: StageContext) -> dict:
             write_jsonl(ctx.dir / f"{aspect}_pairs.jsonl", pairs)
             train_reward_model(pairs, folder, replace(s.train, tokenizer=s.train.tokenizer or c.base, seed=c.seed),
                                part=part, progress=ctx.progress)
-        import json
         meta = json.loads(meta_path.read_text())
         outputs[aspect] = {"path": str(folder), "part": part, "test_pair_accuracy": meta["test_pair_accuracy"]}
     return outputs
@@ -242,8 +242,6 @@ def student_folder(student: str) -> str:
 
 def run_distill_stage(ctx: StageContext) -> dict:
     """``r1kit distill`` of the final model into each student (a finished student is not redone)."""
-    import json
-
     from r1kit.distill import DistillConfig, run_distill
 
     c, s = ctx.cfg, ctx.cfg.distill
