@@ -173,3 +173,19 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
     lines = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()[2:]}
     assert lines["cold_start"] == "run" and lines["sft"] == "run" and lines["all_scenario_rl"] == "not-run"
     assert not out.exists()
+
+
+def test_resume_without_a_checkpoint_starts_over_without_stale_records(tmp_path):
+    """A stage killed before its trainer's first checkpoint resumes from step 0: the records of
+    the lost steps are dropped, so no step is logged twice."""
+    from r1kit.grpo.config import PeriodicEvalConfig, ZeroConfig
+    from r1kit.grpo.trainer import GRPOTrainer
+
+    run = tmp_path / "grpo"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n')
+    (run / "eval.jsonl").write_text('{"step": 0}\n')
+    trainer = GRPOTrainer(ZeroConfig(out=str(run), train_size=16, eval=PeriodicEvalConfig(every=0),
+                                     log_tensorboard=False), resume=True, progress=False)
+    assert trainer.step == 0
+    assert (run / "metrics.jsonl").read_text() == "" and (run / "eval.jsonl").read_text() == ""
