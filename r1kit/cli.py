@@ -9,6 +9,7 @@
     r1kit distill --teacher T --student S  teacher traces -> student SFT -> evaluation
     r1kit cold-start --data D --out DIR    {problem, reasoning, answer} rows -> readable cold-start SFT data
     r1kit report RUN_DIR                   plots + index.html of a run
+    r1kit pipeline RECIPE [--dry-run]      the R1 recipe as resumable stages (cold start ... all-scenario RL)
     r1kit import-gguf FILE.gguf --out DIR  a GGUF causal LM -> a plain, trainable HF folder
 """
 from __future__ import annotations
@@ -95,9 +96,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output HF folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the builder's)")
-    p.add_argument("--size", default="base", choices=["base", "small"],
+    p.add_argument("--size", default="base", choices=["base", "small", "mixed"],
                    help="base: 4 layers, hidden 128 (r1kit/assets/tiny-base); small: 3 layers, hidden 96, "
-                        "the distillation student (r1kit/assets/tiny-small-base)")
+                        "the distillation student (r1kit/assets/tiny-small-base); mixed: the base body on a "
+                        "corpus whose chains of thought mix in a second language, the R1 pipeline's base "
+                        "(r1kit/assets/tiny-mixed-base)")
     _add_eval(sub)
     p = sub.add_parser("grade", help="grade a JSONL of {id, response} against a data file")
     p.add_argument("--data", required=True, help="data file or benchmark name with id, problem, answer")
@@ -106,6 +109,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _add_zero(sub)
     _add_sft_sample_distill(sub)
+    p = sub.add_parser("pipeline", help="the R1 recipe as resumable stages (r1kit/pipeline/config.py)")
+    p.add_argument("recipe", nargs="?", default=None, help="YAML recipe, e.g. recipes/r1_tiny.yaml (defaults run without one)")
+    p.add_argument("--out", default=None, help="run directory (overrides the recipe's 'out')")
+    p.add_argument("--dry-run", action="store_true", help="print what would run and why, run nothing")
+    p.add_argument("--from", dest="start", default=None, metavar="STAGE",
+                   help="re-run STAGE and every stage that depends on it, even if complete")
+    p.add_argument("--until", default=None, metavar="STAGE", help="stop after STAGE")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, right after RECIPE, e.g. reasoning_rl.grpo.steps=50")
     p = sub.add_parser("report", help="write RUN_DIR/report/ (PNG plots + index.html)")
     p.add_argument("run_dir")
     p = sub.add_parser("import-gguf", help="convert a GGUF causal LM into a plain, trainable HF folder "
@@ -216,6 +227,21 @@ def cmd_cold_start(args) -> None:
     print(json.dumps(run_cold_start(cfg), indent=2))
 
 
+def cmd_pipeline(args) -> None:
+    from r1kit.pipeline import format_plan, load_pipeline_config, make_pipeline
+
+    overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
+    pipeline = make_pipeline(load_pipeline_config(args.recipe, overrides))
+    if args.dry_run:
+        print(f"run directory: {pipeline.run_dir}")
+        print(format_plan(pipeline.plan(args.start, args.until)))
+        return
+    pipeline.run(args.start, args.until)
+    table = pipeline.run_dir / "evaluate" / "table.md"
+    if table.exists():
+        print(table.read_text())
+
+
 def cmd_report(args) -> None:
     from r1kit.report import write_report
 
@@ -229,7 +255,7 @@ def cmd_import_gguf(args) -> None:
 
 
 COMMANDS = {"base": cmd_base, "eval": cmd_eval, "grade": cmd_grade, "zero": cmd_zero, "report": cmd_report,
-            "sft": cmd_sft, "sample": cmd_sample, "distill": cmd_distill, "cold-start": cmd_cold_start,
+            "pipeline": cmd_pipeline, "sft": cmd_sft, "sample": cmd_sample, "distill": cmd_distill, "cold-start": cmd_cold_start,
             "import-gguf": cmd_import_gguf}
 
 

@@ -12,6 +12,14 @@ one of three styles, so that the tiny base model carries behaviours for RL to se
   "aha" behaviour the reflection-rate metric counts.
 
 The held-out test set is drawn from a different seed and never shares a problem with training.
+
+Language mixing (for the R1 pipeline's language-consistency reward): with ``worded=True`` every
+step sentence opens with a connective word (``First 17 + 8 = 25. Then 25 - 5 = 20.``), so chains of
+thought have words; with ``mix_language_rate > 0`` that share of documents draws each of its words
+(connectives, direct thoughts) from :data:`SECOND_LANGUAGE` with probability 1/2: a made-up
+language whose every word carries a diacritic, so the language-consistency reward's ASCII test for
+English (:mod:`r1kit.rewards.language`) catches it without a word list. With the defaults
+(``worded=False``, rate 0) the generator draws exactly what it always did.
 """
 from __future__ import annotations
 
@@ -26,6 +34,16 @@ DIRECT_THOUGHTS = (
     "Let me answer directly.",
 )
 CHECK_PHRASE = "wait, let me check"
+CONNECTIVES = ("First", "Then")
+SECOND_LANGUAGE = {
+    "First": "Prëmo",
+    "Then": "Dåna",
+    "The answer is quick to see.": "Ël rëspondo ës vïsto.",
+    "I know this one.": "Yö sä ëstø.",
+    "This is easy.": "Ësto ës fäcil.",
+    "Let me answer directly.": "Rëspondo dïrëcto.",
+}
+"""The second, made-up language: English connective or direct thought -> its translation."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,9 @@ class SyntheticConfig:
     max_operand: operands are drawn from 1..max_operand.
     style_weights: sampling weights of the direct / steps / check answer styles in the corpus.
     slip_rate: in the ``check`` style, the chance that a step's first value is wrong (and fixed).
+    worded: step sentences open with a connective word (``First``, then ``Then``).
+    mix_language_rate: share of documents whose words come, each with probability 1/2, from the
+        second language (:data:`SECOND_LANGUAGE`); 0 writes English only.
     """
 
     min_terms: int = 3
@@ -43,6 +64,8 @@ class SyntheticConfig:
     max_operand: int = 9
     style_weights: tuple[float, float, float] = (0.5, 0.4, 0.1)
     slip_rate: float = 0.5
+    worded: bool = False
+    mix_language_rate: float = 0.0
 
 
 def make_problem(rng: random.Random, cfg: SyntheticConfig) -> tuple[list[int], list[str]]:
@@ -75,18 +98,28 @@ def evaluate_chain(numbers: list[int], ops: list[str]) -> list[tuple[int, str, i
     return steps
 
 
+def _speaker(rng: random.Random, cfg: SyntheticConfig):
+    """The word chooser of one document: English, or (a ``mix_language_rate`` share of documents)
+    each word from :data:`SECOND_LANGUAGE` with probability 1/2. No draw at rate 0."""
+    if cfg.mix_language_rate <= 0 or rng.random() >= cfg.mix_language_rate:
+        return lambda text: text
+    return lambda text: SECOND_LANGUAGE[text] if rng.random() < 0.5 else text
+
+
 def reasoning_text(steps, style: str, rng: random.Random, cfg: SyntheticConfig) -> str:
+    say = _speaker(rng, cfg)
     if style == "direct":
-        return rng.choice(DIRECT_THOUGHTS)
+        return say(rng.choice(DIRECT_THOUGHTS))
     sentences = []
-    for a, op, b, result in steps:
+    for i, (a, op, b, result) in enumerate(steps):
+        lead = f"{say(CONNECTIVES[min(i, 1)])} " if cfg.worded else ""
         if style == "check" and rng.random() < 0.5:
             first = result
             if rng.random() < cfg.slip_rate:
                 first = result + rng.choice([-2, -1, 1, 2])
-            sentences.append(f"{a} {op} {b} = {first}. {CHECK_PHRASE}: {a} {op} {b} = {result}.")
+            sentences.append(f"{lead}{a} {op} {b} = {first}. {CHECK_PHRASE}: {a} {op} {b} = {result}.")
         else:
-            sentences.append(f"{a} {op} {b} = {result}.")
+            sentences.append(f"{lead}{a} {op} {b} = {result}.")
     return " ".join(sentences)
 
 

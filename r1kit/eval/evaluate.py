@@ -2,7 +2,9 @@
 
 ``evaluate`` samples K completions per problem (temperature 0.6, top-p 0.95 by default: greedy
 decoding repeats itself and varies between checkpoints), extracts each final answer, grades it by
-mathematical equivalence and summarises. It is used by ``r1kit eval`` and by the trainers'
+mathematical equivalence and summarises. It also reports the language consistency of the chains
+of thought (``language_consistency``: the mean over samples of the share of chain-of-thought words
+in the problem's ``language``, default ``en``; :mod:`r1kit.rewards.language`). It is used by ``r1kit eval`` and by the trainers'
 periodic evaluation.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from r1kit.data.jsonl import write_jsonl
 from r1kit.eval.metrics import summarize
 from r1kit.prompts import build_prompt
 from r1kit.rewards import REWARD_FUNCS
+from r1kit.rewards.language import language_consistency
 from r1kit.rewards.math import answers_equivalent, extract_answer
 from r1kit.rollout import SamplingParams, sample
 
@@ -75,6 +78,14 @@ def grader_for(problems: list[dict]):
     return grade_code if problems and ("tests" in problems[0] or "test" in problems[0]) else grade_math
 
 
+def _language_consistency(text: str, example: dict) -> float | None:
+    """Language consistency of ``text``'s chain of thought (None for an unknown target language)."""
+    try:
+        return language_consistency(text, example)
+    except ValueError:
+        return None
+
+
 def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: bool = True):
     """Sample, grade and summarise. Returns ``(samples, results)``."""
     problems = problems[: cfg.limit] if cfg.limit else problems
@@ -92,6 +103,7 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: 
                 "num_tokens": len(r.token_ids), "finish_reason": r.finish_reason,
                 "format": REWARD_FUNCS["format"](r.text, ex) if cfg.template == "r1_zero" else None,
                 "reflection": has_reflection(r.text, cfg.reflection_phrases),
+                "language_consistency": _language_consistency(r.text, ex),
             })
         bar.update(len(chunk) * cfg.k)
     bar.close()
@@ -116,6 +128,9 @@ def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: 
     results["mean_length"] = sum(s["num_tokens"] for s in samples) / n
     results["truncated_frac"] = sum(s["finish_reason"] == "length" for s in samples) / n
     results["reflection_rate"] = sum(s["reflection"] for s in samples) / n
+    consistency = [s["language_consistency"] for s in samples if s.get("language_consistency") is not None]
+    if consistency:
+        results["language_consistency"] = sum(consistency) / len(consistency)
     if samples and samples[0]["format"] is not None:
         results["format_rate"] = sum(s["format"] for s in samples) / n
     return results

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from r1kit.eval.evaluate import DEFAULT_REFLECTION_PHRASES
+from r1kit.rewards.reward_model import RewardModelConfig
 
 
 @dataclass
@@ -154,6 +155,12 @@ class ZeroConfig:
     data_dir: where benchmark names are resolved (default: ``../shared/data`` or $R1KIT_DATA_DIR).
     template: prompt template (``r1_zero``, ``chat``, ``plain``).
     rewards: reward name -> weight; the step's reward is the weighted sum.
+    rewards_by_kind: prompt kind -> its own reward weights, used instead of ``rewards`` for prompts
+        whose ``kind`` field names it (R1's all-scenario RL: ``{general: {helpfulness: 1.0,
+        harmlessness: 1.0}}``); prompts of other kinds, or without one, use ``rewards``.
+    reward_models: name -> a sequence-classification reward model (``r1kit.rewards.reward_model``:
+        path, and the part of the response it judges, ``summary`` or ``whole``), registered as a
+        reward of that name for ``rewards``/``rewards_by_kind``.
     accuracy_reward: the reward whose mean is logged as ``accuracy``.
     steps: optimiser batches to run. seed: seeds data order, sampling and initial RNG state.
     out: run directory (metrics.jsonl, eval.jsonl, checkpoints, report).
@@ -173,6 +180,8 @@ class ZeroConfig:
     data_dir: str | None = None
     template: Literal["r1_zero", "chat", "plain"] = "r1_zero"
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy_math": 1.0, "format": 0.5})
+    rewards_by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
+    reward_models: dict[str, RewardModelConfig] = field(default_factory=dict)
     accuracy_reward: str = "accuracy_math"
     steps: int = 200
     seed: int = 0

@@ -130,11 +130,13 @@ class GRPOTrainer:
         self.cfg, self.progress = cfg, progress
         self.out = Path(cfg.out)
         _import_reward_modules(cfg.distributed.reward_modules)
-        for name in [*cfg.rewards, cfg.accuracy_reward]:
+        self._register_reward_models()
+        by_kind = [(f"rewards_by_kind.{kind}", name) for kind, ws in cfg.rewards_by_kind.items() for name in ws]
+        for key, name in [*((f"rewards.{n}", n) for n in [*cfg.rewards, cfg.accuracy_reward]), *by_kind]:
             try:
                 get_reward(name)
             except ValueError as exc:
-                raise ConfigError(f"rewards.{name}: {exc}") from None
+                raise ConfigError(f"{key}: {exc}") from None
         # the accuracy reward is always scored (weight 0 when it is not part of the reward)
         self.reward_weights = {cfg.accuracy_reward: 0.0, **cfg.rewards}
         ddp.init_from_env("cpu")  # the trainer's tensors live on the CPU (no device option yet)
@@ -165,8 +167,11 @@ class GRPOTrainer:
         self.stream = PromptStream(self.problems, cfg.seed)
         if start:
             self._restore(start)
-        elif resume:
+        elif resume:  # nothing to resume from: start over, without the records of the lost steps
             print(f"--resume: no checkpoint in {self.out}; starting from step 0")
+            if self.main:
+                for name in ("metrics.jsonl", "eval.jsonl"):
+                    truncate_jsonl_after(self.out / name, -1)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
@@ -188,6 +193,9 @@ class GRPOTrainer:
         for name in ("reward_timeout", "rollout_timeout"):
             if getattr(d, name) <= 0:
                 raise ConfigError(f"distributed.{name}: {getattr(d, name)} must be > 0")
+        if d.backend == "ray" and (self.cfg.rewards_by_kind or self.cfg.reward_models):
+            raise ConfigError("distributed.backend: rewards_by_kind and reward_models run in the trainer's "
+                              "process only; use backend none for all-scenario RL")
         if d.max_weight_lag and d.backend != "ray":
             raise ConfigError("distributed.max_weight_lag: off-policy lag needs distributed.backend=ray")
         if d.max_weight_lag and g.dynamic_sampling:
@@ -201,6 +209,23 @@ class GRPOTrainer:
 
 
     # ---- setup -------------------------------------------------------------------------------
+    def _register_reward_models(self) -> None:
+        from r1kit.rewards.reward_model import register_reward_models
+
+        for name, rm in self.cfg.reward_models.items():
+            if not rm.path:
+                raise ConfigError(f"reward_models.{name}.path: no reward model path given")
+            if not Path(rm.path).expanduser().exists() and rm.path.startswith((".", "/", "~")):
+                raise ConfigError(f"reward_models.{name}.path: {rm.path} not found")
+        try:
+            register_reward_models(self.cfg.reward_models)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def weights_for(self, example: dict) -> dict[str, float]:
+        """The reward weights of ``example``: its kind's in ``rewards_by_kind``, else ``rewards``."""
+        return self.cfg.rewards_by_kind.get(example.get("kind"), self.reward_weights)
+
     def _check_fresh_run_dir(self, resume: bool, overwrite: bool) -> None:
         """A new run never appends to, or silently replaces, an earlier run's records."""
         earlier = [p for p in ("metrics.jsonl", "eval.jsonl", "summary.json") if (self.out / p).exists()]
@@ -290,7 +315,8 @@ class GRPOTrainer:
         prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
         rollouts = sample(self.sampler.model, self.tokenizer, prompts, self._params(seed))
         n = self.cfg.grpo.group_size
-        scored = [score(r.text, examples[i // n], self.reward_weights, self.stats) for i, r in enumerate(rollouts)]
+        scored = [score(r.text, examples[i // n], self.weights_for(examples[i // n]), self.stats)
+                  for i, r in enumerate(rollouts)]
         ids = prompt_ids if prompt_ids is not None else [-1] * len(examples)
         return self._make_groups(examples, prompts, rollouts, scored, ids, [self.step] * len(examples),
                                  [-1] * len(examples))
@@ -434,9 +460,12 @@ class GRPOTrainer:
         parts = [p for grp in sampled for p in grp.parts]
         lengths = torch.tensor([len(r.token_ids) for r in rollouts], dtype=torch.float)
         m = {"step": self.step, "reward/mean": rewards.mean().item(), "reward/std": rewards.std().item()}
-        for name in self.reward_weights:
-            m[f"reward/{name}/mean"] = sum(p[name] for p in parts) / len(parts)
-        m["accuracy"] = sum(p.get(c.accuracy_reward, 0.0) for p in parts) / len(parts)
+        names = dict.fromkeys([*self.reward_weights, *(n for ws in c.rewards_by_kind.values() for n in ws)])
+        for name in names:  # each reward's mean over the completions it scored
+            scored = [p[name] for p in parts if name in p]
+            m[f"reward/{name}/mean"] = sum(scored) / len(scored) if scored else None
+        graded = [p[c.accuracy_reward] for p in parts if c.accuracy_reward in p]
+        m["accuracy"] = sum(graded) / len(graded) if graded else None
         m["format_rate"] = sum(p.get("format", 0.0) for p in parts) / len(parts) if "format" in c.rewards else None
         m["response_length/mean"] = lengths.mean().item()
         m["response_length/max"] = lengths.max().item()
@@ -499,7 +528,7 @@ class GRPOTrainer:
         if self.ray is not None and self.cfg.distributed.sample_log:
             self._log_samples(groups if self.world == 1 else sampled, sampled)
         bar.update(1)
-        bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", acc=f"{metrics['accuracy']:.2f}",
+        bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", acc=f"{metrics.get('accuracy', float('nan')):.2f}",
                         len=f"{metrics['response_length/mean']:.0f}", refresh=False)
 
     def _train(self) -> dict:

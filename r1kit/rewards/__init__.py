@@ -12,6 +12,9 @@ weighted sum. Built-ins:
 * ``language_consistency``: share of chain-of-thought words in the target language
   (:mod:`r1kit.rewards.language`).
 
+Preference reward models (any HF sequence-classification model, scoring the summary or the whole
+response) register under a name of the config's choosing (:mod:`r1kit.rewards.reward_model`).
+
 :func:`score` never raises because of a reward: a reward that raises (or returns a non-finite
 value) gives 0 for that reward, and the failure is counted in :class:`RewardStats` by
 ``(reward name, reason)`` so that a broken reward shows up in the logs instead of silently

@@ -102,8 +102,9 @@ class SFTTrainer:
             self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio))
         if start:
             self._restore(start)
-        elif resume:
+        elif resume:  # nothing to resume from: start over, without the records of the lost steps
             print(f"--resume: no checkpoint in {self.out}; starting from step 0")
+            truncate_jsonl_after(self.out / "metrics.jsonl", -1)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
 
