@@ -54,10 +54,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=4, help="timed steps per dtype")
     ap.add_argument("overrides", nargs="*", help="recipe overrides, key=value")
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
-          f"recipe {args.config}")
     with tempfile.TemporaryDirectory() as tmp:
         trainers = {d: make_trainer(args, d, Path(tmp)) for d in DTYPES}
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
+              f"recipe {args.config}", flush=True)
         for d in DTYPES:
             timed_step(trainers[d])  # warm-up
         rows = {d: [] for d in DTYPES}
