@@ -5,7 +5,8 @@ Operands have one or two digits, results are never negative. Each problem carrie
 demonstration of the answer layout (``<think> 2 + 3 = 5 </think> <answer> 5 </answer>``): a 135M
 chat model does not use ``<answer>`` tags unprompted, and a reward it never earns teaches nothing.
 With the ``chat`` template (which opens the assistant turn at ``<think>``) SmolLM2-135M-Instruct
-starts at about 20% pass@1, which GRPO can raise (``recipes/zero_smollm2.yaml``).
+starts at about 10% pass@1 (k = 4, 64 new tokens), which 30 GRPO steps raise to about 49%
+(``recipes/zero_smollm2.yaml``).
 
 Names for ``load_problems``: ``synthetic_words`` (the held-out test set: the first ``limit`` or
 200 of a fixed-seed pool of 1,000) and ``synthetic_words_train`` (4,000 training problems that
