@@ -122,18 +122,22 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
+def read_recipe(path: str | Path | None, what: str = "config file") -> dict:
+    """The YAML mapping at ``path`` ({} for None); ConfigError naming ``what`` and the file otherwise."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{what} {p} not found")
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a recipe must be a mapping of keys to values")
+    return data
+
+
 def load_config(cls, path: str | Path | None = None, overrides: list[str] | None = None):
     """Load ``cls`` from an optional YAML recipe plus ``key=value`` overrides."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file {p} not found")
-        data = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: a recipe must be a mapping of keys to values")
-    data = _merge(data, parse_overrides(overrides or []))
-    return build(cls, data)
+    return build(cls, _merge(read_recipe(path), parse_overrides(overrides or [])))
 
 
 def to_dict(config) -> dict:

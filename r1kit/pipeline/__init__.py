@@ -12,9 +12,7 @@ import dataclasses
 import typing
 from pathlib import Path
 
-import yaml
-
-from r1kit.config import ConfigError, _coerce, _merge, parse_overrides
+from r1kit.config import ConfigError, _coerce, _merge, parse_overrides, read_recipe
 from r1kit.pipeline.config import PipelineConfig, check_config
 from r1kit.pipeline.runner import Pipeline, format_plan
 
@@ -23,15 +21,7 @@ def load_pipeline_config(path: str | Path | None = None, overrides: list[str] | 
     """The recipe at ``path`` plus ``key=value`` overrides, applied over the defaults: a section
     the recipe gives only some keys of keeps its stage's own defaults for the rest (e.g. no periodic
     evaluation in the RL stages); a mapping-valued option (``rewards``) is replaced whole."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"recipe {p} not found")
-        data = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: a recipe must be a mapping of keys to values")
-    cfg = apply_over(PipelineConfig(), _merge(data, parse_overrides(overrides or [])))
+    cfg = apply_over(PipelineConfig(), _merge(read_recipe(path, "recipe"), parse_overrides(overrides or [])))
     check_config(cfg)
     return cfg
 

@@ -52,8 +52,7 @@ class ReasoningRLStage:
 
     language_weight: float = 0.5
     format_weight: float = 0.5
-    grpo: ZeroConfig = field(default_factory=lambda: ZeroConfig(steps=100, checkpoint_every=25,
-                                                               eval=_no_periodic_eval()))
+    grpo: ZeroConfig = field(default_factory=lambda: _rl_stage_grpo())
 
 
 @dataclass
@@ -130,8 +129,7 @@ class AllScenarioRLStage:
     format_weight: float = 0.5
     helpfulness_weight: float = 1.0
     harmlessness_weight: float = 1.0
-    grpo: ZeroConfig = field(default_factory=lambda: ZeroConfig(steps=100, checkpoint_every=25,
-                                                               eval=_no_periodic_eval()))
+    grpo: ZeroConfig = field(default_factory=lambda: _rl_stage_grpo())
 
 
 @dataclass
@@ -211,6 +209,11 @@ class PipelineConfig:
     distill: DistillStage = field(default_factory=DistillStage)
     r1_zero: R1ZeroStage = field(default_factory=R1ZeroStage)
     evaluate: EvaluateStage = field(default_factory=EvaluateStage)
+
+
+def _rl_stage_grpo() -> ZeroConfig:
+    """The default GRPO run of the two RL stages: 100 steps, no periodic evaluation."""
+    return ZeroConfig(steps=100, checkpoint_every=25, eval=_no_periodic_eval())
 
 
 def _no_periodic_eval():
