@@ -126,3 +126,46 @@ def test_nucleus_from_candidates_equals_the_full_sort(candidates):
         ours = nucleus(logits, top_p, candidates=candidates)
         assert torch.equal(ours, _nucleus_by_full_sort(logits, top_p)), top_p
         assert ours.any(-1).all()  # the top token always stays
+
+
+@pytest.mark.parametrize("kind", ["llama", "mistral"])
+def test_continuous_batching_rows_do_not_depend_on_their_batch(tiny, kind):
+    """With a batch smaller than the work, finished rows are replaced by pending prompts (spliced
+    into the cache; waves for the sliding-window fallback); every row samples what it samples alone."""
+    _, tok = tiny
+    model = _random_model(kind)
+    prompts = [r1_zero_prompt(p) for p in PROBLEMS + ["Compute 8 - 3", "Compute 2 + 2 + 2", "Compute 7", "Compute 6 + 1"]]
+    seeds = [101 * i + 5 for i in range(len(prompts))]
+    params = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_new_tokens=30, stop=["a"])
+    finished = []
+    together = sample(model, tok, prompts, params, batch_size=4, prompt_seeds=seeds, progress=finished.append)
+    assert sum(finished) == len(together) == 2 * len(prompts)
+    assert len({len(r.token_ids) for r in together}) > 2  # rows end at different steps, slots get reused
+    for i, prompt in enumerate(prompts):
+        alone = sample(model, tok, [prompt], params, prompt_seeds=[seeds[i]])
+        for a, b in zip(together[2 * i: 2 * i + 2], alone):
+            assert (a.token_ids, a.finish_reason, a.text) == (b.token_ids, b.finish_reason, b.text)
+            assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
+
+
+@pytest.mark.parametrize("top_p,top_k,candidates", [(1.0, 0, 4), (1.0, 0, 512), (0.8, 0, 3), (0.8, 0, 512),
+                                                     (1.0, 5, 512), (0.7, 6, 512)])
+def test_inverse_cdf_draw_has_the_multinomial_distribution(top_p, top_k, candidates):
+    """Chi-square test of 400k draws against softmax(filter_logits(z)); small candidate sets force
+    the tail and full-sort paths. Threshold: p = 1e-6 (a false alarm once in a million runs)."""
+    from scipy.stats import chi2
+
+    from r1kit.rollout.draw import draw
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 40, generator=gen) * 2
+    expected = filter_logits(logits / 0.7, top_p, top_k).softmax(-1)[0].double()
+    draws = 400_000
+    u = torch.rand(draws, dtype=torch.float64, generator=gen)
+    chosen, logp = draw(logits.expand(draws, -1), u, 0.7, top_p, top_k, candidates=candidates)
+    counts = torch.bincount(chosen, minlength=40).double()
+    assert counts[expected == 0].sum() == 0  # nothing outside the nucleus / top-k
+    live = expected > 0
+    stat = ((counts[live] - draws * expected[live]) ** 2 / (draws * expected[live])).sum().item()
+    assert stat < chi2.ppf(1 - 1e-6, int(live.sum()) - 1), stat
+    assert torch.allclose(logp, (logits / 0.7).log_softmax(-1)[0][chosen], atol=1e-6)
