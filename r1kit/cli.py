@@ -146,7 +146,9 @@ def cmd_eval(args) -> None:
     from r1kit.models import load_model, load_tokenizer
 
     from r1kit.eval.code import evaluate_code
+    from r1kit.threads import apply as apply_threads
 
+    apply_threads(0)
     problems = load_problems(args.data, args.data_dir, args.limit)
     cfg = EvalConfig(k=args.k, temperature=args.temperature, top_p=args.top_p,
                      max_new_tokens=args.max_new_tokens, template=args.template,

@@ -37,6 +37,7 @@ from r1kit.models.precision import SamplingCopy, compute_context
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, get_reward, score
 from r1kit.rollout import Rollout, SamplingParams, sample
+from r1kit.threads import apply as apply_threads
 
 
 @dataclass
@@ -143,8 +144,7 @@ class GRPOTrainer:
         self.rank, self.world = ddp.rank(), ddp.world_size()
         self.main = self.rank == 0
         self._check_distributed()
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        apply_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         self.tokenizer = load_tokenizer(cfg.model)
