@@ -33,7 +33,8 @@ class SamplingParams:
     n: samples per prompt. temperature: 0 means greedy. top_p/top_k: nucleus / top-k filtering
     (1.0 / 0 disable them). max_new_tokens: hard cap on completion length. stop: strings that end a
     completion (kept in the text, like ``</answer>``). seed: the base of the per-row seeds
-    (``row_seeds``); None draws one at random.
+    (``row_seeds``); None draws one at random. ignore_eos: EOS does not end a completion (every
+    row runs to max_new_tokens; for fixed-length benchmarks).
     """
 
     n: int = 1
@@ -43,6 +44,7 @@ class SamplingParams:
     max_new_tokens: int = 128
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    ignore_eos: bool = False
 
 
 @dataclass
@@ -229,7 +231,7 @@ class _Engine:
         self.tokens[s["rows"], s["gen"]] = chosen
         self.logps[s["rows"], s["gen"]] = logp
         s["gen"] += 1
-        is_eos = chosen == self.tokenizer.eos_token_id
+        is_eos = (chosen == self.tokenizer.eos_token_id) & (not p.ignore_eos)
         maybe = s["live"] & (is_eos | self.stops.trigger[chosen] | (s["gen"] >= p.max_new_tokens))
         ending = maybe.nonzero().squeeze(-1)  # the step's one host sync
         if len(ending):
