@@ -3,9 +3,10 @@
 ``torch.multinomial`` over a 50k-150k vocabulary draws one exponential per vocabulary entry and
 row (tens of ms per step on a CPU). Here each row gets one uniform ``u`` and the token is found by
 inverse CDF: the first token, in a fixed order, whose cumulative probability exceeds ``u`` (times
-the kept mass). The order is the ``candidates`` most likely tokens (descending), then, for the rare
-draws that land beyond them, the rest of the vocabulary in index order. Any fixed order gives the
-same distribution, so the draw is distributed exactly as ``multinomial(softmax(filtered z))``.
+the kept mass). Any fixed order gives the same distribution, so the draw is distributed as
+``multinomial(softmax(filtered z))``. With top-p/top-k the order is the ``candidates`` most likely
+tokens (descending; rows whose nucleus is wider are sorted in full); without, it is the
+vocabulary's own order, searched block by block (no sort at all).
 
 Log-probs are those of the unfiltered policy: ``z[chosen] - logsumexp(z)`` with ``z = logits / T``
 (top-p/top-k only restrict what is drawn).
@@ -76,22 +77,24 @@ def _draw_filtered(z, lse, u, top_p: float, top_k: int, candidates: int) -> torc
     return chosen
 
 
-def _draw_full(z, lse, u, candidates: int) -> torch.Tensor:
-    """Inverse CDF over the whole vocabulary: the candidates first, then the rest in index order."""
-    vocab = z.size(-1)
-    k = min(candidates, vocab)
-    top, order = torch.topk(z, k, dim=-1)
-    cdf = (top - lse[:, None]).double().exp().cumsum(-1)
-    chosen = order.gather(-1, _search(cdf, u)[:, None]).squeeze(-1)
-    tail = u >= cdf[:, -1]
-    if k < vocab and tail.any():
-        rows = tail.nonzero().squeeze(-1)
-        p = (z[rows] - lse[rows, None]).double().exp().scatter_(-1, order[rows], 0.0)
-        tail_cdf = p.cumsum(-1)
-        # u is uniform on [cdf_top, 1) given that it landed there: rescale it onto the tail's mass
-        target = (u[rows] - cdf[rows, -1]) / (1 - cdf[rows, -1]).clamp(min=1e-300) * tail_cdf[:, -1]
-        chosen[rows] = _search(tail_cdf, target)
-    return chosen
+def _draw_full(z, lse, u, block: int = 256) -> torch.Tensor:
+    """Inverse CDF over the whole vocabulary in index order, in two levels: the block of ``block``
+    tokens by a float64 CDF of the blocks' masses, then the token within that block (one pass over
+    the vocabulary in float32, no sort)."""
+    rows, vocab = z.shape
+    p = (z - lse[:, None]).exp_()
+    if vocab % block:
+        p = torch.nn.functional.pad(p, (0, block - vocab % block))
+    blocks = p.view(rows, -1, block)
+    mass = blocks.sum(-1).double()
+    cdf = mass.cumsum(-1)
+    target = u * cdf[:, -1]
+    which = _search(cdf, target)
+    inside = blocks[torch.arange(rows, device=z.device), which].double().cumsum(-1)
+    # the target's place within its block, on the block's own (float64) cumulative sum
+    offset = (target - (cdf.gather(-1, which[:, None]) - mass.gather(-1, which[:, None])).squeeze(-1))
+    offset = offset / mass.gather(-1, which[:, None]).squeeze(-1) * inside[:, -1]
+    return which * block + _search(inside, offset)
 
 
 def draw(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float = 1.0, top_k: int = 0,
@@ -108,5 +111,5 @@ def draw(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float
     elif top_p < 1.0 or top_k:
         chosen = _draw_filtered(z, lse, u, top_p, top_k, candidates)
     else:
-        chosen = _draw_full(z, lse, u, candidates)
+        chosen = _draw_full(z, lse, u)
     return chosen, z.gather(-1, chosen[:, None]).squeeze(-1) - lse
