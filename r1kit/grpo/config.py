@@ -10,7 +10,7 @@ from r1kit.rewards.reward_model import RewardModelConfig
 
 @dataclass
 class GRPOConfig:
-    """The algorithm (SPEC.md "GRPO") and its well-known variants.
+    """GRPO (DeepSeekMath, Shao et al. 2024) and its well-known variants.
 
     group_size: G, completions sampled per prompt.
     prompts_per_step: questions per optimiser batch (batch = prompts_per_step * group_size outputs).
