@@ -152,7 +152,7 @@ class ZeroConfig:
         problems as "write a program that prints ...", graded in the sandbox by the ``code``
         reward), a benchmark name or a JSONL/Parquet file with ``problem`` and ``answer`` (and
         ``tests`` or ``test`` for code). train_size: prompts drawn for the synthetic tasks.
-    data_dir: where benchmark names are resolved (default: ``../shared/data`` or $R1KIT_DATA_DIR).
+    data_dir: where benchmark names are resolved (default: $R1KIT_DATA_DIR, else r1kit's shipped copies).
     template: prompt template (``r1_zero``, ``chat``, ``plain``).
     rewards: reward name -> weight; the step's reward is the weighted sum.
     rewards_by_kind: prompt kind -> its own reward weights, used instead of ``rewards`` for prompts
