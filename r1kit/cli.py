@@ -29,7 +29,7 @@ def _add_eval(sub) -> None:
                    help="math500 | aime2024 | gsm8k | synthetic | synthetic_words (word arithmetic) | "
                         "humaneval (code, run in the sandbox) | "
                         "path to a JSONL/Parquet file")
-    p.add_argument("--data-dir", default=None, help="folder of the benchmark files (default ../shared/data)")
+    p.add_argument("--data-dir", default=None, help="folder of the benchmark files (default: $R1KIT_DATA_DIR, else the copies shipped with r1kit)")
     p.add_argument("--k", type=int, default=4, help="samples per problem")
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--top-p", type=float, default=0.95)

@@ -10,7 +10,7 @@ from r1kit.rewards.reward_model import RewardModelConfig
 
 @dataclass
 class GRPOConfig:
-    """The algorithm (SPEC.md "GRPO") and its well-known variants.
+    """GRPO (DeepSeekMath, Shao et al. 2024) and its well-known variants.
 
     group_size: G, completions sampled per prompt.
     prompts_per_step: questions per optimiser batch (batch = prompts_per_step * group_size outputs).
@@ -152,7 +152,7 @@ class ZeroConfig:
         problems as "write a program that prints ...", graded in the sandbox by the ``code``
         reward), a benchmark name or a JSONL/Parquet file with ``problem`` and ``answer`` (and
         ``tests`` or ``test`` for code). train_size: prompts drawn for the synthetic tasks.
-    data_dir: where benchmark names are resolved (default: ``../shared/data`` or $R1KIT_DATA_DIR).
+    data_dir: where benchmark names are resolved (default: $R1KIT_DATA_DIR, else r1kit's shipped copies).
     template: prompt template (``r1_zero``, ``chat``, ``plain``).
     rewards: reward name -> weight; the step's reward is the weighted sum.
     rewards_by_kind: prompt kind -> its own reward weights, used instead of ``rewards`` for prompts
