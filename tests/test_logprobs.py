@@ -115,7 +115,7 @@ def test_cached_cast_weight_follows_fused_adamw_updates():
     for _ in range(2):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logp, _ = linear_logprobs(hidden, weight, targets, temperature=0.7)
-        lp._scaled_weight.key = None  # a fresh cast
+        lp._scaled_weight.clear()  # a fresh cast
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fresh, _ = linear_logprobs(hidden, weight, targets, temperature=0.7)
         assert torch.equal(logp, fresh)

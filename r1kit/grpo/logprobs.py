@@ -27,27 +27,35 @@ CHUNK_ELEMENTS = 1 << 22
 class _ScaledWeight:
     """``weight / T`` in the matmul dtype, cast once per optimiser step, not once per chunk or call.
 
-    Reused while the weight is unchanged: same storage, same version counter and the same values
-    at 64 spread-out positions (optimisers that update in place without bumping the version
-    counter, as fused AdamW does, still change those values).
+    One entry per weight (the policy's and the reference model's), reused while the weight is
+    unchanged: same storage, same version counter and the same values at 64 spread-out positions
+    (optimisers that update in place without bumping the version counter, as fused AdamW does,
+    still change those values).
     """
 
-    def __init__(self):
-        self.key = self.probe = self.value = None
+    def __init__(self, entries: int = 4):
+        self.entries, self.cache = entries, {}
 
-    def _probe(self, weight):
+    @staticmethod
+    def _probe(weight):
         flat = weight.detach().reshape(-1)
         return flat[:: max(1, flat.numel() // 64)].clone()
 
     def __call__(self, weight: torch.Tensor, dtype: torch.dtype, temperature: float) -> torch.Tensor:
-        key = (weight.data_ptr(), weight._version, dtype, temperature)
-        if key != self.key or not torch.equal(self._probe(weight), self.probe):
+        key = (weight.data_ptr(), dtype, temperature)
+        hit = self.cache.get(key)
+        if hit is None or hit[0] != weight._version or not torch.equal(self._probe(weight), hit[1]):
             w = weight.detach()
             if temperature != 1.0:
                 w = w / temperature
-            self.value = w.to(dtype)  # no copy when it is already weight.detach() in dtype
-            self.key, self.probe = key, self._probe(weight)
-        return self.value
+            if len(self.cache) >= self.entries:
+                self.cache.pop(next(iter(self.cache)))
+            # no copy when it is already weight.detach() in dtype
+            hit = self.cache[key] = (weight._version, self._probe(weight), w.to(dtype))
+        return hit[2]
+
+    def clear(self) -> None:
+        self.cache.clear()
 
 
 _scaled_weight = _ScaledWeight()
