@@ -128,22 +128,25 @@ def test_nucleus_from_candidates_equals_the_full_sort(candidates):
         assert ours.any(-1).all()  # the top token always stays
 
 
-@pytest.mark.parametrize("kind", ["llama", "mistral"])
-def test_continuous_batching_rows_do_not_depend_on_their_batch(tiny, kind):
+@pytest.mark.parametrize("kind,n,batch_size,compact,max_new,seed,top_p", [
+    ("llama", 2, 4, 0.125, 30, 0, 0.95), ("llama", 1, 4, 0.6, 6, 1, 1.0), ("mistral", 2, 4, 0.125, 30, 0, 0.95)])
+def test_continuous_batching_rows_do_not_depend_on_their_batch(tiny, kind, n, batch_size, compact, max_new, seed, top_p):
     """With a batch smaller than the work, finished rows are replaced by pending prompts (spliced
-    into the cache; waves for the sliding-window fallback); every row samples what it samples alone."""
+    into the cache; waves for the sliding-window fallback); every row samples what it samples alone.
+    The second case leaves rows that hit the length cap in the batch while later ones go on."""
     _, tok = tiny
     model = _random_model(kind)
     prompts = [r1_zero_prompt(p) for p in PROBLEMS + ["Compute 8 - 3", "Compute 2 + 2 + 2", "Compute 7", "Compute 6 + 1"]]
-    seeds = [101 * i + 5 for i in range(len(prompts))]
-    params = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_new_tokens=30, stop=["a"])
+    seeds = [101 * i + 5 + 1000 * seed for i in range(len(prompts))]
+    params = SamplingParams(n=n, temperature=1.0, top_p=top_p, max_new_tokens=max_new, stop=["a"])
     finished = []
-    together = sample(model, tok, prompts, params, batch_size=4, prompt_seeds=seeds, progress=finished.append)
-    assert sum(finished) == len(together) == 2 * len(prompts)
+    together = sample(model, tok, prompts, params, compact_fraction=compact, batch_size=batch_size,
+                      prompt_seeds=seeds, progress=finished.append)
+    assert sum(finished) == len(together) == n * len(prompts)
     assert len({len(r.token_ids) for r in together}) > 2  # rows end at different steps, slots get reused
     for i, prompt in enumerate(prompts):
         alone = sample(model, tok, [prompt], params, prompt_seeds=[seeds[i]])
-        for a, b in zip(together[2 * i: 2 * i + 2], alone):
+        for a, b in zip(together[n * i: n * (i + 1)], alone):
             assert (a.token_ids, a.finish_reason, a.text) == (b.token_ids, b.finish_reason, b.text)
             assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
 

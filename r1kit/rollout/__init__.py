@@ -148,8 +148,9 @@ class _Engine:
         self.device = next(model.parameters()).device
         self.splices = supports_preallocated_cache(model)
         total, max_new = len(prompts) * params.n, params.max_new_tokens
-        self.tokens = torch.empty(total, max_new, dtype=torch.long, device=self.device)
-        self.logps = torch.empty(total, max_new, device=self.device)
+        # one scratch column at max_new: finished rows left in the batch keep writing there
+        self.tokens = torch.empty(total, max_new + 1, dtype=torch.long, device=self.device)
+        self.logps = torch.empty(total, max_new + 1, device=self.device)
         self.lengths, self.finish = [max_new] * total, ["length"] * total
         self.stops = None
         self.progress = progress
@@ -171,7 +172,7 @@ class _Engine:
         if self.stops is None:
             self.stops = _StopMatcher(self.tokenizer, p.stop, logits.size(-1), device)
         rows = torch.tensor([i * n + j for i in prompt_indices for j in range(n)], device=device)
-        u = torch.stack([torch.rand(p.max_new_tokens, dtype=torch.float64, device=device,
+        u = torch.stack([torch.rand(p.max_new_tokens + 1, dtype=torch.float64, device=device,
                                     generator=torch.Generator(device).manual_seed(self.seeds[r]))
                          for r in rows.tolist()])
         new = {"rows": rows, "u": u, "gen": torch.zeros_like(rows), "pos": positions[:, -1].repeat_interleave(n) + 1,
@@ -226,10 +227,10 @@ class _Engine:
     def _draw(self, logits, which) -> torch.Tensor:
         """Draw and record the next token of the slots ``which``; marks the rows that end."""
         p, s = self.params, {k: v[which] for k, v in self.slots.items()}
-        u = s["u"].gather(1, s["gen"][:, None]).squeeze(-1)
-        chosen, logp = draw(logits, u, p.temperature, p.top_p, p.top_k)
-        self.tokens[s["rows"], s["gen"]] = chosen
-        self.logps[s["rows"], s["gen"]] = logp
+        column = s["gen"].clamp(max=p.max_new_tokens)
+        chosen, logp = draw(logits, s["u"].gather(1, column[:, None]).squeeze(-1), p.temperature, p.top_p, p.top_k)
+        self.tokens[s["rows"], column] = chosen
+        self.logps[s["rows"], column] = logp
         s["gen"] += 1
         is_eos = (chosen == self.tokenizer.eos_token_id) & (not p.ignore_eos)
         maybe = s["live"] & (is_eos | self.stops.trigger[chosen] | (s["gen"] >= p.max_new_tokens))
