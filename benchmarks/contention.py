@@ -28,23 +28,29 @@ ROOT = Path(__file__).resolve().parents[1]
 BUSY = "while True:\n    pass\n"
 
 
-def run_steps(steps: int, policy: bool, loaded: bool, overrides: list[str]) -> list[float]:
-    """Per-step seconds of one ``r1kit zero`` run (its first step left out)."""
+TIMING = ("tokens_per_s", "rollout_seconds", "train_seconds", "step_seconds")
+
+
+def run_steps(steps: int, policy: bool, loaded: bool, overrides: list[str]) -> tuple[list[float], list[dict]]:
+    """Per-step seconds of one ``r1kit zero`` run (its first step left out) and its metrics
+    without the timings (identical runs for one seed, whatever the load)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME")}
     env["R1KIT_THREAD_POLICY"] = "1" if policy else "0"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     busy = subprocess.Popen([sys.executable, "-c", BUSY]) if loaded else None
     try:
         with tempfile.TemporaryDirectory() as out:
-            subprocess.run([sys.executable, "-m", "r1kit.cli", "zero", "--out", out, "--no-report",
+            proc = subprocess.run([sys.executable, "-m", "r1kit.cli", "zero", "--out", out, "--no-report",
                             f"steps={steps}", "eval.every=0", "checkpoint_every=0", "log_tensorboard=false",
-                            *overrides], env=env, check=True, stdout=subprocess.DEVNULL)
+                            *overrides], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if proc.returncode:
+                raise SystemExit(f"r1kit zero failed:\n{proc.stderr[-3000:]}")
             rows = [json.loads(line) for line in Path(out, "metrics.jsonl").read_text().splitlines() if line.strip()]
     finally:
         if busy is not None:
             busy.kill()
             busy.wait()
-    return [row["step_seconds"] for row in rows][1:]
+    return [row["step_seconds"] for row in rows][1:], [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
 
 def main() -> int:
@@ -57,15 +63,17 @@ def main() -> int:
     ratios = {}
     for policy in ([False, True] if args.compare else [True]):
         label = "policy on " if policy else "policy off"
-        med = {}
+        med, results = {}, {}
         for loaded in (False, True):
             t0 = time.perf_counter()
-            times = run_steps(args.steps, policy, loaded, args.overrides)
+            times, results[loaded] = run_steps(args.steps, policy, loaded, args.overrides)
             med[loaded] = statistics.median(times)
             print(f"{label} {'loaded' if loaded else 'quiet ':6s}: median {med[loaded]:.3f} s/step "
                   f"(min {min(times):.3f}, max {max(times):.3f}; run {time.perf_counter() - t0:.0f} s)", flush=True)
         ratios[policy] = med[True] / med[False]
-        print(f"{label}: loaded/quiet {ratios[policy]:.2f}", flush=True)
+        same = "identical" if results[True] == results[False] else "DIFFERENT"
+        print(f"{label}: loaded/quiet {ratios[policy]:.2f}; metrics (rewards, loss, grad norm, ...) of the two "
+              f"runs {same}", flush=True)
     if False in ratios:
         print(f"ratio loaded/quiet seconds-per-step, policy off: {ratios[False]:.2f}")
     print(f"ratio loaded/quiet seconds-per-step: {ratios[True]:.2f}")
