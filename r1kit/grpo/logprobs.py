@@ -19,9 +19,9 @@ import torch
 
 from r1kit.rollout import forward_kwargs
 
-# logits kept alive at once in the chunked LM head: ``CHUNK_ELEMENTS / vocab`` tokens per chunk
-# (4 M floats = 16 MB: one chunk's logits stay in the last-level cache's neighbourhood)
-CHUNK_ELEMENTS = 1 << 22
+# logits kept alive at once in the chunked LM head: ``CHUNK_ELEMENTS / vocab`` tokens per chunk.
+# Not smaller: every chunk's backward adds a full [V, H] product into the weight's gradient.
+CHUNK_ELEMENTS = 1 << 24
 
 
 class _ScaledWeight:
