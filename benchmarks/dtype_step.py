@@ -38,13 +38,11 @@ def make_trainer(args, dtype: str, out: Path) -> GRPOTrainer:
 
 def timed_step(trainer: GRPOTrainer) -> dict:
     t0 = time.perf_counter()
-    groups, sampled, _ = trainer._collect()
-    t1 = time.perf_counter()
-    trainer._optimise(groups)
-    trainer.step += 1
+    batch, _, times = trainer.train_step()
     t2 = time.perf_counter()
-    tokens = sum(len(r.token_ids) for grp in sampled for r in grp.rollouts)
-    return {"step_s": t2 - t0, "rollout_s": t1 - t0, "train_s": t2 - t1, "tok_per_s": tokens / (t1 - t0)}
+    tokens = sum(len(r.token_ids) for grp in batch.sampled for r in grp.rollouts)
+    return {"step_s": t2 - t0, "rollout_s": times["rollout_seconds"], "train_s": times["train_seconds"],
+            "tok_per_s": tokens / times["rollout_seconds"]}
 
 
 def main() -> int:

@@ -58,7 +58,27 @@ def resolve_model_path(name: str | None) -> str:
     looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1
     if looks_local and not Path(name).expanduser().exists():
         raise FileNotFoundError(f"model folder {name} not found")
-    return name
+    return _model_in_run(name)
+
+
+def _model_in_run(name: str) -> str:
+    """A run directory given as a model means its model: an SFT run's ``final/``, else the newest
+    ``checkpoint-STEP/`` (said on stderr). A plain model folder or a hub id is returned unchanged."""
+    import re
+    import sys
+
+    path = Path(name).expanduser()
+    if not path.is_dir() or (path / "config.json").exists():
+        return name
+    candidates = [path / "final"] if (path / "final" / "config.json").exists() else []
+    steps = [(int(m.group(1)), p) for p in path.glob("checkpoint-*")
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "config.json").exists()]
+    candidates += [p for _, p in sorted(steps, reverse=True)]
+    if not candidates:
+        raise FileNotFoundError(f"model folder {name}: no model in it (no config.json and weights, no final/, "
+                                "no checkpoint-STEP/)")
+    print(f"{name}: a run directory; using its model {candidates[0]}", file=sys.stderr)
+    return str(candidates[0])
 
 
 def load_tokenizer(name: str | None):

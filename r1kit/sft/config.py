@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
+
+from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
 
 
 @dataclass
@@ -64,3 +66,9 @@ class SFTConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     threads: int = 0
+
+    ranges: ClassVar = {"limit": AT_LEAST_1, "max_length": Range(2), "batch_size": AT_LEAST_1,
+                        "grad_accum": AT_LEAST_1, "epochs": AT_LEAST_1, "max_steps": NON_NEGATIVE, "lr": POSITIVE,
+                        "weight_decay": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE, "min_lr_ratio": PROBABILITY,
+                        "max_grad_norm": POSITIVE, "checkpoint_every": NON_NEGATIVE, "keep_checkpoints": AT_LEAST_1,
+                        "threads": NON_NEGATIVE}
