@@ -112,16 +112,19 @@ def check_fresh_run_dir(run_dir: Path, records: list[str], resume: bool, overwri
 
 
 def check_out_dir(path: str | Path, what: str = "--out") -> Path:
-    """``path`` can hold a command's outputs: it is a folder (or can be made one) and writable.
-    Creates it; ``ConfigError`` naming ``what`` and the path otherwise. Called before any model loads."""
+    """``path`` can hold a command's outputs: a folder (or one that can be made) where this process
+    can write. ``ConfigError`` naming ``what`` and the path otherwise. Called before any model
+    loads; leaves nothing behind (folders it made to find out are removed again)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} {path}: is a file, not a folder")
+    missing = []
     for parent in [path, *path.parents]:
         if parent.exists():
             if not parent.is_dir():
                 raise ConfigError(f"{what} {path}: {parent} is a file, not a folder")
             break
+        missing.append(parent)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".r1kit-write-test-{os.getpid()}"
@@ -129,6 +132,12 @@ def check_out_dir(path: str | Path, what: str = "--out") -> Path:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"{what} {path}: cannot write there ({exc.strerror or exc})") from None
+    finally:
+        for folder in missing:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
     return path
 
 
@@ -230,6 +239,7 @@ def record_changes(run_dir: str | Path, changes: dict[str, tuple], step: int) ->
 def write_config(run_dir: str | Path, config) -> None:
     """``config.json``: the options the run is trained with (atomically replaced)."""
     path = Path(run_dir) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(to_dict(config), indent=2))
     tmp.replace(path)

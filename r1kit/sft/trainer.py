@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from r1kit.config import ConfigError, validate
 from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
-from r1kit.runs import (check_fresh_run_dir, latest_checkpoint, load_trainer_state, lr_factor, record_changes,
+from r1kit.runs import (GracefulStop, Interrupted, check_fresh_run_dir, latest_checkpoint, load_trainer_state, lr_factor, record_changes,
                         resume_changes, rng_state, save_checkpoint, set_rng_state, truncate_jsonl_after, write_config)
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
 from r1kit.models.precision import compute_context
@@ -148,7 +148,12 @@ class SFTTrainer:
                 "examples": sum(len(row) for rows in micro_batches for row in rows)}
 
     def train(self) -> dict:
-        """Run the remaining steps; returns the summary (also written to ``summary.json``)."""
+        """Run the remaining steps; returns the summary (also written to ``summary.json``). Ctrl-C
+        stops after the current step with a checkpoint (:class:`r1kit.runs.Interrupted`)."""
+        with GracefulStop() as stop:
+            return self._train(stop)
+
+    def _train(self, stop: GracefulStop) -> dict:
         c, start = self.cfg, time.time()
         bar = tqdm(total=self.total_steps, initial=self.step, desc="SFT", disable=not self.progress, mininterval=1)
         while self.step < self.total_steps:
@@ -163,8 +168,13 @@ class SFTTrainer:
             append_jsonl(self.out / "metrics.jsonl", row)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", epoch=epoch, refresh=False)
-            if (c.checkpoint_every and self.step % c.checkpoint_every == 0) or self.step == self.total_steps:
+            if (c.checkpoint_every and self.step % c.checkpoint_every == 0) or self.step == self.total_steps \
+                    or stop.requested:
                 self._save()
+            if stop.requested and self.step < self.total_steps:
+                bar.close()
+                raise Interrupted(f"stopped at step {self.step} of {self.total_steps}; checkpoint-{self.step} saved "
+                                  f"in {self.out}. Continue with: r1kit sft --out {self.out} --resume")
         bar.close()
         final = self._save_final()
         metrics = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()] \
