@@ -275,6 +275,17 @@ class GracefulStop:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         print("\nCtrl-C: stopping after this step (press Ctrl-C again to stop at once)", flush=True)
 
+    def checkpoint_due(self, step: int, total: int, every: int) -> bool:
+        """Whether a run should save ``checkpoint-STEP`` now: every ``every`` steps, at the end, and
+        when a stop was requested."""
+        return bool(every and step % every == 0) or step == total or self.requested
+
+    def stop_here(self, step: int, total: int, run_dir: Path, command: str) -> None:
+        """Raise :class:`Interrupted` (with how to resume) if a stop was requested before the end."""
+        if self.requested and step < total:
+            raise Interrupted(f"stopped at step {step} of {total}; checkpoint-{step} saved in {run_dir}. "
+                              f"Continue with: r1kit {command} --out {run_dir} --resume")
+
     def __exit__(self, *exc):
         import signal
 

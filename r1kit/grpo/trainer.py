@@ -30,7 +30,7 @@ from r1kit.grpo.step import Models, optimise
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
 from r1kit.models.precision import SamplingCopy
 from r1kit.rewards import RewardStats
-from r1kit.runs import (GracefulStop, Interrupted, check_fresh_run_dir, latest_checkpoint,
+from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint,
                         load_trainer_state, lr_factor, record_changes, resume_changes, rng_state, save_checkpoint,
                         set_rng_state, truncate_jsonl_after, write_config)
 
@@ -226,13 +226,9 @@ class GRPOTrainer:
                 if c.eval.every and (self.step % c.eval.every == 0 or self.step == c.steps):
                     last_eval = self.run_eval()
                     bar.write(eval_line(self.step, last_eval, c.eval.k))
-                if (c.checkpoint_every and self.step % c.checkpoint_every == 0) or self.step == c.steps \
-                        or stop.requested:
+                if stop.checkpoint_due(self.step, c.steps, c.checkpoint_every):
                     self._save()
-            if stop.requested and self.step < c.steps:
-                bar.close()
-                raise Interrupted(f"stopped at step {self.step} of {c.steps}; checkpoint-{self.step} saved in "
-                                  f"{self.out}. Continue with: r1kit zero --out {self.out} --resume")
+            stop.stop_here(self.step, c.steps, self.out, "zero")
         bar.close()
         ddp.barrier()
         if self.writer:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from r1kit.config import ConfigError, validate
 from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
-from r1kit.runs import (GracefulStop, Interrupted, check_fresh_run_dir, latest_checkpoint, load_trainer_state, lr_factor, record_changes,
+from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint, load_trainer_state, lr_factor, record_changes,
                         resume_changes, rng_state, save_checkpoint, set_rng_state, truncate_jsonl_after, write_config)
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
 from r1kit.models.precision import compute_context
@@ -168,13 +168,9 @@ class SFTTrainer:
             append_jsonl(self.out / "metrics.jsonl", row)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", epoch=epoch, refresh=False)
-            if (c.checkpoint_every and self.step % c.checkpoint_every == 0) or self.step == self.total_steps \
-                    or stop.requested:
+            if stop.checkpoint_due(self.step, self.total_steps, c.checkpoint_every):
                 self._save()
-            if stop.requested and self.step < self.total_steps:
-                bar.close()
-                raise Interrupted(f"stopped at step {self.step} of {self.total_steps}; checkpoint-{self.step} saved "
-                                  f"in {self.out}. Continue with: r1kit sft --out {self.out} --resume")
+            stop.stop_here(self.step, self.total_steps, self.out, "sft")
         bar.close()
         final = self._save_final()
         metrics = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()] \
