@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # DeepSeek-R1 §4.1 in miniature: is distilling a smaller student from an RL-trained teacher better
-# than running RL on the student itself with the same wall-clock budget? (README: "Distillation vs
+# than running RL on the student itself with the same wall-clock budget? (docs/distill.md: "Distillation vs
 # RL on a smaller student".)
 #
 #   bash scripts/distill_vs_rl.sh [RUNS_DIR]        (default runs/distill_vs_rl)

@@ -1,9 +1,5 @@
-"""Shared fixtures: the embedded tiny base model and the benchmark data folder."""
-from pathlib import Path
-
+"""Shared fixtures: the embedded tiny base model."""
 import pytest
-
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@ import json
 import subprocess
 import sys
 
-from conftest import DATA_DIR
-
 
 def r1kit(*args, check=True):
     proc = subprocess.run([sys.executable, "-m", "r1kit.cli", *args], capture_output=True, text=True)
@@ -32,7 +30,7 @@ def test_eval_end_to_end_k4(tmp_path):
 
 def test_eval_on_a_real_benchmark_file(tmp_path):
     out = tmp_path / "gsm"
-    r1kit("eval", "--model", "tiny", "--data", "gsm8k", "--data-dir", str(DATA_DIR), "--limit", "2",
+    r1kit("eval", "--model", "tiny", "--data", "gsm8k", "--limit", "2",
           "--k", "2", "--max-new-tokens", "16", "--out", str(out))
     assert json.loads((out / "results.json").read_text())["n_responses"] == 4
 

@@ -1,20 +1,21 @@
 """Row files (JSONL/JSON/Parquet) and benchmark loading."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from r1kit.data import benchmarks
-from r1kit.data.benchmarks import BENCHMARKS, load_problems
+from r1kit.data.benchmarks import BENCHMARKS, SHIPPED, SHIPPED_DIR, load_problems
 from r1kit.data.jsonl import DataError, append_jsonl, read_jsonl, read_rows, require_fields, write_jsonl
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-
-def test_shared_data_present():
-    assert (DATA / "math500.jsonl").is_file(), f"benchmark data expected in {DATA}"
+def test_shipped_benchmarks_match_their_checksums():
+    sums = dict(reversed(line.split()) for line in (SHIPPED_DIR / "SHA256SUMS").read_text().splitlines())
+    assert sorted(sums) == sorted(BENCHMARKS[name] for name in SHIPPED)
+    for filename, digest in sums.items():
+        assert hashlib.sha256((SHIPPED_DIR / filename).read_bytes()).hexdigest() == digest, filename
 
 
 def test_roundtrip_and_append(tmp_path):
@@ -86,24 +87,44 @@ def test_read_rows_parquet(tmp_path):
 
 
 @pytest.mark.parametrize("name,rows", [("math500", 500), ("aime2024", 30), ("gsm8k", 1319)])
-def test_load_benchmarks(name, rows):
-    problems = load_problems(name, data_dir=DATA)
+def test_load_shipped_benchmarks(name, rows, monkeypatch):
+    monkeypatch.delenv("R1KIT_DATA_DIR", raising=False)
+    problems = load_problems(name)
     assert len(problems) == rows
     assert all(p["id"] and p["problem"] and p["answer"] for p in problems)
-    assert len(load_problems(name, data_dir=DATA, limit=7)) == 7
+    assert len(load_problems(name, limit=7)) == 7
 
 
-def test_default_data_dir_finds_shared_data(monkeypatch):
+def _folder_with(path: Path, filename: str, n: int) -> Path:
+    write_jsonl(path / filename, [{"id": f"{path.name}-{i}", "problem": "1+1", "answer": "2"} for i in range(n)])
+    return path
+
+
+def test_resolution_order_data_dir_then_env_then_shipped(tmp_path, monkeypatch):
+    given = _folder_with(tmp_path / "given", "math500.jsonl", 1)
+    env = _folder_with(tmp_path / "env", "math500.jsonl", 2)
+    monkeypatch.setenv("R1KIT_DATA_DIR", str(env))
+    assert [p["id"] for p in load_problems("math500", data_dir=given)] == ["given-0"]
+    assert [p["id"] for p in load_problems("math500")] == ["env-0", "env-1"]
+    monkeypatch.delenv("R1KIT_DATA_DIR")
+    assert len(load_problems("math500")) == 500
+
+
+def test_a_named_folder_without_the_file_is_an_error_not_a_fallback(tmp_path, monkeypatch):
     monkeypatch.delenv("R1KIT_DATA_DIR", raising=False)
-    assert benchmarks._find_data_dir().resolve() == DATA.resolve()
-    monkeypatch.setenv("R1KIT_DATA_DIR", "/somewhere/else")
-    assert benchmarks._find_data_dir() == Path("/somewhere/else")
-    assert set(BENCHMARKS) == {"math500", "aime2024", "gsm8k", "gsm8k_train", "math_train"}
-
-
-def test_missing_benchmark_file_says_where(tmp_path):
-    with pytest.raises(DataError, match=r"math500\.jsonl not found in data dir .*R1KIT_DATA_DIR"):
+    with pytest.raises(DataError, match=r"math500\.jsonl not found in data dir .*--data-dir.*shipped copy"):
         load_problems("math500", data_dir=tmp_path)
+    monkeypatch.setenv("R1KIT_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match=r"gsm8k_test\.jsonl not found in data dir .*\$R1KIT_DATA_DIR"):
+        load_problems("gsm8k")
+
+
+def test_training_sets_need_a_data_folder_and_the_error_says_how(tmp_path, monkeypatch):
+    monkeypatch.delenv("R1KIT_DATA_DIR", raising=False)
+    assert set(BENCHMARKS) == {"math500", "aime2024", "gsm8k", "gsm8k_train", "math_train"}
+    with pytest.raises(DataError, match=r"'math_train' is not shipped.*--data-dir.*R1KIT_DATA_DIR.*math_train\.jsonl"):
+        load_problems("math_train")
+    assert len(load_problems("gsm8k_train", data_dir=_folder_with(tmp_path, "gsm8k_train.jsonl", 3))) == 3
 
 
 def test_unknown_spec():

@@ -3,7 +3,6 @@ solutions must not, and the answer forms of the extraction rules grade as docume
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +12,6 @@ from r1kit.data.benchmarks import load_problems
 from r1kit.data.jsonl import DataError, read_jsonl, write_jsonl
 from r1kit.eval.grade import grade, run_grade
 from r1kit.rewards.math import _verify_now, accuracy_math, answers_equivalent
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _responses(rows, solutions):
@@ -35,7 +32,7 @@ def _derangement(rows):
 
 @pytest.mark.parametrize("name", ["math500", "gsm8k"])
 def test_reference_solutions_grade_correct_and_swapped_ones_do_not(name, record_property):
-    rows = load_problems(name, data_dir=DATA)
+    rows = load_problems(name)
     graded, results = grade(rows, _responses(rows, [r["solution"] for r in rows]))
     agreement = results["accuracy"]
     misses = [(g["id"], g["extracted"]) for g in graded if not g["correct"]]
@@ -64,13 +61,13 @@ def test_reference_solutions_grade_correct_and_swapped_ones_do_not(name, record_
 def test_math_verify_accepts_every_reference_answer(name):
     """Grading shortcuts identical strings; here every reference answer goes through math-verify
     itself (parse + verify against itself), so no answer of the benchmark is unparseable junk."""
-    rows = load_problems(name, data_dir=DATA)
+    rows = load_problems(name)
     rejected = [r["id"] for r in rows if not _with_alarm(lambda: _verify_now(r["answer"], r["answer"]), 5)]
     assert rejected == []
 
 
 def test_aime_answer_forms_all_30():
-    rows = load_problems("aime2024", data_dir=DATA)
+    rows = load_problems("aime2024")
     assert len(rows) == 30
     forms = {
         "boxed_padded": lambda a: f"So the total is $\\boxed{{{int(a):03d}}}$.",
@@ -111,13 +108,13 @@ def test_unknown_response_id_is_named():
 
 
 def test_run_grade_writes_results(tmp_path):
-    rows = load_problems("aime2024", data_dir=DATA)
+    rows = load_problems("aime2024")
     responses = []
     for i, r in enumerate(rows):
         samples = [f"\\boxed{{{r['answer']}}}", f"The answer is {r['answer']}.", "\\boxed{0}", "no idea"]
         responses += [{"id": r["id"], "response": s} for s in samples[: 4 if i else 3]]  # one id has 3
     write_jsonl(tmp_path / "responses.jsonl", responses)
-    results = run_grade("aime2024", tmp_path / "responses.jsonl", tmp_path / "out", data_dir=DATA)
+    results = run_grade("aime2024", tmp_path / "responses.jsonl", tmp_path / "out")
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
     assert saved["accuracy"] == pytest.approx(60 / 119)

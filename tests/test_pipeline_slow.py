@@ -102,7 +102,7 @@ def test_tiny_pipeline_killed_resumed_and_measured(tmp_path):
     lc = {key: row["reasoning"]["language_consistency"] for key, row in table.items()}
     assert lc["cold_start"] >= lc["base"] + 0.1, lc
     # the final model, fine-tuned from the mixing base on filtered (English-only) data, mixes less
-    # (R1-Zero is no fixed bar here: on this base it collapses to short English guesses, README)
+    # (R1-Zero is no fixed bar here: on this base it collapses to short English guesses, docs/pipeline.md)
     assert lc["all_scenario_rl"] >= lc["base"] + 0.1, lc
     rms = json.loads((out / "reward_models" / "COMPLETE.json").read_text())["outputs"]
     assert rms["harmlessness"]["test_pair_accuracy"] >= 0.9, rms

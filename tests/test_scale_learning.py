@@ -2,7 +2,7 @@
 
 Both runs use the demo's settings (tiny model, 8 prompts x 8 samples, lr 2e-4, seed 0) for STEPS
 steps; the samples differ (the actors cut the batch into two seeded tasks), the curve's shape must
-not. Measured on 2 CPU cores (README "Scaling out"): single process, first 20 steps' mean reward
+not. Measured on 2 CPU cores (docs/scaling.md): single process, first 20 steps' mean reward
 0.738 -> last 20 steps' 0.879 (+0.141); 2 actors 0.751 -> 0.873 (+0.121). Asked for: a rise of
 more than half the smaller one in both, and last-20 means within 0.05 of each other.
 """

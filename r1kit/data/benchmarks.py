@@ -1,12 +1,18 @@
-"""Evaluation problem sets by name: the benchmark files of the shared data folder, r1kit's
-synthetic test set, or any row file given by path.
+"""Evaluation problem sets by name: the benchmark files (shipped with r1kit, or in a data folder),
+r1kit's synthetic sets, or any row file given by path.
 
 Every problem is a dict with at least ``id``, ``problem`` and ``answer``.
 
-The data folder (``DEFAULT_DATA_DIR``) is, at import time: the ``R1KIT_DATA_DIR`` environment
-variable if set, else the first existing of ``<repo root>/../shared/data`` (the repo root being the
-folder that holds the ``r1kit`` package), ``./shared/data`` and ``../shared/data`` (relative to
-the working directory). If none exists it is the first of those, so errors name a real place.
+A benchmark name is read from the first of, in order:
+
+1. the ``data_dir`` argument (``--data-dir``, ``data_dir`` in a recipe), if given;
+2. else the folder in the ``R1KIT_DATA_DIR`` environment variable, if set;
+3. else the copy shipped inside the package (``r1kit/assets/benchmarks``: the names in
+   :data:`SHIPPED`, with their sources and licences in the README beside them).
+
+A folder given by 1 or 2 is the only place looked in: a file missing there is an error naming the
+folder, never a silent fall-back to the shipped copy. A name that is not shipped (the training sets)
+needs 1 or 2; the error says so.
 """
 from __future__ import annotations
 
@@ -22,29 +28,48 @@ BENCHMARKS = {
     "gsm8k_train": "gsm8k_train.jsonl",
     "math_train": "math_train.jsonl",
 }
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "assets" / "benchmarks"
+SHIPPED = ("math500", "aime2024", "gsm8k")
 REQUIRED_FIELDS = ("id", "problem", "answer")
 ENV_VAR = "R1KIT_DATA_DIR"
 
 
-def _find_data_dir() -> Path:
-    """The data folder by the rule in the module docstring."""
+def _named_folder(data_dir: str | Path | None) -> tuple[Path, str] | None:
+    """The data folder the user named (steps 1 and 2 of the module docstring) and how, or None."""
+    if data_dir is not None:
+        return Path(data_dir), "--data-dir / data_dir"
     if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR])
-    repo_root = Path(__file__).resolve().parents[2]
-    candidates = [repo_root.parent / "shared" / "data", Path("shared/data"), Path("../shared/data")]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate.resolve()
-    return candidates[0]
+        return Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
+    return None
 
 
-DEFAULT_DATA_DIR = _find_data_dir()
+def benchmark_path(name: str, data_dir: str | Path | None = None) -> Path:
+    """The file of benchmark ``name`` by the order in the module docstring; DataError if it is not there."""
+    filename = BENCHMARKS[name]
+    named = _named_folder(data_dir)
+    if named is not None:
+        folder, given_by = named
+        if not (folder / filename).is_file():
+            hint = (f"; without --data-dir and ${ENV_VAR}, r1kit reads its shipped copy of {name}"
+                    if name in SHIPPED else "")
+            raise DataError(f"benchmark {name!r}: {filename} not found in data dir {folder} "
+                            f"(given by {given_by}){hint}")
+        return folder / filename
+    if name not in SHIPPED:
+        raise DataError(f"benchmark {name!r} is not shipped with r1kit (only {', '.join(SHIPPED)} are): "
+                        f"pass --data-dir (data_dir in a recipe) or set ${ENV_VAR} to a folder holding "
+                        f"{filename} (rows with id, problem, answer), or give the file's path as the data")
+    if not (SHIPPED_DIR / filename).is_file():
+        raise DataError(f"benchmark {name!r}: the shipped copy {SHIPPED_DIR / filename} is missing (a broken "
+                        f"install?); reinstall r1kit, or pass --data-dir or set ${ENV_VAR} to a folder "
+                        f"holding {filename}")
+    return SHIPPED_DIR / filename
 
 
 def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | None = None) -> list[dict]:
     """Load evaluation problems.
 
-    spec: a name in :data:`BENCHMARKS` (read from ``data_dir``, default :data:`DEFAULT_DATA_DIR`),
+    spec: a name in :data:`BENCHMARKS` (found by :func:`benchmark_path`),
     ``"synthetic"`` (r1kit's held-out arithmetic set, ``limit`` or 200 problems), ``"synthetic_code"``
     (the same problems as programs to write), ``"synthetic_words"`` / ``"synthetic_words_train"``
     (one-step word arithmetic for real small models, :mod:`r1kit.data.word_arithmetic`),
@@ -69,12 +94,7 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
         from r1kit.eval.code import load_humaneval
         return load_humaneval()[:limit] if limit else load_humaneval()
     if spec in BENCHMARKS:
-        folder = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
-        path = folder / BENCHMARKS[spec]
-        if not path.is_file():
-            raise DataError(
-                f"benchmark {spec!r}: {BENCHMARKS[spec]} not found in data dir {folder}; "
-                f"pass data_dir or set the {ENV_VAR} environment variable to the folder holding it")
+        path = benchmark_path(spec, data_dir)
     else:
         path = Path(spec)
         if path.suffix.lower() not in (".jsonl", ".json", ".parquet") and not path.exists():

@@ -12,7 +12,7 @@ from r1kit.rewards.reward_model import RewardModelConfig
 
 @dataclass
 class GRPOConfig:
-    """The algorithm (GRPO, DeepSeekMath's token-level form) and its well-known variants.
+    """GRPO (DeepSeekMath, Shao et al. 2024) and its well-known variants.
 
     group_size: G, completions sampled per prompt.
     prompts_per_step: questions per optimiser batch (batch = prompts_per_step * group_size outputs).
@@ -170,7 +170,7 @@ class ZeroConfig:
         problems as "write a program that prints ...", graded in the sandbox by the ``code``
         reward), a benchmark name or a JSONL/Parquet file with ``problem`` and ``answer`` (and
         ``tests`` or ``test`` for code). train_size: prompts drawn for the synthetic tasks.
-    data_dir: where benchmark names are resolved (default: ``../shared/data`` or $R1KIT_DATA_DIR).
+    data_dir: where benchmark names are resolved (default: $R1KIT_DATA_DIR, else r1kit's shipped copies).
     template: prompt template (``r1_zero``, ``chat``, ``plain``).
     rewards: reward name -> weight; the step's reward is the weighted sum (r1kit.rewards lists the
         built-in rewards).

@@ -1,6 +1,6 @@
 """GRPO's math as small pure functions (no model, no I/O), each citing its formula.
 
-Notation (SPEC.md, DeepSeekMath): a group of G outputs o_1..o_G per question with rewards r_i;
+Notation (DeepSeekMath, Shao et al. 2024): a group of G outputs o_1..o_G per question with rewards r_i;
 per-token ratio rho_{i,t} = pi_theta(o_{i,t}|q,o_{i,<t}) / pi_old(o_{i,t}|q,o_{i,<t}).
 Variants are picked by name from the registries at the bottom, never by if-chains in the loop.
 """

@@ -177,7 +177,7 @@ class EvaluateStage:
 
 @dataclass
 class PipelineConfig:
-    """The R1 recipe as stages (SPEC.md "R1: a four-stage pipeline").
+    """The R1 recipe as stages (the DeepSeek-R1 paper's four-stage pipeline).
 
     base: the base model (HF folder, hub id, or ``tiny-mixed``: the embedded base whose pre-training
         corpus mixes languages in its chains of thought).

@@ -1,6 +1,6 @@
 """Prompt templates: the R1-Zero template, the R1 chat format and the cold-start layout.
 
-* ``r1_zero``: the paper's template verbatim (SPEC.md); the completion continues after
+* ``r1_zero``: the DeepSeek-R1 paper's template (its Table 1) verbatim; the completion continues after
   ``Assistant:`` with ``<think> ... </think> <answer> ... </answer>``.
 * ``chat``: for R1-style output (``<think>`` reasoning ``</think>`` then a summary). Uses the
   tokenizer's own chat template when it has one; otherwise a plain ``User:/Assistant:`` layout.
@@ -21,7 +21,7 @@ TEMPLATES = ("r1_zero", "chat", "plain")
 
 
 def r1_zero_prompt(problem: str) -> str:
-    """The R1-Zero template with ``problem`` substituted (verbatim from SPEC.md)."""
+    """The R1-Zero template with ``problem`` substituted (verbatim from the R1 paper's Table 1)."""
     return R1_ZERO_TEMPLATE.format(prompt=problem)
 
 
