@@ -357,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             ap.error(f"unrecognized arguments: {' '.join(bad)}")
         args.overrides = list(args.overrides) + extra
+    recipe = getattr(args, "recipe", None)
+    if recipe and "=" in recipe and not Path(recipe).exists():  # `pipeline --dry-run key=value`: no recipe
+        args.recipe, args.overrides = None, [recipe, *args.overrides]
     from r1kit.data.jsonl import DataError
     from r1kit.models.gguf import ModelImportError
     from r1kit.runs import Interrupted

@@ -61,6 +61,16 @@ def resolve_model_path(name: str | None) -> str:
     return _model_in_run(name)
 
 
+def _is_model_folder(path: Path) -> bool:
+    """An HF model folder: a ``config.json`` that names a model type (a run's config.json does not)."""
+    import json
+
+    try:
+        return "model_type" in json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def _model_in_run(name: str) -> str:
     """A run directory given as a model means its model: an SFT run's ``final/``, else the newest
     ``checkpoint-STEP/`` (said on stderr). A plain model folder or a hub id is returned unchanged."""
@@ -68,11 +78,11 @@ def _model_in_run(name: str) -> str:
     import sys
 
     path = Path(name).expanduser()
-    if not path.is_dir() or (path / "config.json").exists():
+    if not path.is_dir() or _is_model_folder(path):
         return name
-    candidates = [path / "final"] if (path / "final" / "config.json").exists() else []
+    candidates = [path / "final"] if _is_model_folder(path / "final") else []
     steps = [(int(m.group(1)), p) for p in path.glob("checkpoint-*")
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "config.json").exists()]
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and _is_model_folder(p)]
     candidates += [p for _, p in sorted(steps, reverse=True)]
     if not candidates:
         raise FileNotFoundError(f"model folder {name}: no model in it (no config.json and weights, no final/, "
