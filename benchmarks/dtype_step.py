@@ -40,15 +40,13 @@ def make_trainer(args, dtype: str, out: Path) -> GRPOTrainer:
 
 def timed_step(trainer: GRPOTrainer) -> dict:
     t0 = time.perf_counter()
-    groups, sampled, _ = trainer._collect()
-    t1 = time.perf_counter()
-    trainer._optimise(groups)
-    trainer.step += 1
+    batch, _, times = trainer.train_step()
     t2 = time.perf_counter()
-    tokens = sum(len(r.token_ids) for grp in sampled for r in grp.rollouts)
-    return {"step_s": t2 - t0, "rollout_s": t1 - t0, "train_s": t2 - t1, "tok_per_s": tokens / (t1 - t0),
+    tokens = sum(len(r.token_ids) for grp in batch.sampled for r in grp.rollouts)
+    rollout_s, train_s = times["rollout_seconds"], times["train_seconds"]
+    return {"step_s": t2 - t0, "rollout_s": rollout_s, "train_s": train_s, "tok_per_s": tokens / rollout_s,
             "tokens": tokens, "step_ms_per_tok": 1e3 * (t2 - t0) / tokens,
-            "rollout_ms_per_tok": 1e3 * (t1 - t0) / tokens, "train_ms_per_tok": 1e3 * (t2 - t1) / tokens}
+            "rollout_ms_per_tok": 1e3 * rollout_s / tokens, "train_ms_per_tok": 1e3 * train_s / tokens}
 
 
 def main() -> int:

@@ -2,8 +2,13 @@
 
 Every stage's options live in a dataclass (defaults that run; each field documented once, in the
 class). ``load_config(cls, path, overrides)`` reads a YAML recipe, applies dotted overrides such as
-``grpo.beta=0.04`` and checks every key and type: an unknown key or a value of the wrong type is a
-``ConfigError`` naming the key.
+``grpo.beta=0.04`` and checks every key, type and range: an unknown key, a value of the wrong type,
+a value out of its range or a broken cross-field rule is a ``ConfigError`` naming the key, the value
+and what is allowed.
+
+Ranges are declared beside the fields, in a class attribute ``ranges`` (field -> ``Range``), and
+cross-field rules in a method ``check(prefix)``; :func:`validate` applies both, recursively, before
+any model loads.
 """
 from __future__ import annotations
 
@@ -17,10 +22,68 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A recipe or override names an unknown key or gives a value of the wrong type."""
+    """A recipe or override names an unknown key, or gives a value of the wrong type or range."""
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Allowed values of a number: ``low <= x`` (``low < x`` if ``open_low``), and likewise ``high``.
+
+    ``None`` bounds are open-ended; a ``None`` value (an optional field left unset) always passes.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def allows(self, x) -> bool:
+        if x is None:
+            return True
+        if self.low is not None and (x <= self.low if self.open_low else x < self.low):
+            return False
+        return not (self.high is not None and (x >= self.high if self.open_high else x > self.high))
+
+    def __str__(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.open_high else '<='} {self.high:g}")
+        return " and ".join(parts)
+
+
+AT_LEAST_1 = Range(1)
+NON_NEGATIVE = Range(0)
+POSITIVE = Range(0, open_low=True)
+PROBABILITY = Range(0, 1)
+
+
+def validate(config, prefix: str = "", dashes: bool = False) -> None:
+    """Check ``config`` (a dataclass) and the dataclasses inside it: every ``ranges`` entry, then
+    every ``check(prefix)`` rule. Raises ``ConfigError`` naming the first bad key (as a command-line
+    flag, ``--top-p``, with ``dashes``)."""
+    for name, rule in getattr(type(config), "ranges", {}).items():
+        value = getattr(config, name)
+        values = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, v in values:
+            if not rule.allows(v):
+                shown = name.replace("_", "-") if dashes else name
+                key = f"{prefix}{shown}" + (f".{sub}" if sub is not None else "")
+                raise ConfigError(f"{key}: {v!r} is out of range (allowed: {rule})")
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            validate(value, f"{prefix}{f.name}.")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if dataclasses.is_dataclass(item):
+                    validate(item, f"{prefix}{f.name}.{key}.")
+    if hasattr(config, "check"):
+        config.check(prefix)
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -31,7 +94,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _coerce(value, arg, key)
+                return coerce(value, arg, key)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
@@ -49,13 +112,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         inner = args[0] if args else Any
-        items = [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        items = [coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         kt, vt = args or (Any, Any)
-        return {_coerce(k, kt, key): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+        return {coerce(k, kt, key): coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -87,7 +150,7 @@ def build(cls, data: dict, prefix: str = ""):
     unknown = [k for k in data if k not in names]
     if unknown:
         raise ConfigError(f"unknown config key {prefix}{unknown[0]!s} (known: {', '.join(sorted(names))})")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    kwargs = {k: coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
     return cls(**kwargs)
 
 
@@ -112,11 +175,11 @@ def parse_overrides(overrides: list[str]) -> dict:
     return tree
 
 
-def _merge(base: dict, update: dict) -> dict:
+def merge(base: dict, update: dict) -> dict:
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -129,17 +192,75 @@ def read_recipe(path: str | Path | None, what: str = "config file") -> dict:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{what} {p} not found")
-    data = yaml.safe_load(p.read_text()) or {}
+    if p.is_dir():
+        raise ConfigError(f"{what} {p} is a folder, not a YAML file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8-sig")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}{where}: not valid YAML ({problem})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a recipe must be a mapping of keys to values")
     return data
 
 
+def given_options(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    """The options a user gave: the YAML recipe at ``path`` with ``key=value`` overrides on top."""
+    return merge(read_recipe(path), parse_overrides(overrides or []))
+
+
 def load_config(cls, path: str | Path | None = None, overrides: list[str] | None = None):
-    """Load ``cls`` from an optional YAML recipe plus ``key=value`` overrides."""
-    return build(cls, _merge(read_recipe(path), parse_overrides(overrides or [])))
+    """Load ``cls`` from an optional YAML recipe plus ``key=value`` overrides, validated."""
+    config = build(cls, given_options(path, overrides))
+    validate(config)
+    return config
 
 
 def to_dict(config) -> dict:
     """The config as plain data (for config.json and the report)."""
     return dataclasses.asdict(config)
+
+
+def field_docs(cls) -> dict[str, str]:
+    """Each field's documentation, read from the class docstring's ``name: text`` entries (several
+    fields may share one: ``temperature/top_p: ...``)."""
+    import re
+
+    names = [f.name for f in dataclasses.fields(cls)]
+    text = " ".join((cls.__doc__ or "").split())
+    alt = "|".join(sorted(map(re.escape, names), key=len, reverse=True))
+    entry = re.compile(rf"(?<![\w.`])((?:{alt})(?:/(?:{alt}))*): ")
+    marks = list(entry.finditer(text))
+    docs: dict[str, str] = {}
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        for name in m.group(1).split("/"):
+            docs.setdefault(name, text[m.end():end].strip())
+    return docs
+
+
+def describe(cls, prefix: str = "") -> str:
+    """Every key of ``cls`` (nested sections dotted) with its default and documentation."""
+    import textwrap
+
+    default = cls()
+    docs = field_docs(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        value = getattr(default, f.name)
+        if dataclasses.is_dataclass(value):
+            summary = docs.get(f.name) or (type(value).__doc__ or "").strip().split("\n")[0]
+            lines.append(f"{prefix}{f.name}:  (section) {summary}".rstrip())
+            lines.append(describe(type(value), f"{prefix}{f.name}."))
+            continue
+        shown = yaml.safe_dump(to_dict(value) if dataclasses.is_dataclass(value) else value,
+                               default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+        lines.append(f"{prefix}{f.name} = {shown}")
+        doc = docs.get(f.name)
+        if doc:
+            lines.append(textwrap.fill(doc, 100, initial_indent="    ", subsequent_indent="    "))
+    return "\n".join(lines)

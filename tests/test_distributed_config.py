@@ -11,20 +11,19 @@ from r1kit.grpo.trainer import GRPOTrainer
     ("distributed.rollout_actors=0", "distributed.rollout_actors"),
     ("distributed.max_weight_lag=1", "distributed.max_weight_lag"),      # lag without Ray
     ("distributed.reward_timeout=0", "distributed.reward_timeout"),
-    ("distributed.reward_modules=[no_such_module_here]", "distributed.reward_modules"),
+    ("reward_modules=[no_such_module_here]", "reward_modules"),
     ("distributed.backend=mpi", "distributed.backend"),
     ("distributed.actors=2", "distributed.actors"),
 ])
 def test_bad_distributed_options_name_the_field(tmp_path, override, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        GRPOTrainer(load_config(ZeroConfig, None, [f"out={tmp_path}", override]), progress=False)
+        load_config(ZeroConfig, None, [f"out={tmp_path}", override])
 
 
 def test_lag_with_dynamic_sampling_is_refused(tmp_path):
-    cfg = load_config(ZeroConfig, None, [f"out={tmp_path}", "distributed.backend=ray", "distributed.max_weight_lag=1",
-                                         "grpo.dynamic_sampling=true"])
-    with pytest.raises(ConfigError, match="max_weight_lag"):
-        GRPOTrainer(cfg, progress=False)
+    with pytest.raises(ConfigError, match="max_weight_lag"):  # refused by the config layer, before any model loads
+        load_config(ZeroConfig, None, [f"out={tmp_path}", "distributed.backend=ray", "distributed.max_weight_lag=1",
+                                       "grpo.dynamic_sampling=true"])
 
 
 def test_tasks_cover_the_prompts_once_with_their_own_seeds():
@@ -41,12 +40,12 @@ def test_behaviour_logprobs_line_up_with_the_trainers_logprobs(tmp_path):
     import torch
 
     from r1kit.grpo.logprobs import completion_logprobs
-    from r1kit.grpo.trainer import behaviour_logprobs, micro_batches
+    from r1kit.grpo.step import behaviour_logprobs, micro_batches
 
     trainer = GRPOTrainer(load_config(ZeroConfig, None, [
         f"out={tmp_path}", "grpo.prompts_per_step=3", "grpo.group_size=4", "rollout.max_new_tokens=32",
         "grpo.micro_batch_tokens=150", "eval.every=0", "log_tensorboard=false"]), progress=False)
-    groups, _, _ = trainer._collect()
+    groups = trainer.source.collect(trainer.step).train
     mbs = list(micro_batches(groups, trainer.tokenizer.pad_token_id, 150, False))
     assert len(mbs) > 1
     with torch.no_grad():
@@ -59,6 +58,5 @@ def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
-    cfg = load_config(ZeroConfig, None, [f"out={tmp_path}", "distributed.backend=ray"])
     with pytest.raises(ConfigError, match=r"distributed\.backend: 'ray' needs Ray: pip install 'r1kit\[ray\]'"):
-        GRPOTrainer(cfg, progress=False)
+        load_config(ZeroConfig, None, [f"out={tmp_path}", "distributed.backend=ray"])

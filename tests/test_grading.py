@@ -6,10 +6,12 @@ import json
 
 import pytest
 
+from r1kit.rewards.time_limit import with_alarm as _with_alarm
+
 from r1kit.data.benchmarks import load_problems
 from r1kit.data.jsonl import DataError, read_jsonl, write_jsonl
 from r1kit.eval.grade import grade, run_grade
-from r1kit.rewards.math import _verify_now, _with_alarm, accuracy_math, answers_equivalent
+from r1kit.rewards.math import _verify_now, accuracy_math, answers_equivalent
 
 
 def _responses(rows, solutions):

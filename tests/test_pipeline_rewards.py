@@ -9,7 +9,7 @@ import torch
 
 from r1kit.data import general, synthetic
 from r1kit.grpo.config import ZeroConfig
-from r1kit.grpo.trainer import GRPOTrainer
+from r1kit.grpo.sources import Scoring
 from r1kit.rewards import score
 from r1kit.rewards.language import language_consistency
 from r1kit.rewards.reward_model import (RewardModel, RewardModelConfig, RewardModelTrainConfig, bradley_terry_loss,
@@ -61,13 +61,13 @@ def test_default_corpus_is_unchanged_and_the_mixed_one_mixes():
 def test_rewards_route_by_prompt_kind():
     cfg = ZeroConfig(rewards={"accuracy_math": 1.0, "language_consistency": 0.5},
                      rewards_by_kind={"general": {"format": 2.0}})
-    fake = SimpleNamespace(cfg=cfg, reward_weights={"accuracy_math": 1.0, "language_consistency": 0.5})
+    fake = SimpleNamespace(cfg=cfg, default_weights={"accuracy_math": 1.0, "language_consistency": 0.5})
     completion = " <think> Dåna 7 + 1 = 8. </think> <answer> 8 </answer>"
     reasoning = {**EX, "kind": "reasoning"}
     general_row = {"problem": "Describe 8.", "answer": "-", "kind": "general"}
-    assert score(completion, reasoning, GRPOTrainer.weights_for(fake, reasoning))[0] == pytest.approx(1.0)
-    assert score(completion, general_row, GRPOTrainer.weights_for(fake, general_row))[0] == pytest.approx(2.0)
-    assert GRPOTrainer.weights_for(fake, EX) == fake.reward_weights  # no kind: the default weights
+    assert score(completion, reasoning, Scoring.weights_for(fake, reasoning))[0] == pytest.approx(1.0)
+    assert score(completion, general_row, Scoring.weights_for(fake, general_row))[0] == pytest.approx(2.0)
+    assert Scoring.weights_for(fake, EX) == fake.default_weights  # no kind: the default weights
 
 
 @pytest.fixture(scope="module")

@@ -167,11 +167,11 @@ def _ray_run(out, *extra, kill_at_step=None):
     trainer = GRPOTrainer(cfg, progress=False)
     killed = []
     if kill_at_step is not None:
-        victim = trainer.ray.rollout.pids()[0]
+        victim = trainer.source.backend.rollout.pids()[0]
 
         def killer():  # SIGKILL actor 0 while a rollout of step >= kill_at_step is in flight
-            while trainer.ray is not None and not killed:
-                if trainer.step >= kill_at_step and trainer.ray.rollout.in_flight:
+            while trainer.source.backend is not None and not killed:
+                if trainer.step >= kill_at_step and trainer.source.backend.rollout.in_flight:
                     os.kill(victim, signal.SIGKILL)
                     killed.append(trainer.step)
                 time.sleep(0.002)

@@ -113,7 +113,14 @@ def test_summary_json_is_shown(tmp_path: Path):
     with pytest.warns(ReportWarning):
         page = write_report(run).read_text()
     assert "final_pass@1" in page and "0.6123" in page
-    assert "last training step" not in page
+
+
+def test_top_shows_before_and_after(report: Path):
+    page = report.read_text(encoding="utf-8")
+    table = re.search(r'<table id="before-after">.*?</table>', page, re.S)
+    assert table and page.index('id="before-after"') < page.index("<h2>Plots</h2>")
+    assert "<th>step 0</th>" in table.group(0) and "<th>step 60</th>" in table.group(0)
+    assert "pass@1" in table.group(0) and "points" not in table.group(0)
 
 
 def test_missing_eval_makes_what_it_can(tmp_path: Path):

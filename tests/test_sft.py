@@ -9,11 +9,11 @@ import torch
 
 from r1kit.config import ConfigError, load_config
 from r1kit.data.jsonl import DataError
-from r1kit.grpo.checkpoint import TIMING_KEYS
+from r1kit.runs import TIMING_KEYS
 from r1kit.sft import SFTConfig, SFTTrainer, run_sft
 from r1kit.sft.data import (IGNORE, Example, build_examples, chat_segments, collate, epoch_micro_batches,
                             masked_lm_loss, pack, tokenize_row)
-from r1kit.sft.trainer import lr_factor
+from r1kit.runs import lr_factor
 
 ROW = {"prompt": "User: Compute 3 + 4 - 2. Assistant:",
        "completion": " <think> 3 + 4 = 7. 7 - 2 = 5. </think> <answer> 5 </answer>"}

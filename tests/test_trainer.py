@@ -8,7 +8,7 @@ import time
 import pytest
 
 from r1kit.config import load_config
-from r1kit.grpo.checkpoint import TIMING_KEYS
+from r1kit.runs import TIMING_KEYS
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.trainer import GRPOTrainer
 
@@ -87,14 +87,16 @@ def test_sigkill_and_resume_gives_identical_metrics(tmp_path):
 def test_dynamic_sampling_drops_all_equal_groups(tmp_path):
     trainer = GRPOTrainer(_cfg(tmp_path, "steps=1", "eval.every=0", "grpo.dynamic_sampling=true",
                                "grpo.prompts_per_step=4", "grpo.max_refill_rounds=4"), progress=False)
-    kept, sampled, rounds = trainer._collect()
+    batch = trainer.source.collect(trainer.step)
+    kept, sampled, rounds = batch.train, batch.sampled, batch.refill_rounds
     assert len(sampled) == 4 * (rounds + 1)
     assert len(kept) <= 4
     if rounds < 4:  # the batch was filled: every kept group carries a learning signal
         assert len(kept) == 4 and not any(g.all_equal for g in kept)
     assert sum(not g.all_equal for g in sampled) >= sum(not g.all_equal for g in kept)
     plain = GRPOTrainer(_cfg(tmp_path, "steps=1", "eval.every=0", "grpo.prompts_per_step=4"), progress=False)
-    kept, sampled, rounds = plain._collect()
+    batch = plain.source.collect(plain.step)
+    kept, sampled, rounds = batch.train, batch.sampled, batch.refill_rounds
     assert rounds == 0 and kept == sampled and len(kept) == 4
 
 

@@ -116,6 +116,8 @@ def run_cold_start(cfg: ColdStartConfig) -> dict:
     if not cfg.data:
         raise DataError("cold-start: no input file (give --data FILE with problem, reasoning, answer)")
     rows = read_rows(cfg.data)
+    if not rows:
+        raise DataError(f"{cfg.data}: no rows to format")
     require_fields(rows, ("problem", "reasoning", "answer"), cfg.data)
     kept, rejected = [], Counter({reason: 0 for reason in COLD_START_REASONS})
     for i, row in enumerate(rows):

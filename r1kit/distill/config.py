@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from r1kit.config import AT_LEAST_1, NON_NEGATIVE, Range
 
 from r1kit.sampling.config import SampleConfig
 from r1kit.sft.config import SFTConfig
@@ -28,6 +31,9 @@ class DistillEvalConfig:
     batch_size: int = 32
     seed: int = 0
     base: bool = False
+
+    ranges: ClassVar = {"limit": AT_LEAST_1, "k": AT_LEAST_1, "temperature": NON_NEGATIVE,
+                        "top_p": Range(0, 1, open_low=True), "max_new_tokens": AT_LEAST_1, "batch_size": AT_LEAST_1}
 
 
 @dataclass

@@ -9,15 +9,14 @@ checkpoint) and redoes the evaluation. ``summary.json`` records each stage's wal
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from r1kit.config import ConfigError, to_dict
+from r1kit.config import ConfigError
 from r1kit.data.jsonl import DataError, write_json_atomic
 from r1kit.distill.config import DistillConfig, DistillEvalConfig
-from r1kit.grpo.checkpoint import check_fresh_run_dir
+from r1kit.runs import check_fresh_run_dir, record_changes, resume_changes, write_config
 from r1kit.sampling import SampleConfig, run_sample
 from r1kit.sft import SFTConfig, run_sft
 from r1kit.threads import apply as apply_threads
@@ -60,13 +59,18 @@ def evaluate_model(model_path: str, e: DistillEvalConfig, template: str, out: Pa
     return results
 
 
+# options a resumed distillation may change
+SAFE_ON_RESUME = ("sample.threads", "sample.judge_batch_size", "sft.checkpoint_every", "sft.keep_checkpoints",
+                  "sft.threads", "eval.batch_size")
+
+
 def run_distill(cfg: DistillConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
     """Sample from the teacher, fine-tune the student, evaluate it; returns the summary."""
     _check_stage_options(cfg)
     out = Path(cfg.out)
     check_fresh_run_dir(out, RECORDS, resume, overwrite, "distillation")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    record_changes(out, resume_changes(out, cfg, SAFE_ON_RESUME, "distillation") if resume else {}, 0)
+    write_config(out, cfg)
     sample_cfg, sft_cfg = stage_configs(cfg)
     seconds: dict[str, float] = {}
 

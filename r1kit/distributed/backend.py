@@ -43,7 +43,7 @@ class RayBackend:
         self.started = connect(d.address, num_cpus)
         self.rollout = RayRollout(model, cfg.dtype, d.rollout_actors, d.actor_cpus, d.actor_threads,
                                   d.actor_device, d.max_actor_restarts, d.rollout_timeout)
-        self.rewards = (RayRewardPool(d.reward_workers, d.reward_modules, d.reward_timeout, REWARD_WORKER_CPUS)
+        self.rewards = (RayRewardPool(d.reward_workers, cfg.reward_modules, d.reward_timeout, REWARD_WORKER_CPUS)
                         if d.reward_workers else None)
         self._wait_started(needed)
 

@@ -9,10 +9,14 @@ periodic evaluation.
 """
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
+
+from r1kit.config import AT_LEAST_1, NON_NEGATIVE, Range
 
 from tqdm.auto import tqdm
 
@@ -46,6 +50,9 @@ class EvalConfig:
     limit: int | None = None
     seed: int = 0
     reflection_phrases: list[str] = field(default_factory=lambda: list(DEFAULT_REFLECTION_PHRASES))
+
+    ranges: ClassVar = {"k": AT_LEAST_1, "temperature": NON_NEGATIVE, "top_p": Range(0, 1, open_low=True),
+                        "max_new_tokens": AT_LEAST_1, "batch_size": AT_LEAST_1, "limit": AT_LEAST_1}
 
 
 def has_reflection(text: str, phrases) -> bool:
@@ -135,9 +142,11 @@ def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: 
 
 
 def write_eval(out_dir: str | Path, samples: list[dict], results: dict) -> None:
-    import json
+
+    from r1kit.data.jsonl import write_json_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "samples.jsonl", samples)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_jsonl(out / "samples.jsonl.tmp", samples)
+    os.replace(out / "samples.jsonl.tmp", out / "samples.jsonl")
+    write_json_atomic(out / "results.json", results)  # last: results.json marks a finished evaluation

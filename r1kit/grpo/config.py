@@ -1,9 +1,11 @@
 """Typed configuration of a GRPO run (``r1kit zero``). Every option is documented here, once."""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
+from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range
 from r1kit.eval.evaluate import DEFAULT_REFLECTION_PHRASES
 from r1kit.rewards.reward_model import RewardModelConfig
 
@@ -45,6 +47,11 @@ class GRPOConfig:
     overlong_buffer: int = 16
     micro_batch_tokens: int = 16384
 
+    ranges: ClassVar = {"group_size": Range(2), "prompts_per_step": AT_LEAST_1, "beta": NON_NEGATIVE,
+                        "eps_low": Range(0, 1, open_high=True), "eps_high": NON_NEGATIVE, "mu": AT_LEAST_1,
+                        "max_refill_rounds": NON_NEGATIVE, "overlong_buffer": AT_LEAST_1,
+                        "micro_batch_tokens": AT_LEAST_1}
+
 
 @dataclass
 class OptimConfig:
@@ -60,6 +67,9 @@ class OptimConfig:
     schedule: Literal["constant", "cosine"] = "constant"
     max_grad_norm: float = 1.0
 
+    ranges: ClassVar = {"lr": POSITIVE, "weight_decay": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE,
+                        "max_grad_norm": POSITIVE}
+
 
 @dataclass
 class RolloutConfig:
@@ -72,6 +82,9 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = 0
     max_new_tokens: int = 128
+
+    ranges: ClassVar = {"temperature": NON_NEGATIVE, "top_p": Range(0, 1, open_low=True), "top_k": NON_NEGATIVE,
+                        "max_new_tokens": AT_LEAST_1}
 
 
 @dataclass
@@ -90,6 +103,9 @@ class PeriodicEvalConfig:
     temperature: float = 0.6
     top_p: float = 0.95
     max_new_tokens: int = 128
+
+    ranges: ClassVar = {"every": NON_NEGATIVE, "limit": AT_LEAST_1, "k": AT_LEAST_1, "temperature": NON_NEGATIVE,
+                        "top_p": Range(0, 1, open_low=True), "max_new_tokens": AT_LEAST_1}
 
 
 @dataclass
@@ -110,8 +126,6 @@ class DistributedConfig:
         trainer's process.
     reward_timeout: seconds a reward batch may take; past it (or if its worker dies) its samples
         score 0 with a counted reason and the worker is replaced.
-    reward_modules: Python modules imported (by the trainer and every reward worker) before
-        scoring, so that rewards they ``register`` exist in the workers.
     max_weight_lag: 0 (default): every sample comes from the weights of the current step. L > 0
         lets actors sample the next step's prompts while this step trains (one step ahead, so
         one version old), accepting weights up to L versions old; the importance ratio then uses
@@ -132,11 +146,15 @@ class DistributedConfig:
     actor_device: Literal["cpu", "cuda"] = "cpu"
     reward_workers: int = 1
     reward_timeout: float = 120.0
-    reward_modules: list[str] = field(default_factory=list)
     max_weight_lag: int = 0
     max_actor_restarts: int = 8
     rollout_timeout: float = 1800.0
     sample_log: bool = True
+
+    ranges: ClassVar = {"num_cpus": AT_LEAST_1, "rollout_actors": AT_LEAST_1, "actor_cpus": NON_NEGATIVE,
+                        "actor_threads": NON_NEGATIVE, "reward_workers": NON_NEGATIVE, "reward_timeout": POSITIVE,
+                        "max_weight_lag": NON_NEGATIVE, "max_actor_restarts": NON_NEGATIVE,
+                        "rollout_timeout": POSITIVE}
 
 
 @dataclass
@@ -154,7 +172,10 @@ class ZeroConfig:
         ``tests`` or ``test`` for code). train_size: prompts drawn for the synthetic tasks.
     data_dir: where benchmark names are resolved (default: $R1KIT_DATA_DIR, else r1kit's shipped copies).
     template: prompt template (``r1_zero``, ``chat``, ``plain``).
-    rewards: reward name -> weight; the step's reward is the weighted sum.
+    rewards: reward name -> weight; the step's reward is the weighted sum (r1kit.rewards lists the
+        built-in rewards).
+    reward_modules: Python modules to import before the rewards are looked up (by the trainer and
+        every Ray reward worker), so that rewards they ``register`` can be named in ``rewards``.
     rewards_by_kind: prompt kind -> its own reward weights, used instead of ``rewards`` for prompts
         whose ``kind`` field names it (R1's all-scenario RL: ``{general: {helpfulness: 1.0,
         harmlessness: 1.0}}``); prompts of other kinds, or without one, use ``rewards``.
@@ -180,6 +201,7 @@ class ZeroConfig:
     data_dir: str | None = None
     template: Literal["r1_zero", "chat", "plain"] = "r1_zero"
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy_math": 1.0, "format": 0.5})
+    reward_modules: list[str] = field(default_factory=list)
     rewards_by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
     reward_models: dict[str, RewardModelConfig] = field(default_factory=dict)
     accuracy_reward: str = "accuracy_math"
@@ -196,3 +218,51 @@ class ZeroConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: PeriodicEvalConfig = field(default_factory=PeriodicEvalConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+    ranges: ClassVar = {"train_size": AT_LEAST_1, "steps": AT_LEAST_1, "checkpoint_every": NON_NEGATIVE,
+                        "keep_checkpoints": AT_LEAST_1, "threads": NON_NEGATIVE}
+
+    def check(self, prefix: str = "") -> None:
+        """Cross-field rules: reward names exist, distributed options fit together."""
+        import_reward_modules(self.reward_modules, f"{prefix}reward_modules")
+        check_reward_names(self, prefix)
+        d, g = self.distributed, self.grpo
+        if d.backend == "ray":
+            from r1kit.distributed.cluster import require_ray
+            require_ray()
+        if d.backend == "ray" and (self.rewards_by_kind or self.reward_models):
+            raise ConfigError(f"{prefix}distributed.backend: rewards_by_kind and reward_models run in the "
+                              "trainer's process only; use backend none for all-scenario RL")
+        if d.max_weight_lag and d.backend != "ray":
+            raise ConfigError(f"{prefix}distributed.max_weight_lag: {d.max_weight_lag}: off-policy lag needs "
+                              "distributed.backend=ray")
+        if d.max_weight_lag and g.dynamic_sampling:
+            raise ConfigError(f"{prefix}distributed.max_weight_lag: not supported with grpo.dynamic_sampling")
+        if not self.rewards:
+            raise ConfigError(f"{prefix}rewards: no reward given (e.g. rewards: {{accuracy_math: 1.0}})")
+        for name, rm in self.reward_models.items():
+            if not rm.path:
+                raise ConfigError(f"{prefix}reward_models.{name}.path: no reward model path given")
+
+
+def import_reward_modules(names: list[str], key: str = "reward_modules") -> None:
+    """Import the modules that register user rewards (the Ray reward workers import them too)."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"{key}: cannot import {name!r} ({exc})") from None
+
+
+def check_reward_names(cfg: ZeroConfig, prefix: str = "") -> None:
+    """Every reward named in ``rewards``, ``rewards_by_kind`` and ``accuracy_reward`` is registered
+    (or is one of the run's ``reward_models``)."""
+    from r1kit.rewards import available_rewards
+
+    known = set(available_rewards()) | set(cfg.reward_models)
+    named = [(f"rewards.{n}", n) for n in cfg.rewards] + [("accuracy_reward", cfg.accuracy_reward)]
+    named += [(f"rewards_by_kind.{kind}.{n}", n) for kind, ws in cfg.rewards_by_kind.items() for n in ws]
+    for key, name in named:
+        if name not in known:
+            raise ConfigError(f"{prefix}{key}: unknown reward {name!r} (known: {', '.join(sorted(known))}; "
+                              "register your own in a module listed in reward_modules)")

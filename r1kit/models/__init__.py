@@ -58,7 +58,37 @@ def resolve_model_path(name: str | None) -> str:
     looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1
     if looks_local and not Path(name).expanduser().exists():
         raise FileNotFoundError(f"model folder {name} not found")
-    return name
+    return _model_in_run(name)
+
+
+def _is_model_folder(path: Path) -> bool:
+    """An HF model folder: a ``config.json`` that names a model type (a run's config.json does not)."""
+    import json
+
+    try:
+        return "model_type" in json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _model_in_run(name: str) -> str:
+    """A run directory given as a model means its model: an SFT run's ``final/``, else the newest
+    ``checkpoint-STEP/`` (said on stderr). A plain model folder or a hub id is returned unchanged."""
+    import re
+    import sys
+
+    path = Path(name).expanduser()
+    if not path.is_dir() or _is_model_folder(path):
+        return name
+    candidates = [path / "final"] if _is_model_folder(path / "final") else []
+    steps = [(int(m.group(1)), p) for p in path.glob("checkpoint-*")
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and _is_model_folder(p)]
+    candidates += [p for _, p in sorted(steps, reverse=True)]
+    if not candidates:
+        raise FileNotFoundError(f"model folder {name}: no model in it (no config.json and weights, no final/, "
+                                "no checkpoint-STEP/)")
+    print(f"{name}: a run directory; using its model {candidates[0]}", file=sys.stderr)
+    return str(candidates[0])
 
 
 def load_tokenizer(name: str | None):

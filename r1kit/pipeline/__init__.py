@@ -12,7 +12,7 @@ import dataclasses
 import typing
 from pathlib import Path
 
-from r1kit.config import ConfigError, _coerce, _merge, parse_overrides, read_recipe
+from r1kit.config import ConfigError, coerce, merge, parse_overrides, read_recipe, validate
 from r1kit.pipeline.config import PipelineConfig, check_config
 from r1kit.pipeline.runner import Pipeline, format_plan
 
@@ -21,8 +21,9 @@ def load_pipeline_config(path: str | Path | None = None, overrides: list[str] | 
     """The recipe at ``path`` plus ``key=value`` overrides, applied over the defaults: a section
     the recipe gives only some keys of keeps its stage's own defaults for the rest (e.g. no periodic
     evaluation in the RL stages); a mapping-valued option (``rewards``) is replaced whole."""
-    cfg = apply_over(PipelineConfig(), _merge(read_recipe(path, "recipe"), parse_overrides(overrides or [])))
+    cfg = apply_over(PipelineConfig(), merge(read_recipe(path, "recipe"), parse_overrides(overrides or [])))
     check_config(cfg)
+    validate(cfg)
     return cfg
 
 
@@ -39,7 +40,7 @@ def apply_over(instance, data: dict, prefix: str = ""):
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
             changes[key] = apply_over(current, value, f"{prefix}{key}.")
         else:
-            changes[key] = _coerce(value, hints[key], f"{prefix}{key}")
+            changes[key] = coerce(value, hints[key], f"{prefix}{key}")
     return dataclasses.replace(instance, **changes)
 
 

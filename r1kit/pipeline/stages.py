@@ -63,7 +63,7 @@ def _threads(cfg: PipelineConfig, value: int) -> int:
 
 
 def _run_grpo(ctx: StageContext, grpo, **fields) -> dict:
-    from r1kit.grpo.checkpoint import latest_checkpoint
+    from r1kit.runs import latest_checkpoint
     from r1kit.grpo.trainer import GRPOTrainer
 
     c = ctx.cfg

@@ -82,17 +82,38 @@ def _table(caption: str, row: dict) -> str:
             + "\n".join(body) + "\n</table>")
 
 
+def before_after_table(run: RunData) -> str:
+    """The run at a glance: the first and last held-out evaluations side by side."""
+    from r1kit.report.figures import before_after
+
+    if len(run.evals) < 2:
+        return ""
+    first, last = run.evals[0], run.evals[-1]
+    rows = "\n".join(f"<tr><th>{html.escape(name)}</th><td class=\"num\">{html.escape(a)}</td>"
+                     f"<td class=\"num\">{html.escape(b)}</td><td class=\"num\">{html.escape(d)}</td></tr>"
+                     for name, a, b, d in before_after(first, last))
+    head = (f"<tr><th></th><th>step {html.escape(format_value(first.get('step', '?')))}</th>"
+            f"<th>step {html.escape(format_value(last.get('step', '?')))}</th><th>change</th></tr>")
+    return (f'<table id="before-after"><caption>held-out evaluation, first vs last</caption>\n{head}\n{rows}\n'
+            "</table>")
+
+
 def final_figures(run: RunData) -> str:
-    """The final-figures tables: summary.json, or else the last eval and metrics rows."""
-    if run.summary is not None:
-        return _table("summary.json", run.summary)
-    tables = []
+    """The final-figures tables: before/after, then the last eval and metrics rows (with the
+    summary's reward failures, when any)."""
+    tables = [t for t in [before_after_table(run)] if t]
     if run.evals:
         tables.append(_table(f"last evaluation (step {format_value(run.evals[-1].get('step', '?'))})",
                              run.evals[-1]))
     if run.metrics:
         tables.append(_table(f"last training step (step {format_value(run.metrics[-1].get('step', '?'))})",
                              run.metrics[-1]))
+    if run.summary is not None:
+        failures = (run.summary.get("reward_failures") or {}).get("failures") if isinstance(run.summary, dict) else None
+        shown = {k: v for k, v in run.summary.items() if k not in ("final_eval", "reward_failures")}
+        if failures:
+            shown.update({f"reward failure: {k}": v for k, v in failures.items()})
+        tables.append(_table("summary.json", shown))
     if not tables:
         return "<p>No figures to show.</p>"
     return "\n".join(tables)

@@ -50,6 +50,11 @@ def get_reward(name: str) -> RewardFn:
         raise ValueError(f"unknown reward {name!r}; known rewards: {known}") from None
 
 
+def available_rewards() -> list[str]:
+    """The names (and aliases) of every registered reward."""
+    return sorted(REWARD_FUNCS)
+
+
 class RewardStats:
     """Counts of reward calls and of failed calls by ``(reward name, reason)``."""
 

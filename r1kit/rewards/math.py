@@ -43,7 +43,8 @@ Equivalence
 ``math_verify.verify(gold, pred)`` (gold first: math-verify is not symmetric). Identical strings are
 equivalent without parsing. Parses are cached.
 
-Time limit: each call has a hard limit of ``timeout_s`` seconds for parsing and comparing together.
+Time limit: each call has a hard limit of ``timeout_s`` seconds for parsing and comparing together
+(:mod:`r1kit.rewards.time_limit`).
 
 * In the main thread (the usual case) a ``SIGALRM`` interval timer (``signal.setitimer``) interrupts
   the work; any timer the caller had armed (e.g. pytest-timeout's) is restored afterwards with its
@@ -60,22 +61,13 @@ logged as a warning and counted in :data:`VERIFY_FAILURES` (``"timeout"`` or ``"
 """
 from __future__ import annotations
 
-import atexit
-import json
 import logging
-import os
 import re
-import select
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections import Counter
 from functools import lru_cache
-from pathlib import Path
 
 from r1kit.rewards import register
+from r1kit.rewards.time_limit import HelperProcess, call_with_time_limit
 
 logger = logging.getLogger(__name__)
 
@@ -208,11 +200,6 @@ def extract_answer_lenient(completion: str) -> str | None:
 # Equivalence with a hard time limit
 # ---------------------------------------------------------------------------------------------
 
-class _Deadline(BaseException):
-    """Raised by the SIGALRM handler. A BaseException so math-verify's ``except Exception`` does
-    not swallow it."""
-
-
 class _DropNoTimeoutWarning(logging.Filter):
     """Hide math-verify's one-time 'Timeout is disabled' warning: r1kit enforces its own limit."""
 
@@ -237,120 +224,7 @@ def _verify_now(pred: str, ref: str) -> bool:
     return bool(verify(_parse(ref), _parse(pred), timeout_seconds=None))
 
 
-def _with_alarm(fn, timeout_s: float):
-    """Run ``fn()`` in the main thread with a SIGALRM deadline; raises TimeoutError when it passes.
-
-    The timer repeats every 50 ms after the deadline, in case some library code swallows the
-    first interruption. The caller's SIGALRM handler and timer are restored (the timer with
-    its remaining time).
-    """
-    state = {"armed": True, "restored": False}
-
-    def on_alarm(signum, frame):
-        if state["armed"]:
-            raise _Deadline()
-
-    old_handler = signal.signal(signal.SIGALRM, on_alarm)
-    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, timeout_s, 0.05)
-    started = time.monotonic()
-
-    def restore():
-        state["armed"] = False
-        if state["restored"]:
-            return
-        state["restored"] = True
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old_handler)
-        if old_delay > 0:
-            remaining = max(old_delay - (time.monotonic() - started), 1e-3)
-            signal.setitimer(signal.ITIMER_REAL, remaining, old_interval)
-
-    try:
-        try:
-            return fn()
-        finally:
-            restore()
-    except _Deadline:
-        restore()
-        raise TimeoutError(f"no result within {timeout_s:g} s") from None
-
-
-class _HelperProcess:
-    """A child Python process doing equivalence checks for threads that cannot use signals."""
-
-    GRACE_S = 2.0
-    START_TIMEOUT_S = 120.0
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.proc: subprocess.Popen | None = None
-        atexit.register(self.stop)
-
-    def _start(self) -> None:
-        env = dict(os.environ)
-        package_parent = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from r1kit.rewards.math import _helper_main; _helper_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        if self._read_line(self.START_TIMEOUT_S) != {"ready": True}:
-            self.stop()
-            raise RuntimeError("the math-verify helper process did not start")
-
-    def _read_line(self, timeout_s: float):
-        """One JSON reply from the child, or None if none comes within ``timeout_s``."""
-        assert self.proc is not None and self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
-        if not ready:
-            return None
-        line = self.proc.stdout.readline()
-        return json.loads(line) if line else None
-
-    def stop(self) -> None:
-        """Kill the child (if any)."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def check(self, pred: str, ref: str, timeout_s: float) -> bool:
-        """Equivalence of ``pred`` and ``ref`` checked in the child; TimeoutError past the limit."""
-        with self.lock:
-            if self.proc is None or self.proc.poll() is not None:
-                self._start()
-            assert self.proc is not None and self.proc.stdin is not None
-            self.proc.stdin.write((json.dumps([pred, ref, timeout_s]) + "\n").encode())
-            self.proc.stdin.flush()
-            reply = self._read_line(timeout_s + self.GRACE_S)
-            if reply is None:
-                self.stop()  # hung past the limit (or died): kill it, a fresh one starts next time
-                raise TimeoutError(f"no result within {timeout_s:g} s (helper process killed)")
-            if "error" in reply:
-                raise RuntimeError(reply["error"])
-            if reply.get("timeout"):
-                raise TimeoutError(f"no result within {timeout_s:g} s")
-            return bool(reply["equivalent"])
-
-
-def _helper_main() -> None:
-    """Loop of the helper process: read ``[pred, ref, timeout_s]`` lines, answer JSON lines."""
-    import math_verify  # noqa: F401  (import before saying ready, so startup is not timed)
-    out = sys.stdout
-    out.write(json.dumps({"ready": True}) + "\n")
-    out.flush()
-    for line in sys.stdin:
-        pred, ref, timeout_s = json.loads(line)
-        try:
-            reply = {"equivalent": _with_alarm(lambda: _verify_now(pred, ref), timeout_s)}
-        except TimeoutError:
-            reply = {"timeout": True}
-        except Exception as exc:
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
-        out.write(json.dumps(reply) + "\n")
-        out.flush()
-
-
-_HELPER = _HelperProcess()
+_HELPER = HelperProcess("r1kit.rewards.math:_verify_now")
 
 
 def check_equivalent(pred: str, ref: str, timeout_s: float = 5) -> bool:
@@ -361,9 +235,7 @@ def check_equivalent(pred: str, ref: str, timeout_s: float = 5) -> bool:
         return False
     if pred == ref:
         return True
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        return _with_alarm(lambda: _verify_now(pred, ref), timeout_s)
-    return _HELPER.check(pred, ref, timeout_s)
+    return call_with_time_limit(_verify_now, (pred, ref), timeout_s, _HELPER)
 
 
 def answers_equivalent(pred: str | None, ref: str | None, timeout_s: float = 5) -> bool:

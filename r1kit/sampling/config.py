@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
+
+from r1kit.config import AT_LEAST_1, NON_NEGATIVE, PROBABILITY, Range
 
 from r1kit.data.readability import ReadabilityConfig
 
@@ -78,3 +80,8 @@ class SampleConfig:
     row_format: Literal["prompt_completion", "messages"] = "prompt_completion"
     out: str = "runs/sample"
     threads: int = 0
+
+    ranges: ClassVar = {"train_size": AT_LEAST_1, "limit": AT_LEAST_1, "k": AT_LEAST_1, "temperature": NON_NEGATIVE,
+                        "top_p": Range(0, 1, open_low=True), "max_new_tokens": AT_LEAST_1, "batch_size": AT_LEAST_1,
+                        "max_per_prompt": NON_NEGATIVE, "judge_threshold": PROBABILITY,
+                        "judge_batch_size": AT_LEAST_1, "threads": NON_NEGATIVE}

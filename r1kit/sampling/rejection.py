@@ -30,7 +30,6 @@ a multiple of ``batch_size`` the result equals a run made with the new limit fro
 """
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,12 +37,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from r1kit.config import ConfigError, to_dict
+from r1kit.config import ConfigError, to_dict, validate
 from r1kit.data.benchmarks import BENCHMARKS, load_problems
 from r1kit.data.cold_start import sft_row, to_cold_start
 from r1kit.data.jsonl import DataError, append_jsonl, read_jsonl_log, read_rows, write_json_atomic, write_jsonl
 from r1kit.data.readability import READABILITY_REASONS, readability_issue
-from r1kit.grpo.checkpoint import check_fresh_run_dir
+from r1kit.runs import check_fresh_run_dir, record_changes, resume_changes
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, get_reward, score
 from r1kit.sampling.config import SampleConfig
@@ -52,7 +51,7 @@ from r1kit.threads import apply as apply_threads
 REJECTION_REASONS = ("truncated", "bad_format", "unverifiable", "incorrect", *READABILITY_REASONS,
                      "duplicate", "over_cap")
 RECORDS = ["sft.jsonl", "progress.jsonl", "stats.json"]
-RESUME_FREE = ("limit", "threads", "out", "judge_batch_size")
+RESUME_FREE = ("limit", "threads", "judge_batch_size")  # options a resumed run may change
 FORMAT_FOR_TEMPLATE = {"r1_zero": "format", "chat": "format_think", "plain": None}
 
 
@@ -206,9 +205,7 @@ class RejectionSampler:
 
     def _check_options(self) -> None:
         c = self.cfg
-        for name in ("k", "batch_size", "max_new_tokens"):
-            if getattr(c, name) < 1:
-                raise ConfigError(f"{name}: must be at least 1, got {getattr(c, name)}")
+        validate(c)
         for key, name in (("reward", c.reward), ("format_reward", c.format_reward)):
             if name not in ("auto", "none"):
                 try:
@@ -217,14 +214,7 @@ class RejectionSampler:
                     raise ConfigError(f"{key}: {exc}") from None
 
     def _check_resume_config(self) -> None:
-        path = self.out / "config.json"
-        if not path.exists():
-            return
-        before, now = json.loads(path.read_text()), to_dict(self.cfg)
-        for key in now:
-            if key not in RESUME_FREE and before.get(key) != now[key]:
-                raise ConfigError(f"--resume: {key} was {before.get(key)!r} in {self.out}, now {now[key]!r}; "
-                                  "resume with the same options (or start another --out)")
+        record_changes(self.out, resume_changes(self.out, self.cfg, RESUME_FREE, "sampling run"), len(self.rows))
 
     def _recover(self) -> list[dict]:
         """Finished prompts' progress lines; drops SFT rows of prompts that did not finish."""

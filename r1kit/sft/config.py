@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
+
+from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
 
 
 @dataclass
@@ -33,7 +35,8 @@ class SFTConfig:
         (the data repeats, reshuffled each epoch).
     lr: peak learning rate. weight_decay: AdamW decoupled decay. warmup_steps: linear warm-up.
     schedule: after warm-up, ``constant``, ``linear`` (to ``min_lr_ratio`` * lr) or ``cosine`` (to
-        ``min_lr_ratio`` * lr). max_grad_norm: gradient clipping.
+        ``min_lr_ratio`` * lr). min_lr_ratio: the decay's floor, as a fraction of lr.
+        max_grad_norm: gradient clipping.
     seed: seeds the data order (a fresh shuffle per epoch) and the initial RNG state.
     out: run directory: ``metrics.jsonl`` (one line per step), ``checkpoint-STEP/`` (resumable),
         ``final/`` (the fine-tuned model, an HF folder with its tokenizer) and ``summary.json``.
@@ -64,3 +67,9 @@ class SFTConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     threads: int = 0
+
+    ranges: ClassVar = {"limit": AT_LEAST_1, "max_length": Range(2), "batch_size": AT_LEAST_1,
+                        "grad_accum": AT_LEAST_1, "epochs": AT_LEAST_1, "max_steps": NON_NEGATIVE, "lr": POSITIVE,
+                        "weight_decay": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE, "min_lr_ratio": PROBABILITY,
+                        "max_grad_norm": POSITIVE, "checkpoint_every": NON_NEGATIVE, "keep_checkpoints": AT_LEAST_1,
+                        "threads": NON_NEGATIVE}

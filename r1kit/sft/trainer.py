@@ -9,7 +9,6 @@ RNG, step) written atomically, ``--resume`` from the newest one, and the final m
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import time
@@ -18,10 +17,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from r1kit.config import ConfigError, to_dict
+from r1kit.config import ConfigError, validate
 from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
-from r1kit.grpo.checkpoint import (check_fresh_run_dir, latest_checkpoint, load_trainer_state, rng_state,
-                                   save_checkpoint, set_rng_state, truncate_jsonl_after)
+from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint, load_trainer_state, lr_factor, record_changes,
+                        resume_changes, rng_state, save_checkpoint, set_rng_state, truncate_jsonl_after, write_config)
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
 from r1kit.models.precision import compute_context
 from r1kit.sft.config import SFTConfig
@@ -29,22 +28,7 @@ from r1kit.sft.data import build_examples, collate, epoch_micro_batches, fingerp
 from r1kit.threads import apply as apply_threads
 
 RECORDS = ["metrics.jsonl", "summary.json", "final"]
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
-    """Multiplier of the peak learning rate at optimiser step ``step`` (0-based) of ``total``:
-    linear warm-up over ``warmup`` steps, then ``constant``, ``linear`` or ``cosine`` decay that
-    reaches ``min_ratio`` at the last step."""
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - 1 - warmup))
-    if schedule == "linear":
-        return 1.0 - (1.0 - min_ratio) * progress
-    if schedule == "cosine":
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"unknown schedule {schedule!r}")
+SAFE_ON_RESUME = ("checkpoint_every", "keep_checkpoints", "threads")  # options a resumed run may change
 
 
 def step_plan(lengths: list[int], cfg: SFTConfig) -> list[tuple[int, list]]:
@@ -73,12 +57,13 @@ class SFTTrainer:
 
     def __init__(self, cfg: SFTConfig, resume: bool = False, overwrite: bool = False, progress: bool = True):
         self.cfg, self.progress, self.out = cfg, progress, Path(cfg.out)
-        for name in ("batch_size", "grad_accum", "max_length"):
-            if getattr(cfg, name) < 1:
-                raise ConfigError(f"{name}: must be at least 1, got {getattr(cfg, name)}")
+        validate(cfg)
+        if not cfg.data:
+            raise ConfigError("data: no training data given (--data FILE, hf:NAME or a datasets folder)")
         if cfg.batching == "pack":
             _check_packing_support()
         check_fresh_run_dir(self.out, RECORDS, resume, overwrite, "fine-tuning run")
+        changes = resume_changes(self.out, cfg, SAFE_ON_RESUME, "fine-tuning run") if resume else {}
         apply_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
@@ -105,8 +90,8 @@ class SFTTrainer:
         elif resume:  # nothing to resume from: start over, without the records of the lost steps
             print(f"--resume: no checkpoint in {self.out}; starting from step 0")
             truncate_jsonl_after(self.out / "metrics.jsonl", -1)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        record_changes(self.out, changes, self.step)
+        write_config(self.out, cfg)
 
     def _restore(self, checkpoint: Path) -> None:
         state = load_trainer_state(checkpoint)
@@ -163,7 +148,12 @@ class SFTTrainer:
                 "examples": sum(len(row) for rows in micro_batches for row in rows)}
 
     def train(self) -> dict:
-        """Run the remaining steps; returns the summary (also written to ``summary.json``)."""
+        """Run the remaining steps; returns the summary (also written to ``summary.json``). Ctrl-C
+        stops after the current step with a checkpoint (:class:`r1kit.runs.Interrupted`)."""
+        with GracefulStop() as stop:
+            return self._train(stop)
+
+    def _train(self, stop: GracefulStop) -> dict:
         c, start = self.cfg, time.time()
         bar = tqdm(total=self.total_steps, initial=self.step, desc="SFT", disable=not self.progress, mininterval=1)
         while self.step < self.total_steps:
@@ -178,8 +168,9 @@ class SFTTrainer:
             append_jsonl(self.out / "metrics.jsonl", row)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", epoch=epoch, refresh=False)
-            if (c.checkpoint_every and self.step % c.checkpoint_every == 0) or self.step == self.total_steps:
+            if stop.checkpoint_due(self.step, self.total_steps, c.checkpoint_every):
                 self._save()
+            stop.stop_here(self.step, self.total_steps, self.out)
         bar.close()
         final = self._save_final()
         metrics = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()] \

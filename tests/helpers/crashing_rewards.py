@@ -1,5 +1,5 @@
 """Rewards that misbehave on purpose, for the reward-worker tests (imported by the Ray workers
-through ``distributed.reward_modules``)."""
+through ``reward_modules``)."""
 import os
 import time
 

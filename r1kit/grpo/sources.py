@@ -1,0 +1,263 @@
+"""Rollout sources: where a GRPO step's scored groups come from.
+
+A source turns the next prompts of the run's :class:`PromptStream` into :class:`Group` s (G sampled
+completions of one prompt, scored by the rewards) and hands the trainer a :class:`StepBatch`. The
+trainer never asks which source it has:
+
+* :class:`LocalSource` samples with the rollout engine in this process (under ``torchrun`` each
+  rank samples its share of the step's prompts with its own seed) and scores here;
+* :class:`RaySource` sends the prompts to Ray rollout actors and the samples to Ray reward workers
+  (``r1kit.distributed``); under ``torchrun`` rank 0 drives them and broadcasts the batch.
+
+Both apply DAPO's dynamic sampling the same way (:func:`fill_batch`).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from r1kit.distributed import ddp
+from r1kit.grpo import core
+from r1kit.prompts import build_prompt
+from r1kit.rewards import RewardStats, score
+from r1kit.rollout import Rollout, SamplingParams, sample
+
+
+@dataclass
+class Group:
+    """One prompt with its G scored completions."""
+
+    example: dict
+    prompt_ids: list[int]
+    rollouts: list[Rollout]
+    rewards: list[float]
+    parts: list[dict]
+    prompt_id: int = -1       # position in the prompt stream (unique over the run)
+    weight_version: int = 0   # trainer step whose weights sampled it (0: the initial weights)
+    actor: int = -1           # Ray rollout actor slot (-1: sampled in the trainer's process)
+
+    @property
+    def all_equal(self) -> bool:
+        return max(self.rewards) - min(self.rewards) < 1e-9
+
+
+@dataclass
+class StepBatch:
+    """A step's groups: ``train`` (this rank's share to optimise on), ``sampled`` (every group
+    sampled this step, on every rank) and the dynamic-sampling ``refill_rounds`` it took."""
+
+    train: list[Group]
+    sampled: list[Group]
+    refill_rounds: int = 0
+
+
+class PromptStream:
+    """Deterministic prompt order: a fresh seeded shuffle each epoch; ``position`` is resumable."""
+
+    def __init__(self, problems: list[dict], seed: int, position: int = 0):
+        self.problems, self.seed, self.position = problems, seed, position
+        self._epoch, self._order = -1, []
+
+    def _order_of(self, epoch: int) -> list[int]:
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, list(range(len(self.problems)))
+            random.Random(self.seed * 1_000_003 + epoch).shuffle(self._order)
+        return self._order
+
+    def take_indexed(self, n: int) -> tuple[list[int], list[dict]]:
+        """The next ``n`` prompts and their stream positions (unique ids over the run)."""
+        ids = list(range(self.position, self.position + n))
+        return ids, self.take(n)
+
+    def take(self, n: int) -> list[dict]:
+        out = []
+        for _ in range(n):
+            epoch, index = divmod(self.position, len(self.problems))
+            out.append(self.problems[self._order_of(epoch)[index]])
+            self.position += 1
+        return out
+
+
+class Scoring:
+    """The run's rewards: weights per prompt kind, the soft overlong penalty, grouping."""
+
+    def __init__(self, cfg, tokenizer, stats: RewardStats):
+        self.cfg, self.tokenizer, self.stats = cfg, tokenizer, stats
+        # the accuracy reward is always scored (weight 0 when it is not part of the reward)
+        self.default_weights = {cfg.accuracy_reward: 0.0, **cfg.rewards}
+
+    def weights_for(self, example: dict) -> dict[str, float]:
+        """The reward weights of ``example``: its kind's in ``rewards_by_kind``, else ``rewards``."""
+        return self.cfg.rewards_by_kind.get(example.get("kind"), self.default_weights)
+
+    def score(self, rollouts: list[Rollout], examples: list[dict]) -> list[tuple[float, dict]]:
+        """Score G rollouts per example (prompt by prompt) in this process."""
+        n = self.cfg.grpo.group_size
+        return [score(r.text, examples[i // n], self.weights_for(examples[i // n]), self.stats)
+                for i, r in enumerate(rollouts)]
+
+    def groups(self, examples, prompts, rollouts, scored, prompt_ids, versions, actors) -> list[Group]:
+        """Groups from flat rollouts/scores (G per prompt, prompt by prompt), soft penalty applied."""
+        c, n = self.cfg, self.cfg.grpo.group_size
+        out = []
+        for i, (ex, prompt) in enumerate(zip(examples, prompts)):
+            mine, mine_scored = rollouts[i * n: (i + 1) * n], scored[i * n: (i + 1) * n]
+            rewards = [total for total, _ in mine_scored]
+            if c.grpo.overlong == "soft":
+                lengths = torch.tensor([len(r.token_ids) for r in mine])
+                penalty = core.overlong_soft_penalty(lengths, c.rollout.max_new_tokens, c.grpo.overlong_buffer)
+                rewards = [r + p for r, p in zip(rewards, penalty.tolist())]
+            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            out.append(Group(ex, ids, mine, rewards, [parts for _, parts in mine_scored],
+                             prompt_ids[i], versions[i], actors[i]))
+        return out
+
+
+def sampling_params(cfg, seed: int) -> SamplingParams:
+    r = cfg.rollout
+    return SamplingParams(n=cfg.grpo.group_size, temperature=r.temperature, top_p=r.top_p,
+                          top_k=r.top_k, max_new_tokens=r.max_new_tokens, seed=seed)
+
+
+def step_seed(cfg, step: int, round_: int = 0) -> int:
+    """The sampling seed of a step's ``round_``-th sampling round."""
+    return cfg.seed * 1_000_003 + step * 101 + round_
+
+
+def fill_batch(sample_round: Callable[[int], list[Group]], prompts_per_step: int, dynamic: bool,
+               max_rounds: int) -> StepBatch:
+    """A step's batch from sampling rounds (``sample_round(round_index)``). With DAPO's dynamic
+    sampling, groups whose rewards are all equal are dropped and more rounds refill the batch
+    (at most ``max_rounds``); if none is left the first groups are kept, so a step always trains."""
+    sampled = sample_round(0)
+    if not dynamic:
+        return StepBatch(sampled, sampled, 0)
+    kept = [grp for grp in sampled if not grp.all_equal]
+    rounds = 0
+    while len(kept) < prompts_per_step and rounds < max_rounds:
+        rounds += 1
+        more = sample_round(rounds)
+        sampled += more
+        kept += [grp for grp in more if not grp.all_equal]
+    return StepBatch(kept[:prompts_per_step] or sampled[:prompts_per_step], sampled, rounds)
+
+
+class RolloutSource:
+    """The interface of a rollout source (see the module docstring)."""
+
+    sample_log = False  # write samples.jsonl (one row per sample, with its weight version)
+
+    def collect(self, step: int) -> StepBatch:
+        """Sample and score the groups of ``step`` (0-based: sampled by the weights of ``step`` updates)."""
+        raise NotImplementedError
+
+    def push_weights(self, policy: torch.nn.Module, version: int) -> None:
+        """Make the weights after ``version`` optimiser steps the ones that sample from now on."""
+
+    def prompts_ahead(self) -> int:
+        """Prompts taken from the stream for a later step (not to be counted as consumed in a checkpoint)."""
+        return 0
+
+    def counters(self) -> dict:
+        """Backend counters logged with every step's metrics."""
+        return {}
+
+    def close(self) -> None:
+        """Release workers and processes."""
+
+
+class LocalSource(RolloutSource):
+    """Samples with ``sampler`` (the policy's sampling copy, refreshed by the trainer after every
+    optimiser step) and scores in this process."""
+
+    def __init__(self, cfg, tokenizer, stream: PromptStream, scoring: Scoring, sampler):
+        self.cfg, self.tokenizer, self.stream, self.scoring, self.sampler = cfg, tokenizer, stream, scoring, sampler
+
+    def sample_groups(self, prompt_ids: list[int], examples: list[dict], seed: int, step: int) -> list[Group]:
+        prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
+        rollouts = sample(self.sampler.model, self.tokenizer, prompts, sampling_params(self.cfg, seed))
+        return self.scoring.groups(examples, prompts, rollouts, self.scoring.score(rollouts, examples), prompt_ids,
+                                   [step] * len(examples), [-1] * len(examples))
+
+    def _round(self, step: int, round_: int) -> list[Group]:
+        ids, examples = self.stream.take_indexed(self.cfg.grpo.prompts_per_step)
+        return self.sample_groups(ids, examples, step_seed(self.cfg, step, round_), step)
+
+    def collect(self, step: int) -> StepBatch:
+        g = self.cfg.grpo
+        if ddp.world_size() == 1:
+            return fill_batch(lambda r: self._round(step, r), g.prompts_per_step, g.dynamic_sampling,
+                              g.max_refill_rounds)
+        # torchrun: every rank takes the same global prompts and samples its own share, own seed
+        ids, examples = self.stream.take_indexed(g.prompts_per_step)
+        seed = step_seed(self.cfg, step) + 7919 * ddp.rank()
+        mine = self.sample_groups(ddp.shard(ids), ddp.shard(examples), seed, step)
+        return StepBatch(mine, [grp for part in ddp.gather_objects(mine) for grp in part], 0)
+
+
+class RaySource(RolloutSource):
+    """Ray rollout actors sample, Ray reward workers score (``r1kit.distributed.backend``); rank 0
+    drives them and, under ``torchrun``, broadcasts the batch. With ``distributed.max_weight_lag``
+    the next step's prompts are sent to the actors before this step trains."""
+
+    def __init__(self, cfg, tokenizer, stream: PromptStream, scoring: Scoring, sampler):
+        self.cfg, self.tokenizer, self.stream, self.scoring = cfg, tokenizer, stream, scoring
+        self.sample_log = cfg.distributed.sample_log
+        self.backend = None
+        self._prefetched = None
+        if ddp.is_main():
+            from r1kit.distributed.backend import RayBackend
+            self.backend = RayBackend(cfg, cfg.model)  # resolved on each node; the weights come by push
+
+    def _submit(self, step: int, round_: int, for_step: int):
+        ids, examples = self.stream.take_indexed(self.cfg.grpo.prompts_per_step)
+        prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
+        return self.backend.submit(ids, examples, prompts, sampling_params(self.cfg, step_seed(self.cfg, step, round_)),
+                                   for_step - self.cfg.distributed.max_weight_lag)
+
+    def _finish(self, submitted) -> list[Group]:
+        results, scored = self.backend.finish(submitted, self.scoring.default_weights, self.scoring.stats)
+        rollouts = [r for res in results for r in res.rollouts]
+        versions = [res.weight_version for res in results for _ in res.task.prompts]
+        actors = [res.actor for res in results for _ in res.task.prompts]
+        return self.scoring.groups(submitted.examples, submitted.prompts, rollouts, scored, submitted.prompt_ids,
+                                   versions, actors)
+
+    def _collect_here(self, step: int) -> StepBatch:
+        g = self.cfg.grpo
+        first, self._prefetched = self._prefetched, None
+
+        def sample_round(r: int) -> list[Group]:
+            return self._finish(first if (r == 0 and first is not None) else self._submit(step, r, step))
+
+        batch = fill_batch(sample_round, g.prompts_per_step, g.dynamic_sampling, g.max_refill_rounds)
+        if self.cfg.distributed.max_weight_lag > 0 and step + 1 < self.cfg.steps:
+            self._prefetched = self._submit(step + 1, 0, step + 1)
+        return batch
+
+    def collect(self, step: int) -> StepBatch:
+        if ddp.world_size() == 1:
+            return self._collect_here(step)
+        batch = ddp.broadcast_object(self._collect_here(step) if ddp.is_main() else None)
+        return StepBatch(ddp.shard(batch.train), batch.sampled, batch.refill_rounds)
+
+    def push_weights(self, policy, version: int) -> None:
+        if self.backend is not None:
+            self.backend.push_weights(policy, version)
+
+    def prompts_ahead(self) -> int:
+        return len(self._prefetched.prompt_ids) if self._prefetched is not None else 0
+
+    def counters(self) -> dict:
+        return self.backend.counters() if self.backend is not None else {}
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+
+SOURCES: dict[str, type[RolloutSource]] = {"none": LocalSource, "ray": RaySource}

@@ -1,0 +1,132 @@
+"""One GRPO optimisation step: groups -> micro-batches -> log-probs -> clipped loss -> optimiser.
+
+``optimise`` is the whole step; the math it applies is in :mod:`r1kit.grpo.core`, the batched
+log-probs in :mod:`r1kit.grpo.logprobs`. Under ``torchrun`` the normalisers (sequences, tokens)
+are summed over the ranks and the gradients all-reduced, so the ranks' losses add up to the
+single-process loss of the whole batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from r1kit.distributed import ddp
+from r1kit.grpo import core
+from r1kit.grpo.logprobs import completion_logprobs, make_group_batch, split_by_tokens
+from r1kit.models.precision import compute_context
+
+
+@dataclass
+class Models:
+    """What a step updates: the float32 ``policy`` (with its optimiser and schedule) and the
+    frozen ``reference`` (None when beta is 0)."""
+
+    policy: torch.nn.Module
+    reference: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+
+def micro_batches(groups, pad_id: int, token_budget: int, mask_truncated: bool):
+    """Split a step's groups into ``GroupBatch`` micro-batches of about ``token_budget`` padded
+    tokens; yields (batch, row indices into the step's G-row order, loss mask)."""
+    g = len(groups[0].rollouts)
+    lengths = [[len(r.token_ids) for r in grp.rollouts] for grp in groups]
+    for members in split_by_tokens([len(grp.prompt_ids) for grp in groups], lengths, token_budget):
+        rollouts = [r for i in members for r in groups[i].rollouts]
+        batch = make_group_batch([groups[i].prompt_ids for i in members], [r.token_ids for r in rollouts], g, pad_id)
+        loss_mask = batch.completion_mask.float()
+        if mask_truncated:
+            loss_mask[torch.tensor([r.truncated for r in rollouts])] = 0.0
+        rows = torch.tensor([i * g + j for i in members for j in range(g)])
+        yield batch, rows, loss_mask
+
+
+def behaviour_logprobs(groups, mbs) -> list[torch.Tensor]:
+    """Per micro-batch, the sampler's per-token log-probs (log softmax(logits / T) of the weights
+    that sampled, recorded by the rollout engine), laid out like ``completion_logprobs``."""
+    flat = [r for grp in groups for r in grp.rollouts]
+    out = []
+    for batch, rows, _ in mbs:
+        logp = torch.zeros(batch.completion_ids.shape)
+        for j, row in enumerate(rows.tolist()):
+            values = flat[row].logprobs
+            logp[j, : len(values)] = torch.tensor(values)
+        out.append(logp)
+    return out
+
+
+def prepare(groups, models: Models, cfg, step: int, pad_id: int) -> dict:
+    """Micro-batches, advantages, global normalisers and frozen log-probs of a step's groups.
+
+    pi_old: with one pass the old policy is the current one (ratio = 1 exactly), so no extra
+    forward; with mu > 1 its log-probs are computed once here; groups sampled by older weights
+    (Ray's ``max_weight_lag``) bring the sampler's own log-probs.
+    """
+    g = cfg.grpo
+    rewards = torch.tensor([r for grp in groups for r in grp.rewards])
+    advantages = core.group_advantages(rewards, g.group_size, g.advantage_scale)
+    mbs = list(micro_batches(groups, pad_id, g.micro_batch_tokens, g.overlong == "mask"))
+    local_tokens = sum((m.sum() for _, _, m in mbs), torch.tensor(0.0))
+    totals = {"seqs": int(ddp.global_sum(len(rewards)).item()),
+              "tokens": ddp.global_sum(local_tokens).float().clamp(min=1)}
+    temperature = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0
+
+    def frozen_logprobs(model):
+        with torch.no_grad(), compute_context(model, cfg.dtype):
+            return [completion_logprobs(model, batch, temperature)[0] for batch, _, _ in mbs]
+
+    if any(grp.weight_version < step for grp in groups):
+        old_logp = behaviour_logprobs(groups, mbs)
+    else:
+        old_logp = frozen_logprobs(models.policy) if g.mu > 1 else None
+    ref_logp = frozen_logprobs(models.reference) if models.reference is not None else None
+    return {"mbs": mbs, "advantages": advantages, "totals": totals, "temperature": temperature,
+            "old_logp": old_logp, "ref_logp": ref_logp}
+
+
+def accumulate(prep: dict, models: Models, cfg, stats: dict) -> float:
+    """One pass of forward/backward over the micro-batches; leaves the gradients of the global
+    batch's loss in ``.grad`` (summed over the ranks) and returns that loss."""
+    g, policy = cfg.grpo, models.policy
+    old_logp, ref_logp, totals = prep["old_logp"], prep["ref_logp"], prep["totals"]
+    models.optimizer.zero_grad(set_to_none=True)
+    step_loss = 0.0
+    for k, (batch, rows, loss_mask) in enumerate(prep["mbs"]):
+        with compute_context(policy, cfg.dtype):
+            logp, entropy = completion_logprobs(policy, batch, prep["temperature"])
+        loss, mb_stats = core.grpo_loss(
+            logp, old_logp[k] if old_logp else logp.detach(), ref_logp[k] if ref_logp else None,
+            prep["advantages"][rows], loss_mask, eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta,
+            agg=g.loss_agg, max_len=cfg.rollout.max_new_tokens, num_seqs=totals["seqs"],
+            num_tokens=totals["tokens"])
+        loss.backward()
+        step_loss += loss.item()
+        stats["entropy"].append(((entropy * loss_mask).sum() / loss_mask.sum().clamp(min=1)).item())
+        for key in ("kl", "clip_frac"):
+            if key in mb_stats:
+                stats[key].append(mb_stats[key])
+    ddp.all_reduce_gradients(policy.parameters())
+    return float(ddp.global_sum(step_loss))
+
+
+def optimise(groups, models: Models, cfg, step: int, pad_id: int) -> dict:
+    """``mu`` optimiser steps on a batch of groups; returns the step's mean loss, KL, clip
+    fraction, entropy and gradient norm (averaged over the ranks)."""
+    prep = prepare(groups, models, cfg, step, pad_id)
+    models.policy.train()
+    stats = {"kl": [], "clip_frac": [], "entropy": [], "grad_norm": [], "loss": []}
+    for _ in range(cfg.grpo.mu):
+        stats["loss"].append(accumulate(prep, models, cfg, stats))
+        norm = torch.nn.utils.clip_grad_norm_(models.policy.parameters(), cfg.optim.max_grad_norm)
+        models.optimizer.step()
+        models.scheduler.step()
+        stats["grad_norm"].append(norm.item())
+    models.policy.eval()
+    out = {k: sum(v) / len(v) for k, v in stats.items() if v}
+    if ddp.world_size() > 1:  # per-rank averages -> the mean over the ranks (the loss is already global)
+        for key in ("kl", "clip_frac", "entropy"):
+            if key in out:
+                out[key] = float(ddp.global_sum(out[key])) / ddp.world_size()
+    return out

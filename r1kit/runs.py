@@ -1,0 +1,297 @@
+"""Run directories, shared by every trainer (``zero``, ``sft``, ``sample``, ``distill``, the pipeline).
+
+* **Output folders** are checked before any model loads (:func:`check_out_dir`): not a file,
+  writable, and either free of an earlier run's records or explicitly resumed / overwritten
+  (:func:`check_fresh_run_dir`).
+* **The record of a run**: ``config.json`` is written when a run starts. ``--resume`` reloads it
+  (:func:`config_to_run`, :func:`resume_changes`): options given again must equal the recorded ones, except the keys a
+  command declares safe to change (``steps``, evaluation cadence, logging...); each accepted change
+  is appended to ``config.changes.jsonl``.
+* **Checkpoints**: ``checkpoint-STEP/`` holds the model (safetensors + config), the tokenizer and ``trainer_state.pt``
+(optimizer, scheduler, RNG states, data position). It is written to a temporary folder and renamed,
+so a crash never leaves a half-written checkpoint that ``--resume`` would pick up.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from r1kit.config import ConfigError, build, merge, to_dict, validate
+
+STATE_FILE = "trainer_state.pt"
+# wall-clock fields of metrics.jsonl: they differ between two runs of the same seed
+TIMING_KEYS = ("step_seconds", "rollout_seconds", "train_seconds", "tokens_per_s")
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    found = []
+    for path in Path(run_dir).glob("checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and (path / STATE_FILE).exists():
+            found.append((int(match.group(1)), path))
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    dirs = checkpoint_dirs(run_dir)
+    return dirs[-1] if dirs else None
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, keep: int) -> Path:
+    """Write ``checkpoint-STEP`` atomically and prune all but the newest ``keep``."""
+    final = Path(run_dir) / f"checkpoint-{step}"
+    tmp = Path(run_dir) / f".tmp-checkpoint-{step}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    torch.save(trainer_state, tmp / STATE_FILE)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_trainer_state(checkpoint: Path) -> dict:
+    return torch.load(Path(checkpoint) / STATE_FILE, weights_only=False)
+
+
+def truncate_jsonl_after(path: Path, step: int) -> None:
+    """Drop lines logged after ``step`` (and a torn last line), so a resumed run appends cleanly."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("step", 0) <= step:
+            kept.append(line)
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def check_fresh_run_dir(run_dir: Path, records: list[str], resume: bool, overwrite: bool,
+                        command: str = "run", resumable: bool = True) -> None:
+    """A new run never appends to, or silently replaces, an earlier run's records.
+
+    ``records`` are the names (files or folders) a run writes in ``run_dir``; ``checkpoint-*``
+    folders always count. If any exists and neither ``resume`` nor ``overwrite`` is set, raise a
+    ``ConfigError`` naming them; with ``overwrite`` they are deleted.
+    """
+    run_dir = check_out_dir(run_dir)
+    earlier = [name for name in records if (run_dir / name).exists()]
+    earlier += [p.name for p in run_dir.glob("checkpoint-*")]
+    if resume or not earlier:
+        return
+    if not overwrite:
+        how = "pass --resume to continue it, --overwrite to replace it" if resumable else "pass --overwrite to replace it"
+        raise ConfigError(f"{run_dir} already holds a {command} ({', '.join(sorted(earlier))}); "
+                          f"{how}, or give another --out")
+    for name in earlier:
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def check_out_dir(path: str | Path, what: str = "--out") -> Path:
+    """``path`` can hold a command's outputs: a folder (or one that can be made) where this process
+    can write. ``ConfigError`` naming ``what`` and the path otherwise. Called before any model
+    loads; leaves nothing behind (folders it made to find out are removed again)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path}: is a file, not a folder")
+    missing = []
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{what} {path}: {parent} is a file, not a folder")
+            break
+        missing.append(parent)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".r1kit-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot write there ({exc.strerror or exc})") from None
+    finally:
+        for folder in missing:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+    return path
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate at optimiser step ``step`` (0-based) of ``total``:
+    linear warm-up over ``warmup`` steps, then ``constant``, ``linear`` or ``cosine`` decay that
+    reaches ``min_ratio`` at the last step."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - 1 - warmup))
+    if schedule == "linear":
+        return 1.0 - (1.0 - min_ratio) * progress
+    if schedule == "cosine":
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+CONFIG_FILE = "config.json"
+CHANGES_FILE = "config.changes.jsonl"
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (an empty mapping is a value of its own)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def changed_keys(before: dict, after: dict) -> dict[str, tuple]:
+    """Dotted keys whose values differ between two config dicts: ``key -> (before, after)``."""
+    a, b = _flatten(before), _flatten(after)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def _is_safe(key: str, safe: tuple[str, ...]) -> bool:
+    return any(key == s or key.startswith(s + ".") for s in safe)
+
+
+def recorded_config(cls, run_dir: str | Path):
+    """The config a run recorded in ``run_dir/config.json`` (None when it has none)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        return None
+    try:
+        return build(cls, json.loads(path.read_text()))
+    except (json.JSONDecodeError, ConfigError) as exc:
+        raise ConfigError(f"{path}: cannot read the run's recorded config ({exc})") from None
+
+
+def config_to_run(cls, given: dict, resume: bool):
+    """The config of a command: the options ``given`` over the defaults or, with ``resume`` and a
+    recorded run in the ``out`` folder, over that run's recorded ``config.json``. Validated."""
+    config = build(cls, given)
+    validate(config)
+    recorded = recorded_config(cls, config.out) if resume else None
+    if recorded is None:
+        return config
+    config = build(cls, merge(to_dict(recorded), given))
+    validate(config)
+    return config
+
+
+def resume_changes(run_dir: str | Path, config, safe: tuple[str, ...], command: str) -> dict[str, tuple]:
+    """How ``config`` differs from the one recorded in ``run_dir`` (``key -> (old, new)``). A
+    changed key outside ``safe`` is a ConfigError naming it, since the record of how the run was
+    trained would be lost; ``out`` may always differ (a moved folder)."""
+    recorded = recorded_config(type(config), run_dir)
+    if recorded is None:
+        return {}
+    changes = changed_keys(to_dict(recorded), to_dict(config))
+    changes.pop("out", None)
+    refused = [k for k in changes if not _is_safe(k, safe)]
+    if refused:
+        detail = "; ".join(f"{k}: {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused)
+        raise ConfigError(f"--resume: {run_dir} was run with other options ({detail}). A resumed {command} "
+                          f"keeps its recorded config ({Path(run_dir) / CONFIG_FILE}); only "
+                          f"{', '.join(safe)} may change. Use another --out to run with other options.")
+    return changes
+
+
+def record_changes(run_dir: str | Path, changes: dict[str, tuple], step: int) -> None:
+    """Append each accepted change of a resumed run to ``config.changes.jsonl``."""
+    if not changes:
+        return
+    print(f"--resume: changed {', '.join(f'{k} {o!r} -> {n!r}' for k, (o, n) in changes.items())} "
+          f"(recorded in {Path(run_dir) / CHANGES_FILE})")
+    with (Path(run_dir) / CHANGES_FILE).open("a", encoding="utf-8") as f:
+        for key, (old, new) in changes.items():
+            f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "step": step, "key": key,
+                                "old": old, "new": new}) + "\n")
+
+
+def write_config(run_dir: str | Path, config) -> None:
+    """``config.json``: the options the run is trained with (atomically replaced)."""
+    path = Path(run_dir) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(to_dict(config), indent=2))
+    tmp.replace(path)
+
+
+class Interrupted(Exception):
+    """A run stopped by Ctrl-C at a safe point (after ``step`` of ``total``, checkpoint saved)."""
+
+    def __init__(self, step: int, total: int, run_dir: Path):
+        super().__init__(f"stopped at step {step} of {total}; checkpoint-{step} saved in {run_dir}")
+        self.step, self.total, self.run_dir = step, total, Path(run_dir)
+
+
+class GracefulStop:
+    """Turns the first Ctrl-C (SIGINT) into a request that a trainer honours at its next safe point
+    (after a step: checkpoint, then :class:`Interrupted`); a second Ctrl-C interrupts at once.
+    Outside the main thread it does nothing (signals go to the main thread)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        import signal
+
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nCtrl-C: stopping after this step (press Ctrl-C again to stop at once)", flush=True)
+
+    def checkpoint_due(self, step: int, total: int, every: int) -> bool:
+        """Whether a run should save ``checkpoint-STEP`` now: every ``every`` steps, at the end, and
+        when a stop was requested."""
+        return bool(every and step % every == 0) or step == total or self.requested
+
+    def stop_here(self, step: int, total: int, run_dir: Path) -> None:
+        """Raise :class:`Interrupted` if a stop was requested before the end."""
+        if self.requested and step < total:
+            raise Interrupted(step, total, run_dir)
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
