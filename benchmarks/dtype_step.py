@@ -2,9 +2,11 @@
 
 Two trainers from the same recipe (default ``recipes/zero_smollm2.yaml``, SmolLM2-135M), one per
 dtype, take steps in turn (fp32, bf16, fp32, ...); each step is timed as rollout (sampling the
-step's groups) + train (the policy-gradient update). Prints per-round figures and the medians,
-and the ratio fp32 / bf16 of the median step times. The first step of each dtype is a warm-up
-and is not counted.
+step's groups) + train (the policy-gradient update). The two runs sample different completions
+(different lengths), so the comparison is per completion token: milliseconds per token of the
+step, of the rollout and of the training update, and their ratios fp32 / bf16 (raw step-time
+ratios are printed too, labelled as such). The first step of each dtype is a warm-up and is not
+counted.
 
     python benchmarks/dtype_step.py                       # SmolLM2-135M, 4 timed rounds
     python benchmarks/dtype_step.py --model tiny --config recipes/zero_tiny.yaml --rounds 8
@@ -41,8 +43,10 @@ def timed_step(trainer: GRPOTrainer) -> dict:
     batch, _, times = trainer.train_step()
     t2 = time.perf_counter()
     tokens = sum(len(r.token_ids) for grp in batch.sampled for r in grp.rollouts)
-    return {"step_s": t2 - t0, "rollout_s": times["rollout_seconds"], "train_s": times["train_seconds"],
-            "tok_per_s": tokens / times["rollout_seconds"]}
+    rollout_s, train_s = times["rollout_seconds"], times["train_seconds"]
+    return {"step_s": t2 - t0, "rollout_s": rollout_s, "train_s": train_s, "tok_per_s": tokens / rollout_s,
+            "tokens": tokens, "step_ms_per_tok": 1e3 * (t2 - t0) / tokens,
+            "rollout_ms_per_tok": 1e3 * rollout_s / tokens, "train_ms_per_tok": 1e3 * train_s / tokens}
 
 
 def main() -> int:
@@ -64,15 +68,18 @@ def main() -> int:
                 rows[d].append(timed_step(trainers[d]))
                 x = rows[d][-1]
                 print(f"round {r + 1} {d:9s} step {x['step_s']:6.2f} s  (rollout {x['rollout_s']:6.2f}, "
-                      f"train {x['train_s']:6.2f})  sampling {x['tok_per_s']:6.0f} tok/s", flush=True)
+                      f"train {x['train_s']:6.2f})  {x['tokens']} tokens  sampling {x['tok_per_s']:6.0f} tok/s  "
+                      f"{x['step_ms_per_tok']:.2f} ms/token", flush=True)
     med = {d: {k: statistics.median(x[k] for x in rows[d]) for k in rows[d][0]} for d in DTYPES}
     for d in DTYPES:
         m = med[d]
         print(f"median {d:9s} step {m['step_s']:6.2f} s  rollout {m['rollout_s']:6.2f}  train {m['train_s']:6.2f}  "
-              f"sampling {m['tok_per_s']:6.0f} tok/s")
-    print(f"ratio fp32/bf16: step {med['float32']['step_s'] / med['bfloat16']['step_s']:.2f}, "
-          f"rollout {med['float32']['rollout_s'] / med['bfloat16']['rollout_s']:.2f}, "
-          f"train {med['float32']['train_s'] / med['bfloat16']['train_s']:.2f}")
+              f"{m['tokens']:.0f} tokens  sampling {m['tok_per_s']:6.0f} tok/s  per token: step "
+              f"{m['step_ms_per_tok']:.2f} ms, rollout {m['rollout_ms_per_tok']:.2f} ms, train {m['train_ms_per_tok']:.2f} ms")
+    f, b = med["float32"], med["bfloat16"]
+    print(f"ratio fp32/bf16 raw step time (different token counts): {f['step_s'] / b['step_s']:.2f}")
+    print(f"ratio fp32/bf16 per token: step {f['step_ms_per_tok'] / b['step_ms_per_tok']:.2f}, "
+          f"rollout {f['rollout_ms_per_tok'] / b['rollout_ms_per_tok']:.2f}, train {f['train_ms_per_tok'] / b['train_ms_per_tok']:.2f}")
     return 0
 
 

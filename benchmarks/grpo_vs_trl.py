@@ -2,11 +2,24 @@
 
 Both train the same embedded tiny model on the same synthetic prompts (R1-Zero template) with the
 same G, completions per step, max completion length, beta, mu, learning rate, temperature, loss
-(sequence-mean of token-means) and rewards (r1kit's accuracy_math + 0.5 * format). Runs alternate
-TRL, r1kit, TRL, r1kit, ... for ``--rounds`` rounds of ``--steps`` steps each; the first step of
-every run is a warm-up and is not counted.
+(sequence-mean of token-means) and rewards (r1kit's accuracy_math + 0.5 * format). Every round runs
+each configuration once (``--steps`` steps; the first is a warm-up, not counted), in an order
+rotated from round to round:
 
-    pip install -e .[bench]
+    trl          TRL 1.16's defaults: bf16 autocast (``bf16`` unset becomes True) and gradient
+                 checkpointing (``gradient_checkpointing`` defaults to True); generation with
+                 transformers ``generate``
+    trl-fp32     TRL in true fp32: ``bf16=False``, ``gradient_checkpointing=False``
+    trl-cb       trl-fp32 with transformers' continuous-batching generation
+                 (``use_transformers_continuous_batching=True``); reported as skipped, with the
+                 error, where it does not run
+    r1kit        r1kit in fp32 (``dtype: float32``, the default)
+    r1kit-bf16   r1kit with bf16 compute (``dtype: bfloat16``: bf16 sampling copy, autocast training)
+
+The last two lines compare like with like: TRL's defaults against r1kit-bf16 (both bf16 autocast)
+and trl-fp32 against r1kit (both fp32).
+
+    pip install trl==1.16.0
     python benchmarks/grpo_vs_trl.py            # G=8, 32 completions/step, 128 new tokens
 """
 from __future__ import annotations
@@ -27,8 +40,16 @@ from r1kit.rewards import RewardStats, score
 REWARD_WEIGHTS = {"accuracy_math": 1.0, "format": 0.5}
 
 
-def trl_steps(args, problems: list[dict], seed: int) -> list[float]:
-    """Per-step wall seconds of one TRL GRPOTrainer run."""
+TRL_CONFIGS = {
+    "trl": {},
+    "trl-fp32": {"bf16": False, "gradient_checkpointing": False},
+    "trl-cb": {"bf16": False, "gradient_checkpointing": False, "use_transformers_continuous_batching": True},
+}
+R1KIT_CONFIGS = {"r1kit": "float32", "r1kit-bf16": "bfloat16"}
+
+
+def trl_steps(args, problems: list[dict], seed: int, extra: dict) -> list[float]:
+    """Per-step wall seconds of one TRL GRPOTrainer run with ``extra`` GRPOConfig options."""
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -59,7 +80,7 @@ def trl_steps(args, problems: list[dict], seed: int) -> list[float]:
             temperature=1.0, top_p=1.0, top_k=0, beta=args.beta, num_iterations=args.mu,
             learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, loss_type="grpo",
             scale_rewards="group", max_steps=args.steps, seed=seed, disable_tqdm=True,
-            dataloader_num_workers=0)
+            dataloader_num_workers=0, **extra)
         trainer = GRPOTrainer(model=load_model("tiny"), reward_funcs=[r1kit_reward], args=config,
                               train_dataset=Dataset.from_list(rows), processing_class=tok,
                               callbacks=[timer])
@@ -67,7 +88,7 @@ def trl_steps(args, problems: list[dict], seed: int) -> list[float]:
     return timer.times
 
 
-def r1kit_steps(args, seed: int) -> list[float]:
+def r1kit_steps(args, seed: int, dtype: str) -> list[float]:
     """Per-step wall seconds of one r1kit GRPOTrainer run."""
     from r1kit.config import load_config
     from r1kit.data.jsonl import read_jsonl
@@ -77,7 +98,7 @@ def r1kit_steps(args, seed: int) -> list[float]:
     with tempfile.TemporaryDirectory() as out:
         cfg = load_config(ZeroConfig, None, [
             f"out={out}", f"steps={args.steps}", f"seed={seed}", "eval.every=0", "checkpoint_every=0",
-            "log_tensorboard=false", f"train_size={args.train_size}",
+            "log_tensorboard=false", f"train_size={args.train_size}", f"dtype={dtype}",
             f"grpo.group_size={args.group_size}", f"grpo.prompts_per_step={args.completions // args.group_size}",
             f"grpo.beta={args.beta}", f"grpo.mu={args.mu}",
             f"optim.lr={args.lr}", "optim.warmup_steps=0", f"rollout.max_new_tokens={args.max_new_tokens}"])
@@ -101,18 +122,31 @@ def main() -> int:
     problems = synthetic.train_set(args.train_size, seed=synthetic.TRAIN_SEED)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; G={args.group_size}, "
           f"{args.completions} completions/step, {args.max_new_tokens} new tokens, beta={args.beta}, mu={args.mu}")
-    trl_times, ours_times = [], []
+    runs = {**{name: (lambda seed, extra=extra: trl_steps(args, problems, seed, extra)) for name, extra in TRL_CONFIGS.items()},
+            **{name: (lambda seed, dtype=dtype: r1kit_steps(args, seed, dtype)) for name, dtype in R1KIT_CONFIGS.items()}}
+    times, skipped = {name: [] for name in runs}, {}
     for r in range(args.rounds):
-        t = trl_steps(args, problems, seed=r)[1:]
-        o = r1kit_steps(args, seed=r)[1:]
-        trl_times += t
-        ours_times += o
-        print(f"round {r}: trl {statistics.median(t):.3f} s/step, r1kit {statistics.median(o):.3f} s/step",
-              flush=True)
-    trl_med, ours_med = statistics.median(trl_times), statistics.median(ours_times)
-    print(f"trl   s/step: median {trl_med:.3f} (min {min(trl_times):.3f}, max {max(trl_times):.3f})")
-    print(f"r1kit s/step: median {ours_med:.3f} (min {min(ours_times):.3f}, max {max(ours_times):.3f})")
-    print(f"ratio trl/r1kit seconds-per-step: {trl_med / ours_med:.2f}")
+        names = [n for n in runs if n not in skipped]
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            try:
+                t = runs[name](r)[1:]
+            except Exception as exc:  # a configuration TRL cannot run here (say, on this device)
+                skipped[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                print(f"round {r}: {name} skipped ({skipped[name]})", flush=True)
+                continue
+            times[name] += t
+            print(f"round {r}: {name:10s} {statistics.median(t):.3f} s/step", flush=True)
+    med = {name: statistics.median(t) for name, t in times.items() if t}
+    for name, t in times.items():
+        if t:
+            print(f"{name:10s} s/step: median {med[name]:.3f} (min {min(t):.3f}, max {max(t):.3f}, {len(t)} steps)")
+        else:
+            print(f"{name:10s} skipped: {skipped.get(name)}")
+    if "trl-cb" in med:
+        print(f"ratio trl-cb/r1kit seconds-per-step: {med['trl-cb'] / med['r1kit']:.2f}")
+    print(f"ratio trl/r1kit-fp32 seconds-per-step: {med['trl'] / med['r1kit']:.2f}")
+    print(f"ratio trl/r1kit seconds-per-step: {med['trl'] / med['r1kit-bf16']:.2f}")
+    print(f"ratio trl-fp32/r1kit seconds-per-step: {med['trl-fp32'] / med['r1kit']:.2f}")
     return 0
 
 

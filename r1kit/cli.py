@@ -164,7 +164,9 @@ def cmd_eval(args) -> None:
     from r1kit.models import load_model, load_tokenizer
     from r1kit.report.figures import duration, eval_figures
     from r1kit.runs import check_fresh_run_dir
+    from r1kit.threads import apply as apply_threads
 
+    apply_threads(0)
     cfg = EvalConfig(k=args.k, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                      template=args.template, batch_size=args.batch_size, limit=args.limit, seed=args.seed)
     validate(cfg, "--", dashes=True)

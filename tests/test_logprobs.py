@@ -99,3 +99,26 @@ def test_a_long_straggler_group_is_padded_alone():
     assert batches == [list(range(7)), [7]]  # 8*128 padded rows would waste ~5,500 tokens
     same = [[30] * 8 for _ in range(8)]
     assert split_by_tokens(prompt_lengths, same, token_budget=16384) == [list(range(8))]
+
+
+def test_cached_cast_weight_follows_fused_adamw_updates():
+    """The LM head's cast weight is reused within a step; a fused AdamW step (which does not bump
+    the version counter) must still invalidate it: log-probs after the step equal a fresh cast's."""
+    from r1kit.grpo import logprobs as lp
+    from r1kit.grpo.optim import adamw
+
+    torch.manual_seed(0)
+    hidden, targets = torch.randn(40, 16), torch.randint(0, 300, (40,))
+    weight = torch.nn.Parameter(torch.randn(300, 16) * 0.1)
+    opt = adamw([weight], lr=1e-2, weight_decay=0.1)
+    assert opt.defaults["fused"]
+    for _ in range(2):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logp, _ = linear_logprobs(hidden, weight, targets, temperature=0.7)
+        lp._scaled_weight.clear()  # a fresh cast
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fresh, _ = linear_logprobs(hidden, weight, targets, temperature=0.7)
+        assert torch.equal(logp, fresh)
+        logp.sum().backward()
+        opt.step()
+        opt.zero_grad()

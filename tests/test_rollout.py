@@ -126,3 +126,55 @@ def test_nucleus_from_candidates_equals_the_full_sort(candidates):
         ours = nucleus(logits, top_p, candidates=candidates)
         assert torch.equal(ours, _nucleus_by_full_sort(logits, top_p)), top_p
         assert ours.any(-1).all()  # the top token always stays
+
+
+@pytest.mark.parametrize("kind,n,batch_size,compact,max_new,seed,top_p", [
+    ("llama", 2, 4, 0.125, 30, 0, 0.95), ("llama", 1, 4, 0.6, 6, 1, 1.0), ("mistral", 2, 4, 0.125, 30, 0, 0.95)])
+def test_continuous_batching_rows_do_not_depend_on_their_batch(tiny, kind, n, batch_size, compact, max_new, seed, top_p):
+    """With a batch smaller than the work, finished rows are replaced by pending prompts (spliced
+    into the cache; waves for the sliding-window fallback); every row samples what it samples alone.
+    The second case leaves rows that hit the length cap in the batch while later ones go on."""
+    _, tok = tiny
+    model = _random_model(kind)
+    prompts = [r1_zero_prompt(p) for p in PROBLEMS + ["Compute 8 - 3", "Compute 2 + 2 + 2", "Compute 7", "Compute 6 + 1"]]
+    seeds = [101 * i + 5 + 1000 * seed for i in range(len(prompts))]
+    params = SamplingParams(n=n, temperature=1.0, top_p=top_p, max_new_tokens=max_new, stop=["a"])
+    finished = []
+    together = sample(model, tok, prompts, params, compact_fraction=compact, batch_size=batch_size,
+                      prompt_seeds=seeds, progress=finished.append)
+    assert sum(finished) == len(together) == n * len(prompts)
+    assert len({len(r.token_ids) for r in together}) > 2  # rows end at different steps, slots get reused
+    for i, prompt in enumerate(prompts):
+        alone = sample(model, tok, [prompt], params, prompt_seeds=[seeds[i]])
+        for a, b in zip(together[n * i: n * (i + 1)], alone):
+            assert (a.token_ids, a.finish_reason, a.text) == (b.token_ids, b.finish_reason, b.text)
+            assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
+
+
+@pytest.mark.parametrize("top_p,top_k,candidates,vocab", [(1.0, 0, 512, 40), (1.0, 0, 512, 700), (0.8, 0, 3, 40),
+                                                           (0.8, 0, 512, 40), (1.0, 5, 512, 40), (0.7, 6, 512, 40)])
+def test_inverse_cdf_draw_has_the_multinomial_distribution(top_p, top_k, candidates, vocab):
+    """Chi-square test of 400k draws against softmax(filter_logits(z)); a small candidate set forces
+    the full-sort path, a vocabulary of 700 several blocks (one partial). Threshold: p = 1e-6 (a
+    false alarm once in a million runs)."""
+    from scipy.stats import chi2
+
+    from r1kit.rollout.draw import draw
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, vocab, generator=gen) * 2
+    expected = filter_logits(logits / 0.7, top_p, top_k).softmax(-1)[0].double()
+    draws = 400_000
+    u = torch.rand(draws, dtype=torch.float64, generator=gen)
+    chosen, logp = draw(logits.expand(draws, -1), u, 0.7, top_p, top_k, candidates=candidates)
+    counts = torch.bincount(chosen, minlength=vocab).double()
+    assert counts[expected == 0].sum() == 0  # nothing outside the nucleus / top-k
+    live = expected > 0
+    if vocab > 100:  # pool the rare tokens so that every cell expects >= 20 draws
+        rare = live & (draws * expected < 20)
+        counts = torch.cat([counts[live & ~rare], counts[rare].sum()[None]])
+        expected = torch.cat([expected[live & ~rare], expected[rare].sum()[None]])
+        live = expected > 0
+    stat = ((counts[live] - draws * expected[live]) ** 2 / (draws * expected[live])).sum().item()
+    assert stat < chi2.ppf(1 - 1e-6, int(live.sum()) - 1), stat
+    assert torch.allclose(logp, (logits / 0.7).log_softmax(-1)[0][chosen], atol=1e-6)

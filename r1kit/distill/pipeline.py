@@ -19,6 +19,7 @@ from r1kit.distill.config import DistillConfig, DistillEvalConfig
 from r1kit.runs import check_fresh_run_dir, record_changes, resume_changes, write_config
 from r1kit.sampling import SampleConfig, run_sample
 from r1kit.sft import SFTConfig, run_sft
+from r1kit.threads import apply as apply_threads
 
 RECORDS = ["summary.json", "sample", "sft", "eval", "eval-base"]
 SET_BY_DISTILL = {"sample": ("model", "data", "out"), "sft": ("model", "data", "out")}
@@ -43,14 +44,11 @@ def stage_configs(cfg: DistillConfig) -> tuple[SampleConfig, SFTConfig]:
 
 def evaluate_model(model_path: str, e: DistillEvalConfig, template: str, out: Path, threads: int = 0) -> dict:
     """``r1kit eval`` of ``model_path``: writes ``out/samples.jsonl`` and ``out/results.json``."""
-    import torch
-
     from r1kit.data.benchmarks import load_problems
     from r1kit.eval.evaluate import EvalConfig, evaluate, write_eval
     from r1kit.models import load_model, load_tokenizer
 
-    if threads:
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     problems = load_problems(e.data, e.data_dir, e.limit)
     cfg = EvalConfig(k=e.k, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens,
                      template=template, batch_size=e.batch_size, seed=e.seed)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from r1kit.rollout import Rollout, SamplingParams
+from r1kit.threads import apply as apply_threads
 
 
 class StaleWeightsError(RuntimeError):
@@ -57,8 +58,7 @@ class RolloutWorker:
         exists there); the trainer's weights replace the loaded ones before any sampling."""
         from r1kit.models import load_model, load_tokenizer
 
-        if threads:
-            torch.set_num_threads(threads)
+        apply_threads(threads)
         self.model = load_model(model, dtype, device)
         self.tokenizer = load_tokenizer(model)
         self.version = -1

@@ -140,14 +140,13 @@ def evaluate_code(model, tokenizer, problems: list[dict], cfg, progress: bool = 
     from r1kit.rollout import SamplingParams, sample
 
     problems = problems[: cfg.limit] if cfg.limit else problems
-    completions: list[list[str]] = []
-    for lo in tqdm(range(0, len(problems), cfg.batch_size), desc="code samples", disable=not progress):
-        chunk = problems[lo: lo + cfg.batch_size]
-        params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
-                                max_new_tokens=cfg.max_new_tokens, stop=CODE_STOP, seed=cfg.seed + lo)
-        rollouts = sample(model, tokenizer, [p["problem"] for p in chunk], params)
-        for i in range(len(chunk)):
-            completions.append([_cut_stop(r.text) for r in rollouts[i * cfg.k: (i + 1) * cfg.k]])
+    params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
+                            max_new_tokens=cfg.max_new_tokens, stop=CODE_STOP, seed=cfg.seed)
+    bar = tqdm(total=len(problems) * cfg.k, desc="code samples", disable=not progress, mininterval=2)
+    rollouts = sample(model, tokenizer, [p["problem"] for p in problems], params, batch_size=cfg.batch_size * cfg.k,
+                      progress=bar.update)
+    bar.close()
+    completions = [[_cut_stop(r.text) for r in rollouts[i * cfg.k: (i + 1) * cfg.k]] for i in range(len(problems))]
     results = grade_code_samples(problems, completions)
     results.pop("correct")
     samples = [{"id": p["id"], "sample": j, "response": c}

@@ -36,8 +36,8 @@ class EvalConfig:
     """Options of one evaluation.
 
     k: samples per problem. temperature/top_p: the paper's 0.6 / 0.95. max_new_tokens: completion
-    cap. template: prompt template (``r1_zero``, ``chat``, ``plain``). batch_size: problems per
-    sampling call (each expands to ``k`` rows). limit: evaluate only the first N problems.
+    cap. template: prompt template (``r1_zero``, ``chat``, ``plain``). batch_size: problems in
+    flight (``k`` rows each; finished rows are replaced by pending problems). limit: evaluate only the first N problems.
     seed: sampling seed. reflection_phrases: phrases that count as self-verification.
     """
 
@@ -98,21 +98,19 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: 
     problems = problems[: cfg.limit] if cfg.limit else problems
     samples, start = [], time.time()
     bar = tqdm(total=len(problems) * cfg.k, desc="eval samples", disable=not progress, mininterval=2)
-    for lo in range(0, len(problems), cfg.batch_size):
-        chunk = problems[lo: lo + cfg.batch_size]
-        prompts = [build_prompt(p["problem"], cfg.template, tokenizer) for p in chunk]
-        params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
-                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + lo)
-        for r in sample(model, tokenizer, prompts, params):
-            ex = chunk[r.prompt_index]
-            samples.append({
-                "id": ex["id"], "sample": len(samples) % cfg.k, "response": r.text,
-                "num_tokens": len(r.token_ids), "finish_reason": r.finish_reason,
-                "format": REWARD_FUNCS["format"](r.text, ex) if cfg.template == "r1_zero" else None,
-                "reflection": has_reflection(r.text, cfg.reflection_phrases),
-                "language_consistency": _language_consistency(r.text, ex),
-            })
-        bar.update(len(chunk) * cfg.k)
+    prompts = [build_prompt(p["problem"], cfg.template, tokenizer) for p in problems]
+    params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
+                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    # one continuous batch; a problem's samples depend on the seed and its index only (row_seeds)
+    for r in sample(model, tokenizer, prompts, params, batch_size=cfg.batch_size * cfg.k, progress=bar.update):
+        ex = problems[r.prompt_index]
+        samples.append({
+            "id": ex["id"], "sample": len(samples) % cfg.k, "response": r.text,
+            "num_tokens": len(r.token_ids), "finish_reason": r.finish_reason,
+            "format": REWARD_FUNCS["format"](r.text, ex) if cfg.template == "r1_zero" else None,
+            "reflection": has_reflection(r.text, cfg.reflection_phrases),
+            "language_consistency": _language_consistency(r.text, ex),
+        })
     bar.close()
     grader = grader_for(problems)
     grader(samples, problems, cfg.k)

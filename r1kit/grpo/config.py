@@ -189,7 +189,7 @@ class ZeroConfig:
     keep_checkpoints: how many of the newest checkpoints to keep.
     reflection_phrases: self-verification phrases counted by the reflection rate.
     log_tensorboard: also write TensorBoard events when ``tensorboard`` is installed.
-    threads: torch CPU threads (0 keeps torch's default).
+    threads: torch CPU threads (0: auto, see r1kit.threads; passive waiting either way).
     distributed: Ray rollout/reward workers (``DistributedConfig``). Multi-process training needs
         no option: run under ``torchrun --nproc-per-node K`` (r1kit.distributed.ddp).
     """

@@ -19,8 +19,46 @@ import torch
 
 from r1kit.rollout import forward_kwargs
 
-# logits kept alive at once in the chunked LM head: ``CHUNK_ELEMENTS / vocab`` tokens per chunk
+# logits kept alive at once in the chunked LM head: ``CHUNK_ELEMENTS / vocab`` tokens per chunk.
+# Not smaller: every chunk's backward adds a full [V, H] product into the weight's gradient.
 CHUNK_ELEMENTS = 1 << 24
+
+
+class _ScaledWeight:
+    """``weight / T`` in the matmul dtype, cast once per optimiser step, not once per chunk or call.
+
+    One entry per weight (the policy's and the reference model's), reused while the weight is
+    unchanged: same storage, same version counter and the same values at 64 spread-out positions
+    (optimisers that update in place without bumping the version counter, as fused AdamW does,
+    still change those values).
+    """
+
+    def __init__(self, entries: int = 4):
+        self.entries, self.cache = entries, {}
+
+    @staticmethod
+    def _probe(weight):
+        flat = weight.detach().reshape(-1)
+        return flat[:: max(1, flat.numel() // 64)].clone()
+
+    def __call__(self, weight: torch.Tensor, dtype: torch.dtype, temperature: float) -> torch.Tensor:
+        key = (weight.data_ptr(), dtype, temperature)
+        hit = self.cache.get(key)
+        if hit is None or hit[0] != weight._version or not torch.equal(self._probe(weight), hit[1]):
+            w = weight.detach()
+            if temperature != 1.0:
+                w = w / temperature
+            if len(self.cache) >= self.entries:
+                self.cache.pop(next(iter(self.cache)))
+            # no copy when it is already weight.detach() in dtype
+            hit = self.cache[key] = (weight._version, self._probe(weight), w.to(dtype))
+        return hit[2]
+
+    def clear(self) -> None:
+        self.cache.clear()
+
+
+_scaled_weight = _ScaledWeight()
 
 
 class LinearLogProbs(torch.autograd.Function):
@@ -28,22 +66,30 @@ class LinearLogProbs(torch.autograd.Function):
 
     Forward keeps only the log-sum-exp of every row. Backward recomputes each chunk's logits z and
     uses d log p_y / d z = onehot(y) - softmax(z) (divided by T), so no [N, V] tensor is stored.
-    The entropy ``lse - sum p z`` is returned without gradient.
+    The entropy ``lse - sum p z`` is returned without gradient. 1/T is folded into the (cached)
+    cast weight; every chunk reuses one logits buffer and works in place in it.
     """
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, temperature: float, chunk: int):
         dtype = torch.promote_types(hidden.dtype, torch.float32)  # bf16 in, fp32 math
         mm_dtype = _matmul_dtype(hidden, dtype)
-        w = weight.to(mm_dtype)
+        w = _scaled_weight(weight, mm_dtype, temperature)
         n = hidden.size(0)
         logp, lse, entropy = (hidden.new_empty(n, dtype=dtype) for _ in range(3))
+        z_buf, low_buf = _buffers(min(chunk, n), w.size(0), dtype, mm_dtype, hidden.device)
+        p_buf = torch.empty_like(z_buf)
         for lo in range(0, n, chunk):
-            z = (hidden[lo: lo + chunk].to(mm_dtype) @ w.T).to(dtype) / temperature
-            z_lse = z.logsumexp(-1)
-            logp[lo: lo + chunk] = z.gather(-1, targets[lo: lo + chunk, None]).squeeze(-1) - z_lse
-            entropy[lo: lo + chunk] = z_lse - ((z - z_lse[:, None]).exp() * z).sum(-1)
-            lse[lo: lo + chunk] = z_lse
+            hi = min(lo + chunk, n)
+            z = _logits(hidden[lo:hi], w, z_buf, low_buf)
+            top = z.amax(-1, keepdim=True)
+            p = torch.sub(z, top, out=p_buf[: hi - lo]).exp_()
+            total = p.sum(-1, keepdim=True)
+            z_lse = (top + total.log()).squeeze(-1)
+            p.div_(total)
+            logp[lo:hi] = z.gather(-1, targets[lo:hi, None]).squeeze(-1) - z_lse
+            entropy[lo:hi] = z_lse - torch.linalg.vecdot(p, z)
+            lse[lo:hi] = z_lse
         ctx.save_for_backward(hidden, weight, targets, lse)
         ctx.temperature, ctx.chunk, ctx.mm_dtype = temperature, chunk, mm_dtype
         ctx.mark_non_differentiable(entropy)
@@ -52,20 +98,47 @@ class LinearLogProbs(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logp, _grad_entropy):
         hidden, weight, targets, lse = ctx.saved_tensors
-        mm = ctx.mm_dtype
-        w = weight.to(mm)
+        mm, t, n = ctx.mm_dtype, ctx.temperature, hidden.size(0)
+        w = _scaled_weight(weight, mm, t)
         grad_hidden = torch.empty(hidden.shape, dtype=lse.dtype, device=hidden.device)
-        grad_weight = torch.zeros(weight.shape, dtype=lse.dtype, device=weight.device)
-        for lo in range(0, hidden.size(0), ctx.chunk):
-            h = hidden[lo: lo + ctx.chunk].to(mm)
-            z = (h @ w.T).to(lse.dtype) / ctx.temperature
-            g = grad_logp[lo: lo + ctx.chunk, None]
-            dz = -(z - lse[lo: lo + ctx.chunk, None]).exp() * g
-            dz.scatter_add_(-1, targets[lo: lo + ctx.chunk, None], g)
-            dz = (dz / ctx.temperature).to(mm)
-            grad_hidden[lo: lo + ctx.chunk] = dz @ w
-            grad_weight += dz.T @ h
+        grad_weight = torch.empty(weight.shape, dtype=lse.dtype, device=weight.device)
+        z_buf, low_buf = _buffers(min(ctx.chunk, n), w.size(0), lse.dtype, mm, hidden.device)
+        part = None if low_buf is None else torch.empty(weight.shape, dtype=mm, device=weight.device)
+        for lo in range(0, n, ctx.chunk):
+            hi = min(lo + ctx.chunk, n)
+            h = hidden[lo:hi].to(mm)
+            g = grad_logp[lo:hi, None]
+            # dz = (onehot(y) - softmax(z)) * g; the 1/T of d z / d(hW^T) is in w (and in h_t below)
+            dz = _logits(h, w, z_buf, low_buf).sub_(lse[lo:hi, None]).exp_().mul_(-g)
+            dz.scatter_add_(-1, targets[lo:hi, None], g)
+            if part is not None:
+                dz = low_buf[: hi - lo].copy_(dz)
+            grad_hidden[lo:hi] = dz @ w
+            h_t = h / t if t != 1.0 else h
+            if lo == 0:
+                torch.mm(dz.T, h_t, out=grad_weight if part is None else part)
+                if part is not None:
+                    grad_weight.copy_(part)
+            elif part is None:
+                grad_weight.addmm_(dz.T, h_t)
+            else:
+                grad_weight.add_(torch.mm(dz.T, h_t, out=part))
         return grad_hidden.to(hidden.dtype), grad_weight.to(weight.dtype), None, None, None
+
+
+def _buffers(rows: int, vocab: int, dtype, mm_dtype, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The chunk's logits buffer (math dtype) and, for mixed precision, one in the matmul dtype
+    (reused by every chunk)."""
+    z = torch.empty(rows, vocab, dtype=dtype, device=device)
+    return z, (torch.empty(rows, vocab, dtype=mm_dtype, device=device) if mm_dtype != dtype else None)
+
+
+def _logits(h: torch.Tensor, w: torch.Tensor, z_buf: torch.Tensor, low_buf: torch.Tensor | None) -> torch.Tensor:
+    """``h @ w^T`` written into the reused buffers, returned in the math dtype."""
+    rows = h.size(0)
+    if low_buf is None:
+        return torch.mm(h.to(w.dtype), w.T, out=z_buf[:rows])
+    return z_buf[:rows].copy_(torch.mm(h.to(w.dtype), w.T, out=low_buf[:rows]))
 
 
 def _matmul_dtype(hidden: torch.Tensor, math_dtype: torch.dtype) -> torch.dtype:

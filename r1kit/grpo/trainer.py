@@ -33,6 +33,7 @@ from r1kit.rewards import RewardStats
 from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint,
                         load_trainer_state, lr_factor, record_changes, resume_changes, rng_state, save_checkpoint,
                         set_rng_state, truncate_jsonl_after, write_config)
+from r1kit.threads import apply as apply_threads
 
 RECORDS = ["metrics.jsonl", "eval.jsonl", "summary.json"]
 # options a resumed run may change (each change is logged in config.changes.jsonl)
@@ -73,8 +74,7 @@ class GRPOTrainer:
             check_fresh_run_dir(self.out, RECORDS, resume, overwrite, "run")
             changes = resume_changes(self.out, cfg, SAFE_ON_RESUME, "run") if resume else {}
         self._register_reward_models()
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        apply_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         self.tokenizer = load_tokenizer(cfg.model)

@@ -188,7 +188,7 @@ class PipelineConfig:
         reward and the readability filter).
     reasoning_data: reasoning prompts of the RL and sampling stages: ``synthetic`` (r1kit's
         arithmetic training problems), a benchmark name (``math_train``, ``gsm8k_train``) or a file.
-    threads: torch CPU threads of every stage (0: torch's default).
+    threads: torch CPU threads of every stage (0: auto, see r1kit.threads).
     cold_start/reasoning_rl/rejection_sampling/sft/reward_models/all_scenario_rl/distill/r1_zero/
         evaluate: the stages (their classes above).
     """

@@ -15,10 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from r1kit.data.jsonl import write_json_atomic
 from r1kit.pipeline.runner import StageContext, read_json
+from r1kit.threads import apply as apply_threads
 
 LABELS = {"base": "base", "r1_zero": "R1-Zero", "cold_start": "cold start (SFT)", "reasoning_rl": "reasoning RL",
           "sft": "rejection-sampling SFT (from base)", "all_scenario_rl": "all-scenario RL (final R1)"}
@@ -109,8 +108,7 @@ def table_markdown(rows: list[dict], k: int) -> str:
 
 def evaluate_models(ctx: StageContext) -> dict:
     """Evaluate every model of the run (skipping those a resumed stage already did); write the table."""
-    if ctx.cfg.threads:
-        torch.set_num_threads(ctx.cfg.threads)
+    apply_threads(ctx.cfg.threads)
     rows = []
     for key, label, path in models_of(ctx):
         done = read_json(ctx.dir / key / "results.json") if ctx.resume else None

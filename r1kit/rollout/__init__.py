@@ -2,9 +2,14 @@
 
 One interface, ``sample``, serves the trainer, ``eval``, rejection sampling and distillation.
 Each prompt is prefilled once (logits of its last position only) and its KV cache repeated for its
-``n`` samples; the cache is allocated once and written in place (``rollout.cache``); finished
-sequences are dropped from the batch so that the decode loop pays for live rows only; per-step
-bookkeeping is tensor work, with Python touching only the rows that end.
+``n`` samples; the cache is allocated once and written in place (``rollout.cache``).
+
+Continuous batching: with ``batch_size`` rows at most in flight, finished rows leave the batch and
+pending prompts are prefilled and spliced into the cache in their place (right-aligned, masked on
+the left), so the batch stays full until the prompts run out. Every row draws from its own
+uniforms, generated from a per-row seed (``row_seeds``), so what a row samples does not depend on
+what shares its batch. Per-step bookkeeping is tensor work with one host sync, Python touching
+only the rows that may end.
 
 Log-probs are those of the policy the trainer optimises: ``log softmax(logits / temperature)``
 over the full vocabulary (top-p/top-k only restrict what is drawn, as in TRL and veRL).
@@ -17,7 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from r1kit.rollout.cache import preallocated_cache, supports_preallocated_cache
+from r1kit.rollout.cache import preallocated_cache, splice, supports_preallocated_cache
+from r1kit.rollout.draw import draw, filter_logits, nucleus  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -26,7 +32,9 @@ class SamplingParams:
 
     n: samples per prompt. temperature: 0 means greedy. top_p/top_k: nucleus / top-k filtering
     (1.0 / 0 disable them). max_new_tokens: hard cap on completion length. stop: strings that end a
-    completion (kept in the text, like ``</answer>``). seed: seeds the sampling generator.
+    completion (kept in the text, like ``</answer>``). seed: the base of the per-row seeds
+    (``row_seeds``); None draws one at random. ignore_eos: EOS does not end a completion (every
+    row runs to max_new_tokens; for fixed-length benchmarks).
     """
 
     n: int = 1
@@ -36,6 +44,7 @@ class SamplingParams:
     max_new_tokens: int = 128
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    ignore_eos: bool = False
 
 
 @dataclass
@@ -51,39 +60,6 @@ class Rollout:
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
-
-
-def filter_logits(logits: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor:
-    """Mask (to -inf) the logits outside the top-k and outside the smallest nucleus of mass top_p."""
-    if top_k and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        logits = logits.masked_fill(~nucleus(logits, top_p), float("-inf"))
-    return logits
-
-
-def nucleus(logits: torch.Tensor, top_p: float, candidates: int = 512) -> torch.Tensor:
-    """Boolean mask of the smallest set of top tokens whose probability reaches ``top_p``.
-
-    A token is dropped when the mass of the tokens ranked before it already reaches top_p (the top
-    token always stays). Sorting a 50k-150k vocabulary for every row at every step is the slow
-    part, so the nucleus is first looked for among the ``candidates`` most likely tokens; only rows
-    whose nucleus is larger are sorted in full. The result is the same either way.
-    """
-    k = min(candidates, logits.size(-1))
-    top, order = torch.topk(logits, k, dim=-1)  # descending
-    probs = (top - logits.logsumexp(-1, keepdim=True)).exp()
-    before = probs.cumsum(-1) - probs
-    keep = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
-    keep.scatter_(-1, order, before < top_p)
-    wider = (before[:, -1] + probs[:, -1]) < top_p  # the nucleus does not fit in the candidates
-    if k < logits.size(-1) and wider.any():
-        rows = wider.nonzero().squeeze(-1)
-        full, full_order = torch.sort(logits[rows], descending=True, dim=-1)
-        p_full = full.softmax(-1)
-        keep[rows] = torch.zeros_like(full, dtype=torch.bool).scatter(-1, full_order, p_full.cumsum(-1) - p_full < top_p)
-    return keep
 
 
 def _tokenize_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,84 +121,181 @@ class _StopMatcher:
         return any(s in text for s in self.stop)
 
 
-def _draw(logits: torch.Tensor, params: SamplingParams, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The next token of every row and its log-prob under softmax(logits / temperature)."""
-    if params.temperature <= 0:
-        chosen = logits.argmax(-1)
-        logprobs_all = logits.log_softmax(-1)
-    else:
-        logprobs_all = (logits / params.temperature).log_softmax(-1)
-        if params.top_p < 1.0 or params.top_k:
-            probs = filter_logits(logprobs_all, params.top_p, params.top_k).softmax(-1)
+
+
+def _mix(a: int, b: int) -> int:
+    """A 63-bit seed from two integers (an LCG step; distinct pairs give unrelated streams)."""
+    return (a * 6364136223846793005 + b * 1442695040888963407 + 1) % (1 << 63)
+
+
+def row_seeds(params: SamplingParams, n_prompts: int, prompt_seeds: list[int] | None = None) -> list[int]:
+    """The seed of every row (sample j of prompt i): from ``prompt_seeds[i]`` when given, else from
+    ``params.seed`` and i."""
+    if prompt_seeds is None:
+        base = params.seed if params.seed is not None else torch.seed() % (1 << 63)
+        prompt_seeds = [_mix(base, i) for i in range(n_prompts)]
+    elif len(prompt_seeds) != n_prompts:
+        raise ValueError(f"{len(prompt_seeds)} prompt seeds for {n_prompts} prompts")
+    return [_mix(s, j) for s in prompt_seeds for j in range(params.n)]
+
+
+class _Engine:
+    """The decode loop's state: one slot per batch row, a shared KV cache whose columns are aligned
+    on the right (each row masks the columns before its prompt)."""
+
+    def __init__(self, model, tokenizer, prompts, params: SamplingParams, seeds: list[int], progress=None):
+        self.model, self.tokenizer, self.prompts, self.params, self.seeds = model, tokenizer, prompts, params, seeds
+        self.device = next(model.parameters()).device
+        self.splices = supports_preallocated_cache(model)
+        total, max_new = len(prompts) * params.n, params.max_new_tokens
+        # one scratch column at max_new: finished rows left in the batch keep writing there
+        self.tokens = torch.empty(total, max_new + 1, dtype=torch.long, device=self.device)
+        self.logps = torch.empty(total, max_new + 1, device=self.device)
+        self.lengths, self.finish = [max_new] * total, ["length"] * total
+        self.stops = None
+        self.progress = progress
+        self.cache = None  # no rows in flight
+        self.live_count = self.dead_count = 0
+
+    def admit(self, prompt_indices: list[int]):
+        """Prefill prompts, draw their first tokens and add their rows to the batch."""
+        p, device, n = self.params, self.device, self.params.n
+        input_ids, pmask = _tokenize_prompts(self.tokenizer, [self.prompts[i] for i in prompt_indices])
+        input_ids, pmask = input_ids.to(device), pmask.to(device)
+        width = input_ids.size(1)
+        positions = (pmask.cumsum(-1) - 1).clamp(min=0)
+        fresh = self.cache is None
+        capacity = width + (p.max_new_tokens if fresh else 0)
+        cache = preallocated_cache(self.model, capacity) if self.splices else None
+        logits, cache = _forward(self.model, cache, input_ids=input_ids, attention_mask=pmask, position_ids=positions)
+        cache.batch_repeat_interleave(n)
+        if self.stops is None:
+            self.stops = _StopMatcher(self.tokenizer, p.stop, logits.size(-1), device)
+        rows = torch.tensor([i * n + j for i in prompt_indices for j in range(n)], device=device)
+        u = torch.stack([torch.rand(p.max_new_tokens + 1, dtype=torch.float64, device=device,
+                                    generator=torch.Generator(device).manual_seed(self.seeds[r]))
+                         for r in rows.tolist()])
+        new = {"rows": rows, "u": u, "gen": torch.zeros_like(rows), "pos": positions[:, -1].repeat_interleave(n) + 1,
+               "live": torch.ones_like(rows, dtype=torch.bool)}
+        if fresh:
+            self.cache = cache
+            self.mask = torch.ones(len(rows), capacity, dtype=torch.long, device=device)
+            self.mask[:, :width] = pmask.repeat_interleave(n, 0)
+            self.slots = new
+            self.chosen = self._draw(logits.repeat_interleave(n, 0), slice(None))
         else:
-            probs = logprobs_all.exp()
-        chosen = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    return chosen, logprobs_all.gather(-1, chosen[:, None]).squeeze(-1)
+            kept = self._splice(cache, pmask.repeat_interleave(n, 0), new)
+            self.chosen = torch.cat([kept, self._draw(logits.repeat_interleave(n, 0), slice(-len(rows), None))])
+        self.live_count += len(rows)
+
+    def _splice(self, cache, pmask, new: dict) -> torch.Tensor:
+        """Drop the finished rows and append ``new`` ones (prefilled into ``cache``); returns the
+        kept rows' last tokens."""
+        keep = self.slots["live"].nonzero().squeeze(-1)
+        old_len, width = self.cache.layers[0].length, pmask.size(1)
+        length = max(old_len, width)
+        mask = torch.cat([torch.nn.functional.pad(self.mask[keep, :old_len], (length - old_len, 0)),
+                          torch.nn.functional.pad(pmask, (length - width, 0))])
+        trim = int(mask.any(0).int().argmax())  # leading columns that no row attends to
+        length -= trim
+        capacity = length + self.params.max_new_tokens
+        self.cache = splice([(self.cache, keep, length - old_len),
+                             (cache, torch.arange(pmask.size(0), device=self.device), length - width)],
+                            length, capacity)
+        self.mask = torch.ones(mask.size(0), capacity, dtype=torch.long, device=self.device)
+        self.mask[:, :length] = mask[:, trim:]
+        self.slots = {k: torch.cat([v[keep], new[k]]) for k, v in self.slots.items()}
+        self.dead_count = 0
+        return self.chosen[keep]
+
+    def compact(self) -> None:
+        keep = self.slots["live"].nonzero().squeeze(-1)
+        self.cache.batch_select_indices(keep)
+        self.mask, self.chosen = self.mask[keep], self.chosen[keep]
+        self.slots = {k: v[keep] for k, v in self.slots.items()}
+        self.dead_count = 0
+
+    def step(self) -> None:
+        """One decode step for every slot."""
+        s = self.slots
+        logits, self.cache = _forward(self.model, self.cache, input_ids=self.chosen[:, None],
+                                      attention_mask=self.mask[:, : self.cache.get_seq_length() + 1],
+                                      position_ids=s["pos"][:, None])
+        s["pos"] += 1
+        self.chosen = self._draw(logits, slice(None))
+
+    def _draw(self, logits, which) -> torch.Tensor:
+        """Draw and record the next token of the slots ``which``; marks the rows that end."""
+        p, s = self.params, {k: v[which] for k, v in self.slots.items()}
+        column = s["gen"].clamp(max=p.max_new_tokens)
+        chosen, logp = draw(logits, s["u"].gather(1, column[:, None]).squeeze(-1), p.temperature, p.top_p, p.top_k)
+        self.tokens[s["rows"], column] = chosen
+        self.logps[s["rows"], column] = logp
+        s["gen"] += 1
+        is_eos = (chosen == self.tokenizer.eos_token_id) & (not p.ignore_eos)
+        maybe = s["live"] & (is_eos | self.stops.trigger[chosen] | (s["gen"] >= p.max_new_tokens))
+        ending = maybe.nonzero().squeeze(-1)  # the step's one host sync
+        if len(ending):
+            self._end(s, ending, is_eos[ending].tolist())
+        return chosen
+
+    def _end(self, s: dict, ending: torch.Tensor, eos: list[bool]) -> None:
+        ended = []
+        for b, orig, gen, is_eos in zip(ending.tolist(), s["rows"][ending].tolist(), s["gen"][ending].tolist(), eos):
+            if is_eos:
+                self.finish[orig] = "eos"
+            elif self.params.stop and self.stops.hits(self.tokens[orig, :gen].tolist()):
+                self.finish[orig] = "stop"
+            elif gen < self.params.max_new_tokens:
+                continue
+            self.lengths[orig] = gen
+            ended.append(b)
+        if ended:
+            s["live"][ended] = False  # s holds views of the slots' tensors
+            self.live_count -= len(ended)
+            self.dead_count += len(ended)
+            if self.progress:
+                self.progress(len(ended))
+
+    def rollouts(self) -> list[Rollout]:
+        out, n = [], self.params.n
+        for i, (ids, lps) in enumerate(zip(self.tokens.tolist(), self.logps.tolist())):
+            ids, lps = ids[: self.lengths[i]], lps[: self.lengths[i]]
+            text_ids = ids[:-1] if self.finish[i] == "eos" else ids
+            out.append(Rollout(i // n, ids, lps, self.tokenizer.decode(text_ids), self.finish[i]))
+        return out
 
 
 @torch.no_grad()
-def sample(model, tokenizer, prompts: list[str], params: SamplingParams,
-           compact_fraction: float = 0.125) -> list[Rollout]:
+def sample(model, tokenizer, prompts: list[str], params: SamplingParams, compact_fraction: float = 0.125,
+           batch_size: int = 0, prompt_seeds: list[int] | None = None, progress=None) -> list[Rollout]:
     """Sample ``params.n`` completions for every prompt; returns them grouped prompt by prompt.
 
-    Finished rows stay in the batch (their outputs ignored) until they are at least
+    batch_size: rows in flight at most (0: all prompts at once); finished rows are replaced by
+    pending prompts (whole prompts: ``n`` rows each) once ``compact_fraction`` of the batch is
+    free. Without pending prompts, finished rows stay in the batch (outputs ignored) until they are
     ``compact_fraction`` of it; then the batch and its cache are compacted to the live rows.
+    prompt_seeds: one seed per prompt (``row_seeds``). progress: called with the number of rows
+    that just finished.
     """
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device)
-    generator.manual_seed(params.seed if params.seed is not None else torch.seed() % 2**63)
-    input_ids, prompt_mask = _tokenize_prompts(tokenizer, prompts)
-    input_ids, prompt_mask = input_ids.to(device), prompt_mask.to(device)
-    n, width, max_new = params.n, input_ids.size(1), params.max_new_tokens
-    total = len(prompts) * n
+    engine = _Engine(model, tokenizer, prompts, params, row_seeds(params, len(prompts), prompt_seeds), progress)
+    n = params.n
+    cap = max(batch_size, n) if batch_size else len(prompts) * n
+    pending = list(range(len(prompts)))[::-1]
 
-    positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
-    cache = preallocated_cache(model, width + max_new) if supports_preallocated_cache(model) else None
-    logits, cache = _forward(model, cache, input_ids=input_ids, attention_mask=prompt_mask, position_ids=positions)
-    cache.batch_repeat_interleave(n)
-    logits = logits.repeat_interleave(n, dim=0)
-    # one attention mask for the whole generation: the prompt's, then ones; each step passes a view
-    mask = torch.ones(total, width + max_new, dtype=torch.long, device=device)
-    mask[:, :width] = prompt_mask.repeat_interleave(n, dim=0)
-    next_pos = positions[:, -1].repeat_interleave(n) + 1
+    def take(room: int) -> list[int]:
+        return [pending.pop() for _ in range(min(max(room // n, 1), len(pending)))]
 
-    tokens = torch.zeros(total, max_new, dtype=torch.long, device=device)
-    logps = torch.zeros(total, max_new, device=device)
-    lengths = torch.full((total,), max_new, dtype=torch.long)
-    finish = ["length"] * total
-    stops = _StopMatcher(tokenizer, params.stop, logits.size(-1), device)
-    rows = torch.arange(total, device=device)  # the original row of every batch row
-    alive = torch.ones(total, dtype=torch.bool, device=device)  # batch rows still generating
-    for step in range(max_new):
-        chosen, chosen_logp = _draw(logits, params, generator)
-        tokens[rows, step] = torch.where(alive, chosen, tokens[rows, step])
-        logps[rows, step] = torch.where(alive, chosen_logp, logps[rows, step])
-        ended = alive & ((chosen == tokenizer.eos_token_id) | stops.trigger[chosen])
-        for b in ended.nonzero().flatten().tolist():
-            orig = int(rows[b])
-            if chosen[b] == tokenizer.eos_token_id:
-                finish[orig] = "eos"
-            elif stops.hits(tokens[orig, : step + 1].tolist()):
-                finish[orig] = "stop"
-            else:
-                continue
-            lengths[orig] = step + 1
-            alive[b] = False
-        live_count = int(alive.sum())
-        if live_count == 0 or step == max_new - 1:
-            break
-        if len(rows) - live_count >= compact_fraction * len(rows):
-            keep = alive.nonzero().flatten()
-            cache.batch_select_indices(keep)
-            rows, chosen, mask, next_pos = rows[keep], chosen[keep], mask[keep], next_pos[keep]
-            alive = alive[keep]
-        logits, cache = _forward(model, cache, input_ids=chosen[:, None],
-                                 attention_mask=mask[:, : width + step + 1], position_ids=next_pos[:, None])
-        next_pos = next_pos + 1
-
-    rollouts = []
-    for i, (ids, lps) in enumerate(zip(tokens.tolist(), logps.tolist())):
-        ids, lps = ids[: lengths[i]], lps[: lengths[i]]
-        text_ids = ids[:-1] if finish[i] == "eos" else ids
-        rollouts.append(Rollout(i // n, ids, lps, tokenizer.decode(text_ids), finish[i]))
-    return rollouts
+    while pending or engine.live_count:
+        free = cap - engine.live_count
+        if pending and engine.live_count == 0:
+            engine.cache = None
+            engine.dead_count = 0
+            engine.admit(take(cap))
+        elif pending and engine.splices and free >= max(n, compact_fraction * cap):
+            engine.admit(take(free))
+        elif engine.dead_count and engine.dead_count >= compact_fraction * (engine.live_count + engine.dead_count):
+            engine.compact()
+        if engine.live_count:
+            engine.step()
+    return engine.rollouts()

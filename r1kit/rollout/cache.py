@@ -98,3 +98,35 @@ def preallocated_cache(model, capacity: int) -> Cache:
     """A cache with one ``PreallocatedLayer`` of ``capacity`` positions per decoder layer."""
     n_layers = model.config.get_text_config(decoder=True).num_hidden_layers
     return Cache(layers=[PreallocatedLayer(capacity) for _ in range(n_layers)])
+
+
+def splice(parts: list[tuple[Cache, torch.Tensor, int]], length: int, capacity: int) -> Cache:
+    """A new cache of ``length`` filled positions from the rows of other preallocated caches.
+
+    Every part ``(cache, rows, shift)`` puts ``cache``'s ``rows`` at columns shifted right by
+    ``shift`` (a negative shift drops that many leading columns), so that every part ends at
+    column ``length``; the columns a part leaves empty on the left are zeros (they are masked, but
+    attention multiplies them by a zero weight, and 0 * NaN from uninitialised memory is NaN).
+    """
+    first = parts[0][0]
+    layers = []
+    for i in range(len(first.layers)):
+        sources = [(cache.layers[i].keys[rows], cache.layers[i].values[rows], shift) for cache, rows, shift in parts]
+        k0, v0 = sources[0][0], sources[0][1]
+        batch = sum(k.size(0) for k, _, _ in sources)
+        layer = PreallocatedLayer(capacity)
+        layer._keys = k0.new_empty(batch, k0.size(1), capacity, k0.size(-1))
+        layer._values = v0.new_empty(batch, v0.size(1), capacity, v0.size(-1))
+        row = 0
+        for keys, values, shift in sources:
+            keys, values = keys[:, :, max(-shift, 0):], values[:, :, max(-shift, 0):]
+            start, end = max(shift, 0), row + keys.size(0)
+            if start + keys.size(2) != length:
+                raise ValueError(f"cache part of {keys.size(2)} positions at {start} does not end at {length}")
+            for buf, src in ((layer._keys, keys), (layer._values, values)):
+                buf[row:end, :, :start] = 0
+                buf[row:end, :, start:length] = src
+            row = end
+        layer.length, layer.device, layer.is_initialized = length, k0.device, True
+        layers.append(layer)
+    return Cache(layers=layers)

@@ -46,6 +46,7 @@ from r1kit.runs import check_fresh_run_dir, record_changes, resume_changes
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, get_reward, score
 from r1kit.sampling.config import SampleConfig
+from r1kit.threads import apply as apply_threads
 
 REJECTION_REASONS = ("truncated", "bad_format", "unverifiable", "incorrect", *READABILITY_REASONS,
                      "duplicate", "over_cap")
@@ -232,8 +233,7 @@ class RejectionSampler:
         from r1kit.models import load_model, load_tokenizer
 
         if self.model is None:
-            if self.cfg.threads:
-                torch.set_num_threads(self.cfg.threads)
+            apply_threads(self.cfg.threads)
             self.model, self.tokenizer = load_model(self.cfg.model, self.cfg.dtype), load_tokenizer(self.cfg.model)
         if need_judge and self.judge is None and self.cfg.judge:
             from r1kit.sampling.judge import Judge

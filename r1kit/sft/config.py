@@ -42,7 +42,7 @@ class SFTConfig:
         ``final/`` (the fine-tuned model, an HF folder with its tokenizer) and ``summary.json``.
     checkpoint_every: save ``checkpoint-STEP`` every N steps (and at the end); 0: only at the end.
     keep_checkpoints: how many of the newest checkpoints to keep.
-    threads: torch CPU threads (0 keeps torch's default).
+    threads: torch CPU threads (0: auto, see r1kit.threads; passive waiting either way).
     """
 
     model: str = "tiny"

@@ -25,6 +25,7 @@ from r1kit.models import load_model, load_tokenizer, resolve_model_path
 from r1kit.models.precision import compute_context
 from r1kit.sft.config import SFTConfig
 from r1kit.sft.data import build_examples, collate, epoch_micro_batches, fingerprint, load_sft_rows, masked_lm_loss
+from r1kit.threads import apply as apply_threads
 
 RECORDS = ["metrics.jsonl", "summary.json", "final"]
 SAFE_ON_RESUME = ("checkpoint_every", "keep_checkpoints", "threads")  # options a resumed run may change
@@ -63,8 +64,7 @@ class SFTTrainer:
             _check_packing_support()
         check_fresh_run_dir(self.out, RECORDS, resume, overwrite, "fine-tuning run")
         changes = resume_changes(self.out, cfg, SAFE_ON_RESUME, "fine-tuning run") if resume else {}
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        apply_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         self.model_path = resolve_model_path(cfg.model)

@@ -1,0 +1,84 @@
+"""Seconds per GRPO step when the CPU is shared: the default R1-Zero run quiet vs beside one
+competing CPU-bound process.
+
+Runs ``r1kit zero`` (defaults, no recipe: the embedded tiny model) for ``--steps`` steps, quiet,
+then with one busy-looping Python process started beside it (it takes one core: on 2 cores a
+fair share is a ratio of 2.0). Both with r1kit's thread policy (``r1kit.threads``: passive
+waiting, one inter-op thread) and, with ``--compare``, with it turned off
+(``R1KIT_THREAD_POLICY=0``: torch's spinning workers). Seconds per step are the medians of the
+metrics' ``step_seconds``, the first step (warm-up) left out; the seeded runs produce the same
+steps whatever the load, so quiet and loaded do the same work.
+
+    python benchmarks/contention.py                 # 8 steps per run, policy on
+    python benchmarks/contention.py --compare       # also with the policy off
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUSY = "while True:\n    pass\n"
+
+
+TIMING = ("tokens_per_s", "rollout_seconds", "train_seconds", "step_seconds")
+
+
+def run_steps(steps: int, policy: bool, loaded: bool, overrides: list[str]) -> tuple[list[float], list[dict]]:
+    """Per-step seconds of one ``r1kit zero`` run (its first step left out) and its metrics
+    without the timings (identical runs for one seed, whatever the load)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME")}
+    env["R1KIT_THREAD_POLICY"] = "1" if policy else "0"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    busy = subprocess.Popen([sys.executable, "-c", BUSY]) if loaded else None
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            proc = subprocess.run([sys.executable, "-m", "r1kit.cli", "zero", "--out", out, "--no-report",
+                            f"steps={steps}", "eval.every=0", "checkpoint_every=0", "log_tensorboard=false",
+                            *overrides], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if proc.returncode:
+                raise SystemExit(f"r1kit zero failed:\n{proc.stderr[-3000:]}")
+            rows = [json.loads(line) for line in Path(out, "metrics.jsonl").read_text().splitlines() if line.strip()]
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+    return [row["step_seconds"] for row in rows][1:], [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=8, help="steps per run (the first is not counted)")
+    ap.add_argument("--compare", action="store_true", help="also run with the thread policy off")
+    ap.add_argument("overrides", nargs="*", help="r1kit zero overrides, key=value")
+    args = ap.parse_args()
+    print(f"{os.cpu_count()} cores; r1kit zero defaults, {args.steps} steps per run", flush=True)
+    ratios = {}
+    for policy in ([False, True] if args.compare else [True]):
+        label = "policy on " if policy else "policy off"
+        med, results = {}, {}
+        for loaded in (False, True):
+            t0 = time.perf_counter()
+            times, results[loaded] = run_steps(args.steps, policy, loaded, args.overrides)
+            med[loaded] = statistics.median(times)
+            print(f"{label} {'loaded' if loaded else 'quiet ':6s}: median {med[loaded]:.3f} s/step "
+                  f"(min {min(times):.3f}, max {max(times):.3f}; run {time.perf_counter() - t0:.0f} s)", flush=True)
+        ratios[policy] = med[True] / med[False]
+        same = "identical" if results[True] == results[False] else "DIFFERENT"
+        print(f"{label}: loaded/quiet {ratios[policy]:.2f}; metrics (rewards, loss, grad norm, ...) of the two "
+              f"runs {same}", flush=True)
+    if False in ratios:
+        print(f"ratio loaded/quiet seconds-per-step, policy off: {ratios[False]:.2f}")
+    print(f"ratio loaded/quiet seconds-per-step: {ratios[True]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
