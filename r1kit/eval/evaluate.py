@@ -9,7 +9,6 @@ periodic evaluation.
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +17,9 @@ from tqdm.auto import tqdm
 
 from r1kit.data.jsonl import write_jsonl
 from r1kit.eval.metrics import summarize
+from r1kit.eval.probes import consistency_or_none, has_reflection, phenomena
 from r1kit.prompts import build_prompt
 from r1kit.rewards import REWARD_FUNCS
-from r1kit.rewards.language import language_consistency
 from r1kit.rewards.math import answers_equivalent, extract_answer
 from r1kit.rollout import SamplingParams, sample
 
@@ -48,12 +47,6 @@ class EvalConfig:
     reflection_phrases: list[str] = field(default_factory=lambda: list(DEFAULT_REFLECTION_PHRASES))
 
 
-def has_reflection(text: str, phrases) -> bool:
-    """True when ``text`` contains any self-verification phrase (case-insensitive, whole words)."""
-    lowered = text.lower()
-    return any(re.search(rf"\b{re.escape(p.lower())}\b", lowered) for p in phrases)
-
-
 def grade_math(samples: list[dict], problems: list[dict], k: int) -> None:
     """Extract each final answer and compare it with the reference by mathematical equivalence."""
     by_id = {p["id"]: p for p in problems}
@@ -78,14 +71,6 @@ def grader_for(problems: list[dict]):
     return grade_code if problems and ("tests" in problems[0] or "test" in problems[0]) else grade_math
 
 
-def _language_consistency(text: str, example: dict) -> float | None:
-    """Language consistency of ``text``'s chain of thought (None for an unknown target language)."""
-    try:
-        return language_consistency(text, example)
-    except ValueError:
-        return None
-
-
 def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: bool = True):
     """Sample, grade and summarise. Returns ``(samples, results)``."""
     problems = problems[: cfg.limit] if cfg.limit else problems
@@ -103,19 +88,22 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: 
                 "num_tokens": len(r.token_ids), "finish_reason": r.finish_reason,
                 "format": REWARD_FUNCS["format"](r.text, ex) if cfg.template == "r1_zero" else None,
                 "reflection": has_reflection(r.text, cfg.reflection_phrases),
-                "language_consistency": _language_consistency(r.text, ex),
+                "language_consistency": consistency_or_none(r.text, ex),
             })
         bar.update(len(chunk) * cfg.k)
     bar.close()
     grader = grader_for(problems)
     grader(samples, problems, cfg.k)
-    results = summarize_samples(samples, problems, cfg.k, votes=grader is grade_math)
+    results = summarize_samples(samples, problems, cfg.k, votes=grader is grade_math,
+                                phrases=cfg.reflection_phrases)
     results["seconds"] = round(time.time() - start, 2)
     return samples, results
 
 
-def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: bool = True) -> dict:
-    """pass@1, pass@k (and cons@k when answers can vote) plus mean length, format, reflection."""
+def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: bool = True,
+                      phrases=DEFAULT_REFLECTION_PHRASES) -> dict:
+    """pass@1, pass@k (and cons@k when answers can vote) plus mean length, format, reflection and
+    the phenomenon probes (:mod:`r1kit.eval.probes`)."""
     by_id: dict[str, list[dict]] = {}
     for s in samples:
         by_id.setdefault(s["id"], []).append(s)
@@ -133,6 +121,9 @@ def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: 
         results["language_consistency"] = sum(consistency) / len(consistency)
     if samples and samples[0]["format"] is not None:
         results["format_rate"] = sum(s["format"] for s in samples) / n
+    results.update(phenomena([s["response"] for s in samples], [s["correct"] for s in samples],
+                             [s["num_tokens"] for s in samples], phrases,
+                             [s.get("language_consistency") for s in samples]))
     return results
 
 

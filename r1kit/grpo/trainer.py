@@ -27,6 +27,7 @@ from r1kit.data.benchmarks import load_problems
 from r1kit.data.jsonl import append_jsonl
 from r1kit.distributed import ddp
 from r1kit.eval.evaluate import EvalConfig, evaluate, has_reflection
+from r1kit.eval.probes import rollout_phenomena
 from r1kit.grpo import core
 from r1kit.grpo.checkpoint import (latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
                                    set_rng_state, truncate_jsonl_after)
@@ -471,6 +472,7 @@ class GRPOTrainer:
         m["response_length/max"] = lengths.max().item()
         m["truncated_frac"] = sum(r.truncated for r in rollouts) / len(rollouts)
         m["reflection_rate"] = sum(has_reflection(r.text, c.reflection_phrases) for r in rollouts) / len(rollouts)
+        m.update(rollout_phenomena(sampled, c.accuracy_reward, c.reflection_phrases))
         m["groups_all_equal_frac"] = sum(grp.all_equal for grp in sampled) / len(sampled)
         m["refill_rounds"] = rounds
         versions = [grp.weight_version for grp in sampled]

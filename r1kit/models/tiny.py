@@ -47,6 +47,10 @@ class TinyModelConfig:
         has to elicit.
     code_fraction: share of documents from the synthetic code task (``print(...)`` answers), so
         that ``r1kit zero data=synthetic_code`` has a base to start from.
+    step_slip_rate/check_rate: the arithmetic corpus's ``SyntheticConfig`` fields of those names:
+        the chance that an unchecked step writes a wrong value that nothing fixes, and the chance
+        that a ``check``-style step is re-checked. 0 / 0.5 (the ``tiny`` base) write the corpus
+        exactly as before; the ``reflect`` size (``tiny-reflect``) makes unchecked steps slip.
     mix_language_rate: share of arithmetic documents whose chain of thought mixes in words of a
         second, made-up language (``r1kit.data.synthetic.SECOND_LANGUAGE``); when > 0 the step
         sentences are also worded (``First 3 + 4 = 7. Then ...``). 0 (the ``tiny`` base) writes
@@ -69,6 +73,8 @@ class TinyModelConfig:
     template_fraction: float = 0.3
     template_style_weights: tuple[float, float, float] = (0.8, 0.15, 0.05)
     code_fraction: float = 0.1
+    step_slip_rate: float = 0.0
+    check_rate: float = 0.5
     mix_language_rate: float = 0.0
     steps: int = 1500
     batch_size: int = 16
@@ -83,6 +89,8 @@ TINY_SIZES: dict[str, dict] = {
     "base": {},
     "small": {"hidden_size": 96, "num_layers": 3, "intermediate_size": 288},
     "mixed": {"mix_language_rate": 0.5, "init_from": "tiny", "steps": 400, "lr": 1e-3},
+    "reflect": {"step_slip_rate": 0.2, "template_style_weights": (0.8, 0.17, 0.03),
+                "init_from": "tiny", "steps": 600, "lr": 1e-3},
 }
 """Named sizes of the tiny builder: field overrides of :class:`TinyModelConfig`. ``small`` is the
 student of the distillation experiment: same corpus, tokenizer and pre-training recipe, 3 layers
@@ -104,6 +112,7 @@ def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     n_full = int((cfg.corpus_size - n_code) * cfg.template_fraction)
     seed = synthetic.TRAIN_SEED + cfg.seed
     words = {"worded": True, "mix_language_rate": cfg.mix_language_rate} if cfg.mix_language_rate > 0 else {}
+    words.update(step_slip_rate=cfg.step_slip_rate, check_rate=cfg.check_rate)
     full = synthetic.train_set(n_full, seed, synthetic.SyntheticConfig(style_weights=cfg.template_style_weights,
                                                                        **words))
     short = synthetic.train_set(cfg.corpus_size - n_code - n_full, seed + 1, synthetic.SyntheticConfig(**words))
