@@ -58,6 +58,10 @@ class SyntheticConfig:
     step_slip_rate: the chance that an *unchecked* step (``steps`` style, or a ``check``-style step
         left unchecked) writes a wrong value, off by 1 or 2, that nothing fixes: the chain goes on
         from it and ends on a wrong answer. 0 (the default) writes every unchecked step right.
+    carry: each step sentence rewrites the whole rest of the chain (``7 + 5 - 3 = 12 - 3.
+        12 - 3 = 9.``) instead of one operation (``7 + 5 = 12. 12 - 3 = 9.``): the next operand is
+        then copied from the sentence before, not found by counting in the problem; a check
+        re-derives the whole sentence (``wait, let me check: 7 + 5 - 3 = 12 - 3.``).
     worded: step sentences open with a connective word (``First``, then ``Then``).
     mix_language_rate: share of documents whose words come, each with probability 1/2, from the
         second language (:data:`SECOND_LANGUAGE`); 0 writes English only.
@@ -70,6 +74,7 @@ class SyntheticConfig:
     slip_rate: float = 0.5
     check_rate: float = 0.5
     step_slip_rate: float = 0.0
+    carry: bool = False
     worded: bool = False
     mix_language_rate: float = 0.0
 
@@ -127,13 +132,15 @@ def reasoning_text(steps, style: str, rng: random.Random, cfg: SyntheticConfig) 
         a = carried
         result = a + b if op == "+" else a - b
         lead = f"{say(CONNECTIVES[min(i, 1)])} " if cfg.worded else ""
+        tail = "".join(f" {o} {n}" for _, o, n, _ in steps[i + 1:]) if cfg.carry else ""
+        lhs = f"{a} {op} {b}{tail}" if cfg.carry else f"{a} {op} {b}"
         if style == "check" and rng.random() < cfg.check_rate:
             first = _slipped(result, rng) if rng.random() < cfg.slip_rate else result
-            sentences.append(f"{lead}{a} {op} {b} = {first}. {CHECK_PHRASE}: {a} {op} {b} = {result}.")
+            sentences.append(f"{lead}{lhs} = {first}{tail}. {CHECK_PHRASE}: {lhs} = {result}{tail}.")
         else:
             if cfg.step_slip_rate > 0 and rng.random() < cfg.step_slip_rate:
                 result = _slipped(result, rng)
-            sentences.append(f"{lead}{a} {op} {b} = {result}.")
+            sentences.append(f"{lead}{lhs} = {result}{tail}.")
         carried = result
     return " ".join(sentences), carried
 

@@ -71,7 +71,7 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
-    max_new_tokens: int = 128
+    max_new_tokens: int = 256
 
 
 @dataclass
@@ -89,7 +89,7 @@ class PeriodicEvalConfig:
     k: int = 4
     temperature: float = 0.6
     top_p: float = 0.95
-    max_new_tokens: int = 128
+    max_new_tokens: int = 256
 
 
 @dataclass
@@ -143,8 +143,9 @@ class DistributedConfig:
 class ZeroConfig:
     """An R1-Zero run: GRPO with rule-based rewards straight on a base model.
 
-    model: HF folder, hub id, ``tiny`` (the embedded base) or ``smollm2-135m`` (a real pretrained
-        model, r1kit.models.gguf).
+    model: HF folder, hub id, ``tiny-reflect`` (the default: the embedded base whose corpus makes
+        re-checking pay, r1kit.models.tiny), ``tiny`` (the original embedded base) or
+        ``smollm2-135m`` (a real pretrained model, r1kit.models.gguf).
     dtype: compute dtype, ``float32`` or ``bfloat16``. With ``bfloat16`` the weights and optimiser
         state stay float32 (bf16 weights would round most updates away); sampling uses a bf16 copy
         refreshed every step and training runs under autocast (r1kit.models.precision).
@@ -168,12 +169,13 @@ class ZeroConfig:
     keep_checkpoints: how many of the newest checkpoints to keep.
     reflection_phrases: self-verification phrases counted by the reflection rate.
     log_tensorboard: also write TensorBoard events when ``tensorboard`` is installed.
-    threads: torch CPU threads (0 keeps torch's default).
+    threads: torch CPU threads (0 keeps torch's default). 1 by default: the tiny models gain little
+        from a second thread and lose much when other processes share the cores.
     distributed: Ray rollout/reward workers (``DistributedConfig``). Multi-process training needs
         no option: run under ``torchrun --nproc-per-node K`` (r1kit.distributed.ddp).
     """
 
-    model: str = "tiny"
+    model: str = "tiny-reflect"
     dtype: Literal["float32", "bfloat16"] = "float32"
     data: str = "synthetic"
     train_size: int = 20000
@@ -190,7 +192,7 @@ class ZeroConfig:
     keep_checkpoints: int = 2
     reflection_phrases: list[str] = field(default_factory=lambda: list(DEFAULT_REFLECTION_PHRASES))
     log_tensorboard: bool = True
-    threads: int = 0
+    threads: int = 1
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
