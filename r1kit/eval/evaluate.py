@@ -4,8 +4,10 @@
 decoding repeats itself and varies between checkpoints), extracts each final answer, grades it by
 mathematical equivalence and summarises. It also reports the language consistency of the chains
 of thought (``language_consistency``: the mean over samples of the share of chain-of-thought words
-in the problem's ``language``, default ``en``; :mod:`r1kit.rewards.language`). It is used by ``r1kit eval`` and by the trainers'
-periodic evaluation.
+in the problem's ``language``, default ``en``; :mod:`r1kit.rewards.language`) and the phenomenon
+probes of :mod:`r1kit.eval.probes` (accuracy with / without reflection, real fixes, length of right
+and wrong answers, language mixing). It is used by ``r1kit eval`` and by the trainers' periodic
+evaluation.
 """
 from __future__ import annotations
 
