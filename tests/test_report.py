@@ -20,7 +20,8 @@ import pytest
 from r1kit.report import ReportWarning, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-IMAGES = ["accuracy.png", "length.png", "reflection.png", "rewards.png", "training.png"]
+IMAGES = ["accuracy.png", "length.png", "reflection.png", "reflection_accuracy.png", "language.png",
+          "rewards.png", "training.png"]
 BROWSERS = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
 SYSTEM_PROMPT = 'Reason inside <think> ... </think> & answer in <answer> "tags"'
 
@@ -44,6 +45,9 @@ def make_run(run_dir: Path, steps: int = 60, eval_every: int = 10, *, metrics: b
                     "kl": 0.002 * step, "entropy": 0.9 - 0.004 * step, "clip_frac": 0.01 + 0.01 * rng.random(),
                     "grad_norm": 0.5 + rng.random(), "lr": 1e-6, "tokens_per_s": 9000 + rng.gauss(0, 200),
                     "step_seconds": 3.5, "reflection_rate": 0.02 + step / 200,
+                    "accuracy_reflective": acc + 0.1, "accuracy_non_reflective": acc - 0.1,
+                    "reflection_fixes": 0.1, "length_correct": 100 + 5 * step, "length_incorrect": 130,
+                    "language_consistency": 0.8 + step / 600, "language_mixing_rate": 0.4 - step / 300,
                 }
                 f.write(json.dumps(row) + "\n")
             f.write('{"step": %d, "reward/mean": 0.7' % (steps + 1))  # killed mid-write
@@ -52,7 +56,9 @@ def make_run(run_dir: Path, steps: int = 60, eval_every: int = 10, *, metrics: b
             for step in range(0, steps + 1, eval_every):
                 row = {"step": step, "pass@1": 0.1 + 0.5 * step / steps, "cons@8": 0.15 + 0.6 * step / steps,
                        "k": 8, "mean_length": 120 + 5 * step, "format_rate": 0.95,
-                       "reflection_rate": 0.01 + step / 200}
+                       "reflection_rate": 0.01 + step / 200, "accuracy_reflective": 0.6,
+                       "accuracy_non_reflective": 0.3, "reflection_fixes": 0.05, "length_correct": 110 + 5 * step,
+                       "length_incorrect": 140, "language_consistency": 0.9, "language_mixing_rate": 0.2}
                 f.write(json.dumps(row) + "\n")
             f.write('{"step": 9')
     config = {"model": {"name": "tiny-gpt", "dtype": "float32"},
@@ -106,6 +112,18 @@ def test_html_references_images_and_escapes_config(report: Path):
     # Final figures from the last valid rows (the cut lines are skipped).
     assert "last evaluation (step 60)" in page and "last training step (step 60)" in page
     assert "cons@8" in page
+
+
+def test_phenomena_table_opens_the_page(report: Path):
+    page = report.read_text(encoding="utf-8")
+    table = page[page.index('<section id="phenomena">'):]
+    assert page.index('id="phenomena"') < page.index("Final figures")
+    table = table[:table.index("</section>")]
+    assert "<th>step 0</th><th>step 60</th>" in table  # first vs last evaluation
+    row = re.search(r"<th>length of correct responses</th>(.*?)</tr>", table).group(1)
+    assert re.findall(r">([\d.]+)<", row) == ["110", "410"]
+    for label in ("reflection rate", "accuracy with reflection", "language mixing rate"):
+        assert f"<th>{label}</th>" in table
 
 
 def test_summary_json_is_shown(tmp_path: Path):

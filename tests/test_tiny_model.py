@@ -60,3 +60,41 @@ def test_held_out_set_is_disjoint_from_training():
     train = {e["problem"] for e in synthetic.train_set(20000)}
     assert not test & train
     assert len(synthetic.test_set(200)) == 200
+
+
+def test_reflect_corpus_slips_unchecked_steps_and_checks_always_fix():
+    """tiny-reflect's corpus: rare checks under the template, every re-derivation right, unchecked
+    steps sometimes wrong (so re-checking is what makes a chain reliable)."""
+    import re
+
+    from r1kit.eval.evaluate import DEFAULT_REFLECTION_PHRASES
+    from r1kit.eval.probes import has_correction
+    from r1kit.models.tiny import corpus_documents, tiny_config
+
+    docs = corpus_documents(tiny_config("reflect", corpus_size=3000))
+    arithmetic = [d for d in docs if "Compute" in d]
+    template = [d for d in arithmetic if "<think> reasoning process here </think>" in d]
+    checked = [d for d in template if synthetic.CHECK_PHRASE in d]
+    assert 0.02 < len(checked) / len(template) < 0.08  # rare under the R1-Zero template
+
+    def value(expr: str) -> int:
+        return eval(expr)  # the corpus writes only integers, + and -
+
+    rechecks = wrong_steps = steps = 0
+    for doc in arithmetic:
+        thought = doc.rsplit("<think>", 1)[1].split("</think>")[0]
+        for sentence in thought.split(". "):
+            if "=" not in sentence:
+                continue
+            lhs, rhs = sentence.split(": ")[-1].rstrip(". ").split(" = ")
+            # carried chain: the rewritten rest equals the left side when the step is right
+            right = value(lhs) == value(rhs)
+            if sentence.startswith(synthetic.CHECK_PHRASE):
+                rechecks += 1
+                assert right, sentence
+            else:
+                steps += 1
+                wrong_steps += not right
+    assert rechecks > 100 and 0.1 < wrong_steps / steps < 0.3, (rechecks, wrong_steps, steps)
+    assert any(has_correction(d, DEFAULT_REFLECTION_PHRASES) for d in checked)
+    assert re.search(r"\d \+ \d+ [-+] \d+ = \d+ [-+] \d+\.", "".join(arithmetic))  # the rest is carried

@@ -1,8 +1,10 @@
 """Slow (own CI step): the default R1-Zero demo end to end, checked against the measured base.
 
-Runs exactly the README's main job (`r1kit zero`, default config, seed 0) and checks the issue's
+Runs exactly the README's main job (`r1kit zero`, default config, seed 0) and checks the
 acceptance: pass@1 on the held-out synthetic set rises by >= 25 points over the base model, the
-format reward ends >= 0.95, cons@k >= pass@1 at every evaluation, and the report renders.
+format reward ends >= 0.95, cons@k >= pass@1 at every evaluation, responses get longer, the
+phenomenon probes (docs/phenomena.md) are logged in metrics.jsonl and eval.jsonl, and the report
+renders with its phenomena table and plots.
 """
 import json
 import subprocess
@@ -25,4 +27,9 @@ def test_default_zero_run_learns(tmp_path):
     assert sum(m["format_rate"] for m in metrics[-10:]) / 10 >= 0.95
     assert all(e[f"cons@{k}"] >= e["pass@1"] for e in evals), [(e[f"cons@{k}"], e["pass@1"]) for e in evals]
     assert final["mean_length"] > base["mean_length"]
-    assert (run / "report" / "index.html").exists() and (run / "report" / "accuracy.png").exists()
+    for key in ("accuracy_non_reflective", "length_incorrect", "language_mixing_rate", "reflection_rate"):
+        assert key in final and key in metrics[-1], key
+    page = (run / "report" / "index.html").read_text()
+    assert 'id="phenomena"' in page
+    for name in ("accuracy.png", "length.png", "reflection_accuracy.png", "language.png"):
+        assert (run / "report" / name).exists(), name

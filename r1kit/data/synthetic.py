@@ -53,7 +53,15 @@ class SyntheticConfig:
     min_terms/max_terms: numbers per chain (2 means a single operation).
     max_operand: operands are drawn from 1..max_operand.
     style_weights: sampling weights of the direct / steps / check answer styles in the corpus.
-    slip_rate: in the ``check`` style, the chance that a step's first value is wrong (and fixed).
+    slip_rate: in the ``check`` style, the chance that a checked step's first value is wrong (and fixed).
+    check_rate: in the ``check`` style, the chance that a step is checked.
+    step_slip_rate: the chance that an *unchecked* step (``steps`` style, or a ``check``-style step
+        left unchecked) writes a wrong value, off by 1 or 2, that nothing fixes: the chain goes on
+        from it and ends on a wrong answer. 0 (the default) writes every unchecked step right.
+    carry: each step sentence rewrites the whole rest of the chain (``7 + 5 - 3 = 12 - 3.
+        12 - 3 = 9.``) instead of one operation (``7 + 5 = 12. 12 - 3 = 9.``): the next operand is
+        then copied from the sentence before, not found by counting in the problem; a check
+        re-derives the whole sentence (``wait, let me check: 7 + 5 - 3 = 12 - 3.``).
     worded: step sentences open with a connective word (``First``, then ``Then``).
     mix_language_rate: share of documents whose words come, each with probability 1/2, from the
         second language (:data:`SECOND_LANGUAGE`); 0 writes English only.
@@ -64,6 +72,9 @@ class SyntheticConfig:
     max_operand: int = 9
     style_weights: tuple[float, float, float] = (0.5, 0.4, 0.1)
     slip_rate: float = 0.5
+    check_rate: float = 0.5
+    step_slip_rate: float = 0.0
+    carry: bool = False
     worded: bool = False
     mix_language_rate: float = 0.0
 
@@ -106,21 +117,32 @@ def _speaker(rng: random.Random, cfg: SyntheticConfig):
     return lambda text: SECOND_LANGUAGE[text] if rng.random() < 0.5 else text
 
 
-def reasoning_text(steps, style: str, rng: random.Random, cfg: SyntheticConfig) -> str:
+def _slipped(result: int, rng: random.Random) -> int:
+    """A wrong value near ``result``: off by 1 or 2."""
+    return result + rng.choice([-2, -1, 1, 2])
+
+
+def reasoning_text(steps, style: str, rng: random.Random, cfg: SyntheticConfig) -> tuple[str, int]:
+    """The chain of thought in ``style`` and the value it ends on (the answer it leads to)."""
     say = _speaker(rng, cfg)
     if style == "direct":
-        return say(rng.choice(DIRECT_THOUGHTS))
-    sentences = []
-    for i, (a, op, b, result) in enumerate(steps):
+        return say(rng.choice(DIRECT_THOUGHTS)), steps[-1][3]
+    sentences, carried = [], steps[0][0]
+    for i, (_, op, b, _) in enumerate(steps):
+        a = carried
+        result = a + b if op == "+" else a - b
         lead = f"{say(CONNECTIVES[min(i, 1)])} " if cfg.worded else ""
-        if style == "check" and rng.random() < 0.5:
-            first = result
-            if rng.random() < cfg.slip_rate:
-                first = result + rng.choice([-2, -1, 1, 2])
-            sentences.append(f"{lead}{a} {op} {b} = {first}. {CHECK_PHRASE}: {a} {op} {b} = {result}.")
+        tail = "".join(f" {o} {n}" for _, o, n, _ in steps[i + 1:]) if cfg.carry else ""
+        lhs = f"{a} {op} {b}{tail}" if cfg.carry else f"{a} {op} {b}"
+        if style == "check" and rng.random() < cfg.check_rate:
+            first = _slipped(result, rng) if rng.random() < cfg.slip_rate else result
+            sentences.append(f"{lead}{lhs} = {first}{tail}. {CHECK_PHRASE}: {lhs} = {result}{tail}.")
         else:
-            sentences.append(f"{lead}{a} {op} {b} = {result}.")
-    return " ".join(sentences)
+            if cfg.step_slip_rate > 0 and rng.random() < cfg.step_slip_rate:
+                result = _slipped(result, rng)
+            sentences.append(f"{lead}{lhs} = {result}{tail}.")
+        carried = result
+    return " ".join(sentences), carried
 
 
 def completion_text(thought: str, answer: int) -> str:
@@ -144,12 +166,13 @@ def generate_examples(n: int, seed: int, cfg: SyntheticConfig = SyntheticConfig(
         steps = evaluate_chain(numbers, ops)
         answer = steps[-1][3]
         style = rng.choices(STYLES, weights=cfg.style_weights)[0]
+        thought, reached = reasoning_text(steps, style, rng, cfg)
         examples.append({
             "id": f"{id_prefix}-{len(examples):05d}",
             "problem": problem,
             "answer": str(answer),
             "style": style,
-            "solution": completion_text(reasoning_text(steps, style, rng, cfg), answer),
+            "solution": completion_text(thought, reached),
         })
     return examples
 

@@ -4,27 +4,28 @@
 decoding repeats itself and varies between checkpoints), extracts each final answer, grades it by
 mathematical equivalence and summarises. It also reports the language consistency of the chains
 of thought (``language_consistency``: the mean over samples of the share of chain-of-thought words
-in the problem's ``language``, default ``en``; :mod:`r1kit.rewards.language`). It is used by ``r1kit eval`` and by the trainers'
-periodic evaluation.
+in the problem's ``language``, default ``en``; :mod:`r1kit.rewards.language`) and the phenomenon
+probes of :mod:`r1kit.eval.probes` (accuracy with / without reflection, real fixes, length of right
+and wrong answers, language mixing). It is used by ``r1kit eval`` and by the trainers' periodic
+evaluation.
 """
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from r1kit.config import AT_LEAST_1, NON_NEGATIVE, Range
 
 from tqdm.auto import tqdm
 
+from r1kit.config import AT_LEAST_1, NON_NEGATIVE, Range
 from r1kit.data.jsonl import write_jsonl
 from r1kit.eval.metrics import summarize
+from r1kit.eval.probes import consistency_or_none, has_reflection, phenomena
 from r1kit.prompts import build_prompt
 from r1kit.rewards import REWARD_FUNCS
-from r1kit.rewards.language import language_consistency
 from r1kit.rewards.math import answers_equivalent, extract_answer
 from r1kit.rollout import SamplingParams, sample
 
@@ -55,12 +56,6 @@ class EvalConfig:
                         "max_new_tokens": AT_LEAST_1, "batch_size": AT_LEAST_1, "limit": AT_LEAST_1}
 
 
-def has_reflection(text: str, phrases) -> bool:
-    """True when ``text`` contains any self-verification phrase (case-insensitive, whole words)."""
-    lowered = text.lower()
-    return any(re.search(rf"\b{re.escape(p.lower())}\b", lowered) for p in phrases)
-
-
 def grade_math(samples: list[dict], problems: list[dict], k: int) -> None:
     """Extract each final answer and compare it with the reference by mathematical equivalence."""
     by_id = {p["id"]: p for p in problems}
@@ -85,14 +80,6 @@ def grader_for(problems: list[dict]):
     return grade_code if problems and ("tests" in problems[0] or "test" in problems[0]) else grade_math
 
 
-def _language_consistency(text: str, example: dict) -> float | None:
-    """Language consistency of ``text``'s chain of thought (None for an unknown target language)."""
-    try:
-        return language_consistency(text, example)
-    except ValueError:
-        return None
-
-
 def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: bool = True):
     """Sample, grade and summarise. Returns ``(samples, results)``."""
     problems = problems[: cfg.limit] if cfg.limit else problems
@@ -109,18 +96,21 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: 
             "num_tokens": len(r.token_ids), "finish_reason": r.finish_reason,
             "format": REWARD_FUNCS["format"](r.text, ex) if cfg.template == "r1_zero" else None,
             "reflection": has_reflection(r.text, cfg.reflection_phrases),
-            "language_consistency": _language_consistency(r.text, ex),
+            "language_consistency": consistency_or_none(r.text, ex),
         })
     bar.close()
     grader = grader_for(problems)
     grader(samples, problems, cfg.k)
-    results = summarize_samples(samples, problems, cfg.k, votes=grader is grade_math)
+    results = summarize_samples(samples, problems, cfg.k, votes=grader is grade_math,
+                                phrases=cfg.reflection_phrases)
     results["seconds"] = round(time.time() - start, 2)
     return samples, results
 
 
-def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: bool = True) -> dict:
-    """pass@1, pass@k (and cons@k when answers can vote) plus mean length, format, reflection."""
+def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: bool = True,
+                      phrases=DEFAULT_REFLECTION_PHRASES) -> dict:
+    """pass@1, pass@k (and cons@k when answers can vote) plus mean length, format, reflection and
+    the phenomenon probes (:mod:`r1kit.eval.probes`)."""
     by_id: dict[str, list[dict]] = {}
     for s in samples:
         by_id.setdefault(s["id"], []).append(s)
@@ -138,6 +128,9 @@ def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: 
         results["language_consistency"] = sum(consistency) / len(consistency)
     if samples and samples[0]["format"] is not None:
         results["format_rate"] = sum(s["format"] for s in samples) / n
+    results.update(phenomena([s["response"] for s in samples], [s["correct"] for s in samples],
+                             [s["num_tokens"] for s in samples], phrases,
+                             [s.get("language_consistency") for s in samples]))
     return results
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from r1kit.eval.evaluate import has_reflection
+from r1kit.eval.probes import has_reflection, rollout_phenomena
 
 
 def step_metrics(cfg, step: int, batch, opt: dict, times: dict, reward_names: list[str], counters: dict,
@@ -31,6 +31,7 @@ def step_metrics(cfg, step: int, batch, opt: dict, times: dict, reward_names: li
     m["response_length/max"] = lengths.max().item()
     m["truncated_frac"] = sum(r.truncated for r in rollouts) / len(rollouts)
     m["reflection_rate"] = sum(has_reflection(r.text, cfg.reflection_phrases) for r in rollouts) / len(rollouts)
+    m.update(rollout_phenomena(sampled, cfg.accuracy_reward, cfg.reflection_phrases))
     m["groups_all_equal_frac"] = sum(grp.all_equal for grp in sampled) / len(sampled)
     m["refill_rounds"] = batch.refill_rounds
     versions = [grp.weight_version for grp in sampled]

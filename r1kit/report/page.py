@@ -98,10 +98,47 @@ def before_after_table(run: RunData) -> str:
             "</table>")
 
 
+PHENOMENA = [
+    ("pass@1", "pass@1", "accuracy"),
+    ("mean response length (tokens)", "mean_length", "response_length/mean"),
+    ("length of correct responses", "length_correct", "length_correct"),
+    ("length of incorrect responses", "length_incorrect", "length_incorrect"),
+    ("reflection rate", "reflection_rate", "reflection_rate"),
+    ("accuracy with reflection", "accuracy_reflective", "accuracy_reflective"),
+    ("accuracy without reflection", "accuracy_non_reflective", "accuracy_non_reflective"),
+    ("reflection fixes (share of reflective)", "reflection_fixes", "reflection_fixes"),
+    ("language consistency", "language_consistency", "language_consistency"),
+    ("language mixing rate", "language_mixing_rate", "language_mixing_rate"),
+]
+"""Rows of the phenomena table: label, eval.jsonl key, metrics.jsonl key (used without evaluations)."""
+
+
+def phenomena_table(run: RunData) -> str:
+    """First vs last evaluation (or training step, without evaluations) of each phenomenon figure."""
+    rows, col = (run.evals, 1) if run.evals else (run.metrics, 2)
+    if not rows:
+        return ""
+    first, last = rows[0], rows[-1]
+    source = "held-out evaluation" if col == 1 else "training batch"
+    body = []
+    for entry in PHENOMENA:
+        key = entry[col]
+        if key in first or key in last:
+            body.append(f"<tr><th>{html.escape(entry[0])}</th>"
+                        + "".join(f'<td class="num">{html.escape(format_value(r.get(key)))}</td>' for r in (first, last))
+                        + "</tr>")
+    if not body:
+        return ""
+    head = (f"<tr><th>{source}</th><th>step {html.escape(format_value(first.get('step')))}</th>"
+            f"<th>step {html.escape(format_value(last.get('step')))}</th></tr>")
+    return ('<section id="phenomena"><h2>Phenomena</h2><table>\n' + head + "\n"
+            + "\n".join(body) + "\n</table></section>")
+
+
 def final_figures(run: RunData) -> str:
-    """The final-figures tables: before/after, then the last eval and metrics rows (with the
-    summary's reward failures, when any)."""
-    tables = [t for t in [before_after_table(run)] if t]
+    """The final-figures tables: the last eval and metrics rows (with the summary's reward
+    failures, when any)."""
+    tables = []
     if run.evals:
         tables.append(_table(f"last evaluation (step {format_value(run.evals[-1].get('step', '?'))})",
                              run.evals[-1]))
@@ -143,6 +180,8 @@ def render(run: RunData, figures: list[tuple[str, str]], notes: list[str]) -> st
     if notes:
         items = "\n".join(f"<li>{html.escape(n)}</li>" for n in notes)
         parts.append(f'<section class="notes"><strong>Missing data</strong><ul>\n{items}\n</ul></section>')
+    parts.append(before_after_table(run))
+    parts.append(phenomena_table(run))
     parts.append('<section><h2>Final figures</h2><div class="tables">')
     parts.append(final_figures(run))
     parts.append("</div></section>")

@@ -64,36 +64,66 @@ def plot_accuracy(run: RunData, path: Path) -> str | None:
     return None
 
 
-def _train_and_eval_plot(run: RunData, path: Path, train_key: str, eval_key: str, colour: str,
-                         title: str, ylabel: str) -> str | None:
-    """One quantity vs step: training batches as a line, evaluations as points."""
-    train = has_series(run.metrics, train_key)
-    evals = has_series(run.evals, eval_key)
-    if not train and not evals:
-        return f"no {train_key} in metrics.jsonl and no {eval_key} in eval.jsonl"
+class Line(NamedTuple):
+    """One quantity of a figure: its training (metrics.jsonl) and evaluation (eval.jsonl) keys."""
+
+    train_key: str | None
+    eval_key: str | None
+    colour: str
+    label: str
+
+
+def _lines_plot(run: RunData, path: Path, lines: list[Line], title: str, ylabel: str) -> str | None:
+    """Quantities vs step: training batches as lines, evaluations as points of the same colour."""
+    drawn = [(ln, ln.train_key and has_series(run.metrics, ln.train_key),
+              ln.eval_key and has_series(run.evals, ln.eval_key)) for ln in lines]
+    if not any(train or evals for _, train, evals in drawn):
+        return "none of " + ", ".join(k for ln in lines for k in (ln.train_key, ln.eval_key) if k) + " logged"
     fig = Figure(figsize=FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
-    if train:
-        ax.plot(*series(run.metrics, train_key), color=colour, lw=1.5, label="training responses")
-    if evals:
-        ax.plot(*series(run.evals, eval_key), "o", color="tab:orange", ms=6, label="evaluation responses")
+    for ln, train, evals in drawn:
+        if train:
+            ax.plot(*series(run.metrics, ln.train_key), color=ln.colour, lw=1.3, alpha=0.8,
+                    label=f"{ln.label} (training)")
+        if evals:
+            ax.plot(*series(run.evals, ln.eval_key), "o--", color=ln.colour, ms=6, lw=1,
+                    markeredgecolor="black", label=f"{ln.label} (evaluation)")
     ax.set_ylim(bottom=0)
     _style(ax, title, ylabel)
-    ax.legend(loc="best")
+    ax.legend(loc="best", fontsize="small")
     _save(fig, path)
     return None
 
 
 def plot_length(run: RunData, path: Path) -> str | None:
-    """Mean response length vs step (the R1 paper's Figure 3)."""
-    return _train_and_eval_plot(run, path, "response_length/mean", "mean_length", "tab:blue",
-                                "Average length per response", "length (tokens)")
+    """Mean response length vs step (the R1 paper's Figure 3), and that of right and wrong responses."""
+    return _lines_plot(run, path, [Line("response_length/mean", "mean_length", "tab:blue", "all"),
+                                   Line("length_correct", "length_correct", "tab:green", "correct"),
+                                   Line("length_incorrect", "length_incorrect", "tab:red", "incorrect")],
+                       "Average length per response", "length (tokens)")
 
 
 def plot_reflection(run: RunData, path: Path) -> str | None:
-    """Share of responses with reflection words ("wait", "re-check", ...) vs step."""
-    return _train_and_eval_plot(run, path, "reflection_rate", "reflection_rate", "tab:purple",
-                                "Reflection rate", "fraction of responses")
+    """Share of responses with reflection words ("wait", "re-check", ...) and of real fixes vs step."""
+    return _lines_plot(run, path, [Line("reflection_rate", "reflection_rate", "tab:purple", "reflection rate"),
+                                   Line("reflection_fixes", "reflection_fixes", "tab:olive",
+                                        "fixes (share of reflective)")],
+                       "Reflection rate", "fraction of responses")
+
+
+def plot_reflection_accuracy(run: RunData, path: Path) -> str | None:
+    """Accuracy of responses with and without a reflection phrase vs step."""
+    return _lines_plot(run, path, [Line("accuracy_reflective", "accuracy_reflective", "tab:purple", "with reflection"),
+                                   Line("accuracy_non_reflective", "accuracy_non_reflective", "tab:gray",
+                                        "without reflection")],
+                       "Accuracy with vs without reflection", "accuracy")
+
+
+def plot_language(run: RunData, path: Path) -> str | None:
+    """Language consistency of the chains of thought and the share that mix languages vs step."""
+    return _lines_plot(run, path, [Line("language_consistency", "language_consistency", "tab:blue", "consistency"),
+                                   Line("language_mixing_rate", "language_mixing_rate", "tab:red", "mixing rate")],
+                       "Language of the chains of thought", "fraction")
 
 
 def plot_rewards(run: RunData, path: Path) -> str | None:
@@ -151,10 +181,16 @@ class Plot(NamedTuple):
 PLOTS = [
     Plot("accuracy.png", "Evaluation pass@1 and cons@K (majority vote) over training; "
          "the faint line is the training-batch accuracy.", plot_accuracy),
-    Plot("length.png", "Average length per response during training (line) and at evaluations (points).",
+    Plot("length.png", "Average length per response during training (lines) and at evaluations (points): "
+         "all, correct and incorrect responses.",
          plot_length),
     Plot("reflection.png", "Fraction of responses containing reflection (e.g. \u201cwait\u201d, "
-         "\u201clet me re-check\u201d).", plot_reflection),
+         "\u201clet me re-check\u201d), and the share of reflective responses that changed a value "
+         "and ended right (real fixes).", plot_reflection),
+    Plot("reflection_accuracy.png", "Accuracy of responses with and without a reflection phrase.",
+         plot_reflection_accuracy),
+    Plot("language.png", "Language consistency of the chains of thought and the share below 0.9 "
+         "(mixing languages).", plot_language),
     Plot("rewards.png", "Mean reward overall and per reward function.", plot_rewards),
     Plot("training.png", "Optimisation health: KL, entropy, clipped fraction, gradient norm, throughput.",
          plot_training),

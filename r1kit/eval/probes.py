@@ -1,0 +1,106 @@
+"""Phenomenon probes: the figures that tell whether the paper's observations happen in a run.
+
+Computed the same way on training rollouts (``metrics.jsonl``) and on held-out samples
+(``eval.jsonl``), from each response's text, correctness, length and language consistency:
+
+* ``accuracy_reflective`` / ``accuracy_non_reflective``: accuracy of the responses with and
+  without a self-verification phrase (``has_reflection``); None when that side is empty. The
+  "aha" only matters if reflective responses are the more accurate ones.
+* ``reflection_fixes``: share of reflective responses that hold a *real correction* and end right.
+  A correction is an equation written twice with the same left side and different values, with a
+  reflection phrase between the two (``7 + 5 = 11. wait, let me check: 7 + 5 = 12.``). A phrase
+  that re-derives the same value, or that is never followed by a re-derivation, is not one.
+* ``length_correct`` / ``length_incorrect``: mean length (tokens) of right and wrong responses.
+  Dr. GRPO's test: a length bias of the loss inflates wrong answers; real growth lengthens right ones.
+* ``language_mixing_rate``: share of chains of thought whose language consistency is below
+  :data:`MIXING_THRESHOLD` (responses without a consistency figure are left out).
+
+What the phrase counter cannot tell: a model can say "wait" and copy its first value; only
+``reflection_fixes`` counts re-derivations that changed a value and it understands only
+equations of the form ``<numbers and + - * /> = <number>``.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from r1kit.rewards.language import language_consistency
+
+MIXING_THRESHOLD = 0.9
+_EQUATION = re.compile(r"(-?\d+(?:\s*[-+*/×]\s*-?\d+)+)\s*=\s*(-?\d+)")
+
+
+def has_reflection(text: str, phrases) -> bool:
+    """True when ``text`` contains any self-verification phrase (case-insensitive, whole words)."""
+    return bool(_phrase_positions(text, phrases))
+
+
+def _phrase_positions(text: str, phrases) -> list[int]:
+    lowered = text.lower()
+    return sorted(m.start() for p in phrases for m in re.finditer(rf"\b{re.escape(p.lower())}\b", lowered))
+
+
+def has_correction(text: str, phrases) -> bool:
+    """True when an equation is re-written with a different value after a reflection phrase.
+
+    Equations ``lhs = value`` are compared on ``lhs`` with spaces removed; a correction is a pair
+    (first, later) with equal ``lhs``, different values and a phrase starting between them.
+    """
+    marks = _phrase_positions(text, phrases)
+    if not marks:
+        return False
+    seen: list[tuple[str, str, int]] = []
+    for m in _EQUATION.finditer(text):
+        lhs, value = re.sub(r"\s+", "", m.group(1)), m.group(2)
+        if any(lhs == l0 and value != v0 and any(end0 <= p < m.start() for p in marks)
+               for l0, v0, end0 in seen):
+            return True
+        seen.append((lhs, value, m.end()))
+    return False
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def phenomena(texts: Sequence[str], correct: Sequence[bool], lengths: Sequence[float], phrases,
+              consistency: Sequence[float | None] | None = None) -> dict:
+    """The probes of the module docstring over parallel lists of responses (None: no figure)."""
+    reflective = [has_reflection(t, phrases) for t in texts]
+    ref = [c for c, r in zip(correct, reflective) if r]
+    out = {
+        "accuracy_reflective": _mean([float(c) for c in ref]),
+        "accuracy_non_reflective": _mean([float(c) for c, r in zip(correct, reflective) if not r]),
+        "reflection_fixes": _mean([float(c and has_correction(t, phrases))
+                                   for t, c, r in zip(texts, correct, reflective) if r]),
+        "length_correct": _mean([n for n, c in zip(lengths, correct) if c]),
+        "length_incorrect": _mean([n for n, c in zip(lengths, correct) if not c]),
+    }
+    known = [x for x in (consistency or ()) if x is not None]
+    out["language_mixing_rate"] = _mean([float(x < MIXING_THRESHOLD) for x in known])
+    return out
+
+
+def consistency_or_none(text: str, example: dict) -> float | None:
+    """Language consistency of ``text``'s chain of thought (None for an unknown target language)."""
+    try:
+        return language_consistency(text, example)
+    except ValueError:
+        return None
+
+
+def rollout_phenomena(groups, accuracy_reward: str, phrases) -> dict:
+    """:func:`phenomena` of a training step's groups (``rollouts``, ``parts``, ``example``).
+
+    A completion is correct when its ``accuracy_reward`` is 1; completions that reward did not
+    score (general prompts) count only for the language figures. Adds ``language_consistency``.
+    """
+    graded = [(r, p[accuracy_reward] >= 1.0) for g in groups for r, p in zip(g.rollouts, g.parts)
+              if accuracy_reward in p]
+    out = phenomena([r.text for r, _ in graded], [c for _, c in graded],
+                    [len(r.token_ids) for r, _ in graded], phrases)
+    known = [x for x in (consistency_or_none(r.text, g.example) for g in groups for r in g.rollouts)
+             if x is not None]
+    out["language_consistency"] = _mean(known)
+    out["language_mixing_rate"] = _mean([float(x < MIXING_THRESHOLD) for x in known])
+    return out
