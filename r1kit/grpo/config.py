@@ -20,6 +20,9 @@ class GRPOConfig:
     eps_low/eps_high: clip range of the ratio, [1 - eps_low, 1 + eps_high]; eps_high > eps_low is
         DAPO's clip-higher.
     mu: optimisation passes (optimiser steps) per batch, all against the old policy's log-probs.
+    policy_loss: ``grpo`` (a clipped ratio per token) or ``gspo`` (GSPO, Zheng et al. 2025: one
+        length-normalised ratio per sequence, clipped per sequence; use it with
+        ``seq-mean-token-mean`` and a narrow clip range, e.g. eps_low 3e-4, eps_high 4e-4).
     advantage_scale: ``std`` divides by the group std (GRPO); ``none`` only centres (Dr. GRPO).
     loss_agg: ``seq-mean-token-mean`` (GRPO), ``token-mean`` (DAPO) or
         ``seq-mean-token-sum-norm`` (Dr. GRPO, normalised by max_new_tokens).
@@ -39,6 +42,7 @@ class GRPOConfig:
     eps_low: float = 0.2
     eps_high: float = 0.2
     mu: int = 1
+    policy_loss: Literal["grpo", "gspo"] = "grpo"
     advantage_scale: Literal["std", "none"] = "std"
     loss_agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = "seq-mean-token-mean"
     dynamic_sampling: bool = False

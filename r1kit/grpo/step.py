@@ -100,7 +100,7 @@ def accumulate(prep: dict, models: Models, cfg, stats: dict) -> float:
             logp, old_logp[k] if old_logp else logp.detach(), ref_logp[k] if ref_logp else None,
             prep["advantages"][rows], loss_mask, eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta,
             agg=g.loss_agg, max_len=cfg.rollout.max_new_tokens, num_seqs=totals["seqs"],
-            num_tokens=totals["tokens"])
+            num_tokens=totals["tokens"], policy_loss=g.policy_loss)
         loss.backward()
         step_loss += loss.item()
         stats["entropy"].append(((entropy * loss_mask).sum() / loss_mask.sum().clamp(min=1)).item())
