@@ -12,8 +12,8 @@ buckets; done here after the micro-batches, because the trainer's forward goes t
 decoder and LM head separately, not through a wrapped ``forward``). Clipping and the optimiser
 step then see the same gradients on every rank, so the replicas stay equal.
 
-CPU: the ``gloo`` backend; CUDA: ``nccl`` (one GPU per local rank). The GRPO trainer trains on
-the CPU today, so it always asks for gloo.
+CPU: the ``gloo`` backend; CUDA: ``nccl`` (one GPU per local rank), chosen from the run's
+``device`` option (r1kit.models.device).
 """
 from __future__ import annotations
 
@@ -33,10 +33,22 @@ def init_from_env(device: str = "cpu") -> None:
     nccl when they live on CUDA (one GPU per local rank); no-op when alone or already joined."""
     if not launched_by_torchrun() or dist.is_initialized():
         return
-    backend = "nccl" if device.startswith("cuda") else "gloo"
+    backend = backend_for(device)
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
+
+
+def backend_for(device: str) -> str:
+    """The collective backend of a device type: ``nccl`` for CUDA, ``gloo`` otherwise."""
+    return "nccl" if str(device).startswith("cuda") else "gloo"
+
+
+def comm_device() -> torch.device:
+    """Where tensors handed to a collective must live: the rank's GPU under nccl, else the CPU."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def rank() -> int:
@@ -62,7 +74,8 @@ def shard(items: list, rank_: int | None = None, size: int | None = None) -> lis
 
 def global_sum(value: float | torch.Tensor) -> torch.Tensor:
     """Sum of a scalar over the ranks (the value itself when alone), as a float64 tensor."""
-    t = torch.as_tensor(value, dtype=torch.float64).clone()
+    device = value.device if isinstance(value, torch.Tensor) and world_size() == 1 else comm_device()
+    t = torch.as_tensor(value, dtype=torch.float64, device=device).clone()
     if world_size() > 1:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range
 from r1kit.eval.evaluate import DEFAULT_REFLECTION_PHRASES
+from r1kit.models.lora import LoRAConfig
 from r1kit.rewards.reward_model import RewardModelConfig
 
 
@@ -167,6 +168,9 @@ class ZeroConfig:
 
     model: HF folder, hub id, ``tiny`` (the embedded base) or ``smollm2-135m`` (a real pretrained
         model, r1kit.models.gguf).
+    device: where the policy, the reference, the sampling copy, the optimiser state and the step's
+        tensors live: ``auto`` (a CUDA GPU when one is visible, else the CPU), ``cpu``, ``cuda``
+        (under ``torchrun``: the rank's own GPU) or ``cuda:N`` (r1kit.models.device).
     dtype: compute dtype, ``float32`` or ``bfloat16``. With ``bfloat16`` the weights and optimiser
         state stay float32 (bf16 weights would round most updates away); sampling uses a bf16 copy
         refreshed every step and training runs under autocast (r1kit.models.precision).
@@ -194,11 +198,15 @@ class ZeroConfig:
     reflection_phrases: self-verification phrases counted by the reflection rate.
     log_tensorboard: also write TensorBoard events when ``tensorboard`` is installed.
     threads: torch CPU threads (0 keeps torch's default).
+    lora: low-rank adapters instead of full fine-tuning (``LoRAConfig`` in r1kit/models/lora.py;
+        ``lora.r: 16`` turns it on): only the adapters train, the beta > 0 reference is the policy
+        with its adapters off, sampling uses a merged copy, checkpoints hold the adapters.
     distributed: Ray rollout/reward workers (``DistributedConfig``). Multi-process training needs
         no option: run under ``torchrun --nproc-per-node K`` (r1kit.distributed.ddp).
     """
 
     model: str = "tiny"
+    device: str = "auto"
     dtype: Literal["float32", "bfloat16"] = "float32"
     data: str = "synthetic"
     train_size: int = 20000
@@ -221,6 +229,7 @@ class ZeroConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: PeriodicEvalConfig = field(default_factory=PeriodicEvalConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     ranges: ClassVar = {"train_size": AT_LEAST_1, "steps": AT_LEAST_1, "checkpoint_every": NON_NEGATIVE,
@@ -228,12 +237,17 @@ class ZeroConfig:
 
     def check(self, prefix: str = "") -> None:
         """Cross-field rules: reward names exist, distributed options fit together."""
+        from r1kit.models.device import check_device
+        check_device(self.device, f"{prefix}device")
         import_reward_modules(self.reward_modules, f"{prefix}reward_modules")
         check_reward_names(self, prefix)
         d, g = self.distributed, self.grpo
         if d.backend == "ray":
             from r1kit.distributed.cluster import require_ray
             require_ray()
+        if d.backend == "ray" and self.lora.enabled:
+            raise ConfigError(f"{prefix}lora.r: LoRA runs with distributed.backend none (the Ray actors "
+                              "take full weights; merged LoRA pushes are not implemented)")
         if d.backend == "ray" and (self.rewards_by_kind or self.reward_models):
             raise ConfigError(f"{prefix}distributed.backend: rewards_by_kind and reward_models run in the "
                               "trainer's process only; use backend none for all-scenario RL")

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import contextlib
+
 import torch
 
 from r1kit.distributed import ddp
 from r1kit.grpo import core
 from r1kit.grpo.logprobs import completion_logprobs, make_group_batch, split_by_tokens
+from r1kit.models.lora import adapters_off
 from r1kit.models.precision import compute_context
 
 
 @dataclass
 class Models:
     """What a step updates: the float32 ``policy`` (with its optimiser and schedule) and the
-    frozen ``reference`` (None when beta is 0)."""
+    frozen ``reference`` (None when beta is 0; with LoRA the policy itself, run with its adapters
+    off)."""
 
     policy: torch.nn.Module
     reference: torch.nn.Module | None
@@ -28,9 +32,10 @@ class Models:
     scheduler: torch.optim.lr_scheduler.LRScheduler
 
 
-def micro_batches(groups, pad_id: int, token_budget: int, mask_truncated: bool):
+def micro_batches(groups, pad_id: int, token_budget: int, mask_truncated: bool, device="cpu"):
     """Split a step's groups into ``GroupBatch`` micro-batches of about ``token_budget`` padded
-    tokens; yields (batch, row indices into the step's G-row order, loss mask)."""
+    tokens, built on the host and moved to ``device`` once; yields (batch, row indices into the
+    step's G-row order, loss mask)."""
     g = len(groups[0].rollouts)
     lengths = [[len(r.token_ids) for r in grp.rollouts] for grp in groups]
     for members in split_by_tokens([len(grp.prompt_ids) for grp in groups], lengths, token_budget):
@@ -38,9 +43,9 @@ def micro_batches(groups, pad_id: int, token_budget: int, mask_truncated: bool):
         batch = make_group_batch([groups[i].prompt_ids for i in members], [r.token_ids for r in rollouts], g, pad_id)
         loss_mask = batch.completion_mask.float()
         if mask_truncated:
-            loss_mask[torch.tensor([r.truncated for r in rollouts])] = 0.0
-        rows = torch.tensor([i * g + j for i in members for j in range(g)])
-        yield batch, rows, loss_mask
+            loss_mask[torch.tensor([r.truncated for r in rollouts], device="cpu")] = 0.0
+        rows = torch.tensor([i * g + j for i in members for j in range(g)], device=device)
+        yield batch.to(device), rows, loss_mask.to(device)
 
 
 def behaviour_logprobs(groups, mbs) -> list[torch.Tensor]:
@@ -49,11 +54,11 @@ def behaviour_logprobs(groups, mbs) -> list[torch.Tensor]:
     flat = [r for grp in groups for r in grp.rollouts]
     out = []
     for batch, rows, _ in mbs:
-        logp = torch.zeros(batch.completion_ids.shape)
+        logp = torch.zeros(batch.completion_ids.shape, device="cpu")
         for j, row in enumerate(rows.tolist()):
             values = flat[row].logprobs
-            logp[j, : len(values)] = torch.tensor(values)
-        out.append(logp)
+            logp[j, : len(values)] = torch.tensor(values, device="cpu")
+        out.append(logp.to(batch.completion_ids.device))
     return out
 
 
@@ -65,23 +70,25 @@ def prepare(groups, models: Models, cfg, step: int, pad_id: int) -> dict:
     (Ray's ``max_weight_lag``) bring the sampler's own log-probs.
     """
     g = cfg.grpo
-    rewards = torch.tensor([r for grp in groups for r in grp.rewards])
+    device = next(models.policy.parameters()).device
+    rewards = torch.tensor([r for grp in groups for r in grp.rewards], device=device)
     advantages = core.group_advantages(rewards, g.group_size, g.advantage_scale)
-    mbs = list(micro_batches(groups, pad_id, g.micro_batch_tokens, g.overlong == "mask"))
-    local_tokens = sum((m.sum() for _, _, m in mbs), torch.tensor(0.0))
+    mbs = list(micro_batches(groups, pad_id, g.micro_batch_tokens, g.overlong == "mask", device))
+    local_tokens = sum((m.sum() for _, _, m in mbs), torch.zeros((), device=device))
     totals = {"seqs": int(ddp.global_sum(len(rewards)).item()),
               "tokens": ddp.global_sum(local_tokens).float().clamp(min=1)}
     temperature = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0
 
-    def frozen_logprobs(model):
-        with torch.no_grad(), compute_context(model, cfg.dtype):
+    def frozen_logprobs(model, context=contextlib.nullcontext):
+        with torch.no_grad(), compute_context(model, cfg.dtype), context():
             return [completion_logprobs(model, batch, temperature)[0] for batch, _, _ in mbs]
 
     if any(grp.weight_version < step for grp in groups):
         old_logp = behaviour_logprobs(groups, mbs)
     else:
         old_logp = frozen_logprobs(models.policy) if g.mu > 1 else None
-    ref_logp = frozen_logprobs(models.reference) if models.reference is not None else None
+    ref = models.reference
+    ref_logp = frozen_logprobs(ref, lambda: adapters_off(ref)) if ref is not None else None
     return {"mbs": mbs, "advantages": advantages, "totals": totals, "temperature": temperature,
             "old_logp": old_logp, "ref_logp": ref_logp}
 

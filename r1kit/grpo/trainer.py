@@ -27,8 +27,9 @@ from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.metrics import log_samples, step_metrics
 from r1kit.grpo.sources import SOURCES, PromptStream, Scoring
 from r1kit.grpo.step import Models, optimise
-from r1kit.models import load_model, load_tokenizer, resolve_model_path
-from r1kit.models.precision import SamplingCopy
+from r1kit.models import load_tokenizer, resolve_model_path
+from r1kit.models.device import device_record, reset_peak_memory, resolve_device
+from r1kit.models.lora import load_policy, reference_for, sampling_copy, trainable_parameters
 from r1kit.rewards import RewardStats
 from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint,
                         load_trainer_state, lr_factor, record_changes, resume_changes, rng_state, save_checkpoint,
@@ -36,7 +37,7 @@ from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint,
 
 RECORDS = ["metrics.jsonl", "eval.jsonl", "summary.json"]
 # options a resumed run may change (each change is logged in config.changes.jsonl)
-SAFE_ON_RESUME = ("steps", "eval.every", "checkpoint_every", "keep_checkpoints", "log_tensorboard", "threads",
+SAFE_ON_RESUME = ("steps", "eval.every", "checkpoint_every", "keep_checkpoints", "log_tensorboard", "threads", "device",
                   "distributed.address", "distributed.num_cpus", "distributed.rollout_timeout",
                   "distributed.reward_timeout", "distributed.max_actor_restarts", "distributed.sample_log")
 
@@ -60,7 +61,8 @@ class GRPOTrainer:
     def __init__(self, cfg: ZeroConfig, resume: bool = False, progress: bool = True, overwrite: bool = False):
         validate(cfg)
         self.cfg, self.progress, self.out = cfg, progress, Path(cfg.out)
-        ddp.init_from_env("cpu")  # the trainer's tensors live on the CPU (no device option yet)
+        self.device = resolve_device(cfg.device)
+        ddp.init_from_env(self.device.type)
         self.main = ddp.is_main()
         if cfg.grpo.prompts_per_step < ddp.world_size():
             raise ConfigError(f"grpo.prompts_per_step: {cfg.grpo.prompts_per_step} groups cannot be shared by "
@@ -90,7 +92,7 @@ class GRPOTrainer:
         self.models = self._load_models(start)
         self.policy = self.models.policy
         # float32 master weights; dtype bfloat16 is the compute dtype (r1kit.models.precision)
-        self.sampler = SamplingCopy(self.policy, cfg.dtype)
+        self.sampler = sampling_copy(self.policy, cfg.dtype)  # LoRA: the adapters merged in
         if start:
             self._restore(start)
         elif resume:  # nothing to resume from: start over, without the records of the lost steps
@@ -124,9 +126,9 @@ class GRPOTrainer:
 
     def _load_models(self, start: Path | None) -> Models:
         c = self.cfg
-        policy = load_model(str(start) if start else self.model_path, "float32")
-        reference = load_model(self.model_path, c.dtype) if c.grpo.beta > 0 else None
-        optimizer = torch.optim.AdamW(policy.parameters(), lr=c.optim.lr, weight_decay=c.optim.weight_decay)
+        policy = load_policy(self.model_path, c.model, start, c.lora, self.device)
+        reference = reference_for(policy, self.model_path, c.lora, c.dtype, self.device) if c.grpo.beta > 0 else None
+        optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=c.optim.lr, weight_decay=c.optim.weight_decay)
         total = c.steps * c.grpo.mu + 1  # the cosine reaches its floor after the last optimiser step
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, total, c.optim.warmup_steps, c.optim.schedule, 0.1))
@@ -203,6 +205,7 @@ class GRPOTrainer:
     def train_step(self):
         """One GRPO step: the source's groups, ``mu`` optimiser steps on them, the new weights to the
         samplers. Returns the batch, the optimiser's figures and the step's timings."""
+        reset_peak_memory(self.device)
         t0 = time.time()
         batch = self.source.collect(self.step)
         t1 = time.time()
@@ -211,6 +214,7 @@ class GRPOTrainer:
         self.step += 1
         self.source.push_weights(self.policy, self.step)
         t2 = time.time()
+        opt.update(device_record(self.device, self.cfg.dtype))
         return batch, opt, {"rollout_seconds": t1 - t0, "train_seconds": t2 - t1, "step_seconds": t2 - t0}
 
     def _train(self, stop: GracefulStop) -> dict:

@@ -68,17 +68,24 @@ def _model_in_run(name: str) -> str:
     import sys
 
     path = Path(name).expanduser()
-    if not path.is_dir() or (path / "config.json").exists():
+    if not path.is_dir() or _holds_model(path):
         return name
     candidates = [path / "final"] if (path / "final" / "config.json").exists() else []
     steps = [(int(m.group(1)), p) for p in path.glob("checkpoint-*")
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "config.json").exists()]
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and _holds_model(p)]
     candidates += [p for _, p in sorted(steps, reverse=True)]
     if not candidates:
         raise FileNotFoundError(f"model folder {name}: no model in it (no config.json and weights, no final/, "
                                 "no checkpoint-STEP/)")
     print(f"{name}: a run directory; using its model {candidates[0]}", file=sys.stderr)
     return str(candidates[0])
+
+
+def _holds_model(folder: Path) -> bool:
+    """An HF model folder (config and weights; a run directory has an r1kit config.json but no
+    weights), or a LoRA checkpoint (adapters on a named base; r1kit.models.lora)."""
+    weights = any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model*.bin"))
+    return ((folder / "config.json").exists() and weights) or (folder / "adapter_config.json").exists()
 
 
 def load_tokenizer(name: str | None):
@@ -93,10 +100,14 @@ def load_tokenizer(name: str | None):
 
 
 def load_model(name: str | None, dtype: str = "float32", device: str = "cpu"):
-    """A causal LM in eval mode on ``device``."""
+    """A causal LM in eval mode on ``device`` (a LoRA checkpoint: its base with the adapters merged)."""
     from transformers import AutoModelForCausalLM
 
+    from r1kit.models.lora import is_adapter_folder, load_merged
     from r1kit.models.precision import check_dtype
 
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name), dtype=check_dtype(dtype))
+    path = resolve_model_path(name)
+    if is_adapter_folder(path):
+        return load_merged(path, dtype, device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=check_dtype(dtype))
     return model.to(device).eval()
