@@ -60,14 +60,18 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, keep: int) -> Path:
-    """Write ``checkpoint-STEP`` atomically and prune all but the newest ``keep``."""
+def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, keep: int,
+                    extra_files: list[Path] = ()) -> Path:
+    """Write ``checkpoint-STEP`` atomically (``extra_files``, e.g. other ranks' optimiser shards,
+    moved into it before it appears) and prune all but the newest ``keep``."""
     final = Path(run_dir) / f"checkpoint-{step}"
     tmp = Path(run_dir) / f".tmp-checkpoint-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     torch.save(trainer_state, tmp / STATE_FILE)
+    for path in extra_files:
+        shutil.move(str(path), str(tmp / Path(path).name))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:

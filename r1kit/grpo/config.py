@@ -138,6 +138,13 @@ class DistributedConfig:
     max_actor_restarts: replacements of dead rollout actors before the run fails.
     rollout_timeout: seconds a sampling round may go without any task finishing; then the actors
         still busy count as hung: they are killed, replaced, and their tasks re-queued.
+    strategy: under ``torchrun``, how the policy (and the reference) is laid out over the ranks:
+        ``ddp`` (a whole copy per rank, gradients all-reduced) or ``fsdp`` (FSDP2: weights,
+        gradients and optimiser state sharded; r1kit.distributed.strategy). Alone, both are plain
+        training.
+    collective_timeout: under ``torchrun``, seconds a collective (gradient all-reduce, batch
+        broadcast, barrier) may wait for the other ranks; past it the run fails with an error naming
+        the rank and the operation instead of hanging.
     sample_log: with the ray backend, write ``samples.jsonl`` (step, prompt id, sample index,
         weight version, actor, reward) for every sample.
     """
@@ -155,8 +162,10 @@ class DistributedConfig:
     max_actor_restarts: int = 8
     rollout_timeout: float = 1800.0
     sample_log: bool = True
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    collective_timeout: float = 1800.0
 
-    ranges: ClassVar = {"num_cpus": AT_LEAST_1, "rollout_actors": AT_LEAST_1, "actor_cpus": NON_NEGATIVE,
+    ranges: ClassVar = {"collective_timeout": POSITIVE, "num_cpus": AT_LEAST_1, "rollout_actors": AT_LEAST_1, "actor_cpus": NON_NEGATIVE,
                         "actor_threads": NON_NEGATIVE, "reward_workers": NON_NEGATIVE, "reward_timeout": POSITIVE,
                         "max_weight_lag": NON_NEGATIVE, "max_actor_restarts": NON_NEGATIVE,
                         "rollout_timeout": POSITIVE}
@@ -245,6 +254,9 @@ class ZeroConfig:
         if d.backend == "ray":
             from r1kit.distributed.cluster import require_ray
             require_ray()
+        if d.strategy == "fsdp" and (d.backend == "ray" or self.lora.enabled):
+            raise ConfigError(f"{prefix}distributed.strategy: fsdp runs with distributed.backend none and "
+                              "without LoRA (not implemented together)")
         if d.backend == "ray" and self.lora.enabled:
             raise ConfigError(f"{prefix}lora.r: LoRA runs with distributed.backend none (the Ray actors "
                               "take full weights; merged LoRA pushes are not implemented)")
