@@ -210,8 +210,9 @@ class ZeroConfig:
     lora: low-rank adapters instead of full fine-tuning (``LoRAConfig`` in r1kit/models/lora.py;
         ``lora.r: 16`` turns it on): only the adapters train, the beta > 0 reference is the policy
         with its adapters off, sampling uses a merged copy, checkpoints hold the adapters.
-    distributed: Ray rollout/reward workers (``DistributedConfig``). Multi-process training needs
-        no option: run under ``torchrun --nproc-per-node K`` (r1kit.distributed.ddp).
+    distributed: Ray rollout/reward workers and multi-process training (``DistributedConfig``):
+        run under ``torchrun --nproc-per-node K`` (r1kit.distributed.ddp); ``distributed.strategy``
+        picks DDP or FSDP2.
     """
 
     model: str = "tiny"
