@@ -366,7 +366,16 @@ COMMANDS = {"base": cmd_base, "eval": cmd_eval, "grade": cmd_grade, "zero": cmd_
             "pipeline": cmd_pipeline, "sft": cmd_sft, "sample": cmd_sample, "distill": cmd_distill, "cold-start": cmd_cold_start,
             "import-gguf": cmd_import_gguf, "merge-lora": cmd_merge_lora, "config": cmd_config}
 TAKES_OVERRIDES = {"zero", "sft", "sample", "distill", "cold-start", "pipeline"}
-RESUMABLE = {"zero", "sft", "sample", "distill"}
+RESUMABLE = {"zero", "sft", "sample", "distill"}  # continue with --resume
+
+
+def _how_to_resume(command: str, run_dir: Path | None) -> str:
+    if command == "pipeline":
+        return "run the same r1kit pipeline command again: finished stages are skipped, this one resumes"
+    if command in RESUMABLE:
+        out = run_dir if run_dir is not None else "the same --out"
+        return f"continue with: r1kit {command} --out {out} --resume"
+    return "nothing was written"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             ap.error(f"unrecognized arguments: {' '.join(bad)}")
         args.overrides = list(args.overrides) + extra
+    recipe = getattr(args, "recipe", None)
+    if recipe and "=" in recipe and not Path(recipe).exists():  # `pipeline --dry-run key=value`: no recipe
+        args.recipe, args.overrides = None, [recipe, *args.overrides]
     from r1kit.data.jsonl import DataError
     from r1kit.models.gguf import ModelImportError
     from r1kit.runs import Interrupted
@@ -388,12 +400,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"r1kit {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Interrupted as exc:
-        print(f"r1kit {args.command}: interrupted: {exc}", file=sys.stderr)
+        print(f"r1kit {args.command}: interrupted: {exc}; {_how_to_resume(args.command, exc.run_dir)}",
+              file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        hint = (f"; continue with: r1kit {args.command} ... --resume (the same --out)"
-                if args.command in RESUMABLE else "; nothing was written")
-        print(f"\nr1kit {args.command}: interrupted (Ctrl-C){hint}", file=sys.stderr)
+        print(f"\nr1kit {args.command}: interrupted (Ctrl-C); {_how_to_resume(args.command, None)}", file=sys.stderr)
         return 130
     return 0
 

@@ -253,7 +253,8 @@ def describe(cls, prefix: str = "") -> str:
     for f in dataclasses.fields(cls):
         value = getattr(default, f.name)
         if dataclasses.is_dataclass(value):
-            lines.append(f"{prefix}{f.name}:  (section) {docs.get(f.name, '')}".rstrip())
+            summary = docs.get(f.name) or (type(value).__doc__ or "").strip().split("\n")[0]
+            lines.append(f"{prefix}{f.name}:  (section) {summary}".rstrip())
             lines.append(describe(type(value), f"{prefix}{f.name}."))
             continue
         shown = yaml.safe_dump(to_dict(value) if dataclasses.is_dataclass(value) else value,

@@ -256,7 +256,11 @@ def write_config(run_dir: str | Path, config) -> None:
 
 
 class Interrupted(Exception):
-    """A run stopped by Ctrl-C at a safe point; the message says what was saved and how to resume."""
+    """A run stopped by Ctrl-C at a safe point (after ``step`` of ``total``, checkpoint saved)."""
+
+    def __init__(self, step: int, total: int, run_dir: Path):
+        super().__init__(f"stopped at step {step} of {total}; checkpoint-{step} saved in {run_dir}")
+        self.step, self.total, self.run_dir = step, total, Path(run_dir)
 
 
 class GracefulStop:
@@ -290,11 +294,10 @@ class GracefulStop:
         when a stop was requested."""
         return bool(every and step % every == 0) or step == total or self.requested
 
-    def stop_here(self, step: int, total: int, run_dir: Path, command: str) -> None:
-        """Raise :class:`Interrupted` (with how to resume) if a stop was requested before the end."""
+    def stop_here(self, step: int, total: int, run_dir: Path) -> None:
+        """Raise :class:`Interrupted` if a stop was requested before the end."""
         if self.requested and step < total:
-            raise Interrupted(f"stopped at step {step} of {total}; checkpoint-{step} saved in {run_dir}. "
-                              f"Continue with: r1kit {command} --out {run_dir} --resume")
+            raise Interrupted(step, total, run_dir)
 
     def __exit__(self, *exc):
         import signal

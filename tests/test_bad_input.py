@@ -80,7 +80,7 @@ CASES = [
     (["pipeline", "--dry-run", "reasoning_rl.grpo.grpo.group_size=1"], ["reasoning_rl.grpo.grpo.group_size"]),
     # unknown names
     (["zero", "--out", "{out}", "grpo.nope=1"], ["grpo.nope"]),
-    (["zero", "--out", "{out}", "rewards={nope: 1.0}"], ["rewards.nope", "unknown reward"]),
+    (["zero", "--out", "{out}", "rewards={{nope: 1.0}}"], ["rewards.nope", "unknown reward"]),
     (["zero", "--out", "{out}", "reward_modules=[no_such_module]"], ["reward_modules", "no_such_module"]),
     (["zero", "--out", "{out}", "steps"], ["steps", "key=value"]),
     (["eval", "--data", "no_such_benchmark"], ["no_such_benchmark"]),
@@ -98,7 +98,7 @@ CASES = [
     (["sft", "--out", "{out}"], ["data"]),
     (["cold-start", "--data", "{empty}", "--out", "{out}"], ["{empty}"]),
     (["grade", "--data", "{good}", "--responses", "{broken}", "--out", "{out}"], ["{broken}:2"]),
-    (["zero", "--config", "{yaml_bad}", "--out", "{out}"], ["{yaml_bad}:3:", "YAML"]),
+    (["zero", "--config", "{yaml_bad}", "--out", "{out}"], ["{yaml_bad}:4:1:", "YAML"]),
     (["zero", "--config", "{yaml_list}", "--out", "{out}"], ["{yaml_list}", "mapping"]),
     (["zero", "--config", "{folder}", "--out", "{out}"], ["{folder}", "folder"]),
     (["zero", "--config", "{folder}/missing.yaml", "--out", "{out}"], ["missing.yaml", "not found"]),

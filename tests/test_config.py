@@ -48,3 +48,28 @@ def test_shipped_recipe_equals_the_defaults():
 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "zero_tiny.yaml"
     assert load_config(ZeroConfig, recipe) == ZeroConfig()
+
+
+def test_every_option_is_documented_and_listed():
+    """``r1kit config COMMAND`` lists every key with its default; each option has a doc line."""
+    import dataclasses
+
+    from r1kit.cli import CONFIG_CLASSES, _load_class
+    from r1kit.config import describe, field_docs
+
+    def leaves(cls, prefix=""):
+        default = cls()
+        for f in dataclasses.fields(cls):
+            value = getattr(default, f.name)
+            if dataclasses.is_dataclass(value):
+                yield from leaves(type(value), f"{prefix}{f.name}.")
+            else:
+                assert f.name in field_docs(cls), f"{cls.__name__}.{f.name} has no doc line"
+                yield f"{prefix}{f.name}"
+
+    for spec in CONFIG_CLASSES.values():
+        cls = _load_class(spec)
+        listing = describe(cls)
+        for key in leaves(cls):
+            assert f"\n{key} = " in "\n" + listing, key
+    assert "grpo.group_size = 8\n    G, completions sampled per prompt." in describe(_load_class(CONFIG_CLASSES["zero"]))

@@ -84,7 +84,7 @@ def test_extending_and_crash_recovery_match_an_uninterrupted_run(tmp_path):
     run_sample(_cfg(ext, "limit=8"), progress=False)
     with pytest.raises(ConfigError, match="already holds"):
         RejectionSampler(_cfg(ext, "limit=10"), progress=False)
-    with pytest.raises(ConfigError, match="k was 4"):
+    with pytest.raises(ConfigError, match="k: 4 -> 2"):
         RejectionSampler(_cfg(ext, "limit=10", "k=2"), resume=True, progress=False)
     run_sample(_cfg(ext, "limit=10"), resume=True, progress=False)
     assert _rows(ext / "sft.jsonl") == expected_sft

@@ -28,7 +28,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a BOM may open the file
             except UnicodeDecodeError as e:
                 raise DataError(f"{path}:{lineno}: not valid UTF-8 ({e.reason})") from None
             if not line.strip():
@@ -136,7 +136,7 @@ def read_rows(path: str | Path) -> list[dict]:
             raise DataError(f"{path}: reading .parquet files needs pyarrow (pip install pyarrow)") from None
         return pq.read_table(path).to_pylist()
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(value, list):

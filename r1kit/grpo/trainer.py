@@ -256,7 +256,7 @@ class GRPOTrainer:
                     bar.write(eval_line(self.step, last_eval, c.eval.k))
             if stop.checkpoint_due(self.step, c.steps, c.checkpoint_every):
                 self._save()
-            stop.stop_here(self.step, c.steps, self.out, "zero")
+            stop.stop_here(self.step, c.steps, self.out)
         bar.close()
         ddp.barrier()
         if self.writer:

@@ -61,6 +61,19 @@ def resolve_model_path(name: str | None) -> str:
     return _model_in_run(name)
 
 
+def _is_model_folder(path: Path) -> bool:
+    """An HF model folder: a ``config.json`` that names a model type (a run's config.json does not),
+    or a LoRA checkpoint (adapters on a named base; r1kit.models.lora)."""
+    import json
+
+    if (path / "adapter_config.json").exists():
+        return True
+    try:
+        return "model_type" in json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def _model_in_run(name: str) -> str:
     """A run directory given as a model means its model: an SFT run's ``final/``, else the newest
     ``checkpoint-STEP/`` (said on stderr). A plain model folder or a hub id is returned unchanged."""
@@ -68,24 +81,17 @@ def _model_in_run(name: str) -> str:
     import sys
 
     path = Path(name).expanduser()
-    if not path.is_dir() or _holds_model(path):
+    if not path.is_dir() or _is_model_folder(path):
         return name
-    candidates = [path / "final"] if (path / "final" / "config.json").exists() else []
+    candidates = [path / "final"] if _is_model_folder(path / "final") else []
     steps = [(int(m.group(1)), p) for p in path.glob("checkpoint-*")
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and _holds_model(p)]
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and _is_model_folder(p)]
     candidates += [p for _, p in sorted(steps, reverse=True)]
     if not candidates:
         raise FileNotFoundError(f"model folder {name}: no model in it (no config.json and weights, no final/, "
                                 "no checkpoint-STEP/)")
     print(f"{name}: a run directory; using its model {candidates[0]}", file=sys.stderr)
     return str(candidates[0])
-
-
-def _holds_model(folder: Path) -> bool:
-    """An HF model folder (config and weights; a run directory has an r1kit config.json but no
-    weights), or a LoRA checkpoint (adapters on a named base; r1kit.models.lora)."""
-    weights = any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model*.bin"))
-    return ((folder / "config.json").exists() and weights) or (folder / "adapter_config.json").exists()
 
 
 def load_tokenizer(name: str | None):

@@ -38,7 +38,8 @@ class SFTConfig:
         (the data repeats, reshuffled each epoch).
     lr: peak learning rate. weight_decay: AdamW decoupled decay. warmup_steps: linear warm-up.
     schedule: after warm-up, ``constant``, ``linear`` (to ``min_lr_ratio`` * lr) or ``cosine`` (to
-        ``min_lr_ratio`` * lr). max_grad_norm: gradient clipping.
+        ``min_lr_ratio`` * lr). min_lr_ratio: the decay's floor, as a fraction of lr.
+        max_grad_norm: gradient clipping.
     seed: seeds the data order (a fresh shuffle per epoch) and the initial RNG state.
     out: run directory: ``metrics.jsonl`` (one line per step), ``checkpoint-STEP/`` (resumable),
         ``final/`` (the fine-tuned model, an HF folder with its tokenizer) and ``summary.json``.

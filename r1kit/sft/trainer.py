@@ -176,7 +176,7 @@ class SFTTrainer:
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", epoch=epoch, refresh=False)
             if stop.checkpoint_due(self.step, self.total_steps, c.checkpoint_every):
                 self._save()
-            stop.stop_here(self.step, self.total_steps, self.out, "sft")
+            stop.stop_here(self.step, self.total_steps, self.out)
         bar.close()
         final = self._save_final()
         metrics = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()] \
