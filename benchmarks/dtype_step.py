@@ -1,4 +1,4 @@
-"""GRPO step time in float32 vs bfloat16 on the CPU, side by side in one process.
+"""GRPO step time in float32 vs bfloat16 (on the CPU by default), side by side in one process.
 
 Two trainers from the same recipe (default ``recipes/zero_smollm2.yaml``, SmolLM2-135M), one per
 dtype, take steps in turn (fp32, bf16, fp32, ...); each step is timed as rollout (sampling the
@@ -10,6 +10,7 @@ counted.
 
     python benchmarks/dtype_step.py                       # SmolLM2-135M, 4 timed rounds
     python benchmarks/dtype_step.py --model tiny --config recipes/zero_tiny.yaml --rounds 8
+    python benchmarks/dtype_step.py --device cuda         # on a GPU (peak memory printed too)
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ DTYPES = ("float32", "bfloat16")
 
 def make_trainer(args, dtype: str, out: Path) -> GRPOTrainer:
     overrides = [f"dtype={dtype}", f"out={out / dtype}", "eval.every=0", "checkpoint_every=0",
-                 "log_tensorboard=false", f"steps={args.rounds + 1}"]
+                 "log_tensorboard=false", f"steps={args.rounds + 1}", f"device={args.device}"]
     if args.model:
         overrides.append(f"model={args.model}")
     return GRPOTrainer(load_config(ZeroConfig, args.config, overrides + args.overrides), progress=False)
@@ -40,13 +41,14 @@ def make_trainer(args, dtype: str, out: Path) -> GRPOTrainer:
 
 def timed_step(trainer: GRPOTrainer) -> dict:
     t0 = time.perf_counter()
-    batch, _, times = trainer.train_step()
+    batch, opt, times = trainer.train_step()  # ends on host reads of the loss: the device is done
     t2 = time.perf_counter()
     tokens = sum(len(r.token_ids) for grp in batch.sampled for r in grp.rollouts)
     rollout_s, train_s = times["rollout_seconds"], times["train_seconds"]
     return {"step_s": t2 - t0, "rollout_s": rollout_s, "train_s": train_s, "tok_per_s": tokens / rollout_s,
             "tokens": tokens, "step_ms_per_tok": 1e3 * (t2 - t0) / tokens,
-            "rollout_ms_per_tok": 1e3 * rollout_s / tokens, "train_ms_per_tok": 1e3 * train_s / tokens}
+            "rollout_ms_per_tok": 1e3 * rollout_s / tokens, "train_ms_per_tok": 1e3 * train_s / tokens,
+            "peak_mb": opt["peak_memory_mb"]}
 
 
 def main() -> int:
@@ -54,6 +56,7 @@ def main() -> int:
     ap.add_argument("--config", default=str(ROOT / "recipes" / "zero_smollm2.yaml"))
     ap.add_argument("--model", default=None, help="override the recipe's model")
     ap.add_argument("--rounds", type=int, default=4, help="timed steps per dtype")
+    ap.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("overrides", nargs="*", help="recipe overrides, key=value")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +72,7 @@ def main() -> int:
                 x = rows[d][-1]
                 print(f"round {r + 1} {d:9s} step {x['step_s']:6.2f} s  (rollout {x['rollout_s']:6.2f}, "
                       f"train {x['train_s']:6.2f})  {x['tokens']} tokens  sampling {x['tok_per_s']:6.0f} tok/s  "
-                      f"{x['step_ms_per_tok']:.2f} ms/token", flush=True)
+                      f"{x['step_ms_per_tok']:.2f} ms/token  peak {x['peak_mb']:.0f} MiB", flush=True)
     med = {d: {k: statistics.median(x[k] for x in rows[d]) for k in rows[d][0]} for d in DTYPES}
     for d in DTYPES:
         m = med[d]

@@ -25,6 +25,7 @@ import torch
 
 from r1kit.data import synthetic
 from r1kit.models import load_model, load_tokenizer
+from r1kit.models.device import resolve_device
 from r1kit.prompts import build_prompt
 from r1kit.rollout import SamplingParams, _tokenize_prompts, sample
 
@@ -69,7 +70,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--batches", default="32,64,128", help="sequences per call (B/8 prompts x 8)")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=5)
@@ -77,6 +78,7 @@ def main() -> int:
     ap.add_argument("--headline-batch", type=int, default=64, help="the batch of the last line's ratio")
     args = ap.parse_args()
 
+    args.device = str(resolve_device(args.device))
     model = load_model(args.model, args.dtype, device=args.device).eval()
     tok = load_tokenizer(args.model)
     problems = synthetic.test_set(1000)

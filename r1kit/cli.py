@@ -47,6 +47,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--device", default="auto", help="auto (CUDA when visible, else CPU) | cpu | cuda | cuda:N")
     p.add_argument("--out", default="runs/eval", help="output folder (samples.jsonl, results.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out")
 
@@ -138,6 +139,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="dtype of the saved weights (float32 keeps the de-quantized values exactly)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p = sub.add_parser("merge-lora", help="write a LoRA checkpoint's base with the adapters merged in as a "
+                                          "plain HF folder (needs: pip install 'r1kit[lora]')")
+    p.add_argument("checkpoint", help="a LoRA checkpoint folder (adapter_config.json) or a run directory")
+    p.add_argument("--out", required=True, help="output HF folder")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="dtype of the saved weights")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p = sub.add_parser("config", help="list every option of a command's config: key, default and meaning")
     p.add_argument("target", choices=sorted(CONFIG_CLASSES), help="the command")
     return ap
@@ -164,6 +171,7 @@ def cmd_eval(args) -> None:
     from r1kit.eval.code import evaluate_code
     from r1kit.eval.evaluate import EvalConfig, evaluate, write_eval
     from r1kit.models import load_model, load_tokenizer
+    from r1kit.models.device import check_device, resolve_device
     from r1kit.report.figures import duration, eval_figures
     from r1kit.runs import check_fresh_run_dir
     from r1kit.threads import apply as apply_threads
@@ -172,13 +180,14 @@ def cmd_eval(args) -> None:
     cfg = EvalConfig(k=args.k, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                      template=args.template, batch_size=args.batch_size, limit=args.limit, seed=args.seed)
     validate(cfg, "--", dashes=True)
+    check_device(args.device, "--device")
     check_fresh_run_dir(args.out, ["results.json", "samples.jsonl"], False, args.overwrite, "evaluation",
                         resumable=False)
     problems = load_problems(args.data, args.data_dir, args.limit)
     if not problems:
         raise DataError(f"{args.data}: no problems to evaluate")
     started = time.time()
-    model, tokenizer = load_model(args.model, args.dtype), load_tokenizer(args.model)
+    model, tokenizer = load_model(args.model, args.dtype, resolve_device(args.device)), load_tokenizer(args.model)
     # HumanEval prompts are function headers to continue, not questions for a template
     run = evaluate_code if args.data == "humaneval" else evaluate
     samples, results = run(model, tokenizer, problems, cfg)
@@ -327,6 +336,17 @@ def cmd_import_gguf(args) -> None:
     print(f"saved: {import_gguf(args.gguf_file, args.out, dtype=args.dtype, overwrite=args.overwrite)}")
 
 
+def cmd_merge_lora(args) -> None:
+    from r1kit.models import resolve_model_path
+    from r1kit.models.lora import merge_lora
+    from r1kit.runs import check_out_dir
+
+    if check_out_dir(args.out).exists() and any(Path(args.out).iterdir()) and not args.overwrite:
+        raise ConfigError(f"--out {args.out}: not empty (pass --overwrite to replace it)")
+    out = merge_lora(resolve_model_path(args.checkpoint), args.out, args.dtype)
+    print(f"merged {args.checkpoint} into {out}")
+
+
 def cmd_config(args) -> None:
     from r1kit.config import describe
 
@@ -348,7 +368,7 @@ def _load_class(spec: str):
 
 COMMANDS = {"base": cmd_base, "eval": cmd_eval, "grade": cmd_grade, "zero": cmd_zero, "report": cmd_report,
             "pipeline": cmd_pipeline, "sft": cmd_sft, "sample": cmd_sample, "distill": cmd_distill, "cold-start": cmd_cold_start,
-            "import-gguf": cmd_import_gguf, "config": cmd_config}
+            "import-gguf": cmd_import_gguf, "merge-lora": cmd_merge_lora, "config": cmd_config}
 TAKES_OVERRIDES = {"zero", "sft", "sample", "distill", "cold-start", "pipeline"}
 RESUMABLE = {"zero", "sft", "sample", "distill"}  # continue with --resume
 

@@ -27,8 +27,8 @@ import torch
 from r1kit.config import ConfigError, build, merge, to_dict, validate
 
 STATE_FILE = "trainer_state.pt"
-# wall-clock fields of metrics.jsonl: they differ between two runs of the same seed
-TIMING_KEYS = ("step_seconds", "rollout_seconds", "train_seconds", "tokens_per_s")
+# wall-clock and memory fields of metrics.jsonl: they differ between two runs of the same seed
+TIMING_KEYS = ("step_seconds", "rollout_seconds", "train_seconds", "tokens_per_s", "peak_memory_mb")
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
@@ -47,22 +47,31 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():  # dropout (LoRA) on a GPU draws from the CUDA generators
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, keep: int) -> Path:
-    """Write ``checkpoint-STEP`` atomically and prune all but the newest ``keep``."""
+def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, keep: int,
+                    extra_files: list[Path] = ()) -> Path:
+    """Write ``checkpoint-STEP`` atomically (``extra_files``, e.g. other ranks' optimiser shards,
+    moved into it before it appears) and prune all but the newest ``keep``."""
     final = Path(run_dir) / f"checkpoint-{step}"
     tmp = Path(run_dir) / f".tmp-checkpoint-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     torch.save(trainer_state, tmp / STATE_FILE)
+    for path in extra_files:
+        shutil.move(str(path), str(tmp / Path(path).name))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
@@ -71,7 +80,8 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: d
 
 
 def load_trainer_state(checkpoint: Path) -> dict:
-    return torch.load(Path(checkpoint) / STATE_FILE, weights_only=False)
+    # on the CPU: the optimiser's load_state_dict moves its state to the parameters' device
+    return torch.load(Path(checkpoint) / STATE_FILE, weights_only=False, map_location="cpu")
 
 
 def truncate_jsonl_after(path: Path, step: int) -> None:

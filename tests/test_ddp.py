@@ -99,3 +99,10 @@ def test_zero_under_torchrun_with_ray_actors(tmp_path):
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 2 * 16 and {s["actor"] for s in samples} == {0, 1}
     assert all(s["weight_version"] == s["step"] - 1 for s in samples)
+
+
+def test_a_collective_past_the_timeout_names_the_rank_and_the_operation():
+    helper = Path(__file__).resolve().parent / "helpers" / "collective_timeout.py"
+    proc = _run(_torchrun(2, str(helper), "2"), timeout=120)
+    assert "CollectiveTimeout: rank 0 of 2: barrier failed or waited longer than distributed.collective_timeout " \
+           "(2 s)" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]

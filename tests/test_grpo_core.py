@@ -125,3 +125,41 @@ def test_grpo_loss_beta_adds_kl():
 def test_overlong_soft_penalty():
     pen = core.overlong_soft_penalty(torch.tensor([10, 12, 14, 16, 20]), max_len=16, buffer=4)
     assert pen.tolist() == pytest.approx([0.0, 0.0, -0.5, -1.0, -1.0])
+
+
+def test_gspo_sequence_ratio_and_clip_on_hand_computed_numbers():
+    old = torch.zeros(2, 3)
+    # row 0: ratios 1.1, 1.5, 0.5 -> s = (1.1 * 1.5 * 0.5) ** (1/3) = 0.825 ** (1/3) = 0.93795
+    # row 1: ratios 1.21, 1.0 and a masked token (its ratio 9.0 must not count) -> s = sqrt(1.21) = 1.1
+    logp = torch.log(torch.tensor([[1.1, 1.5, 0.5], [1.21, 1.0, 9.0]])).requires_grad_()
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    adv = torch.tensor([2.0, 1.0])
+    loss, clipped = core.sequence_clipped_surrogate(logp, old, adv, mask, eps_low=0.2, eps_high=0.05)
+    s0 = 0.825 ** (1 / 3)
+    # row 0 inside the range: L = -s A; row 1 above 1 + 0.05 with A > 0: L = -1.05 * 1
+    assert loss[0].tolist() == pytest.approx([-2 * s0] * 3)
+    assert loss[1].tolist() == pytest.approx([-1.05] * 3)
+    assert clipped.tolist() == [[False] * 3, [True] * 3]
+    (loss[:, 0]).sum().backward()  # one copy of each L_i
+    # dL_0/dlogp_t = -A s / |o| = -2 * 0.93795 / 3 on every token; the clipped row gets no gradient
+    assert logp.grad[0].tolist() == pytest.approx([-2 * s0 / 3] * 3)
+    assert logp.grad[1].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_gspo_loss_is_the_mean_over_sequences_and_equals_grpo_on_one_token():
+    old = torch.zeros(2, 3)
+    logp = torch.log(torch.tensor([[1.1, 1.5, 0.5], [1.21, 1.0, 9.0]]))
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    loss, stats = core.grpo_loss(logp, old, None, torch.tensor([2.0, 1.0]), mask, eps_low=0.2, eps_high=0.05,
+                                 policy_loss="gspo")
+    assert loss.item() == pytest.approx((-2 * 0.825 ** (1 / 3) - 1.05) / 2)
+    assert stats["clip_frac"] == pytest.approx(2 / 5)  # row 1's two real tokens of the five
+    # a one-token completion: the sequence ratio is the token ratio, so GSPO = GRPO
+    one = torch.log(torch.tensor([[1.3], [0.7]]))
+    m1 = torch.ones(2, 1)
+    a = torch.tensor([1.0, -1.0])
+    gspo, _ = core.grpo_loss(one, torch.zeros(2, 1), None, a, m1, policy_loss="gspo")
+    grpo, _ = core.grpo_loss(one, torch.zeros(2, 1), None, a, m1, policy_loss="grpo")
+    assert gspo.item() == pytest.approx(grpo.item())
+    with pytest.raises(ValueError, match="policy loss"):
+        core.grpo_loss(one, torch.zeros(2, 1), None, a, m1, policy_loss="bogus")

@@ -46,6 +46,7 @@ def test_beta_zero_loads_no_reference_and_logs_every_step(tmp_path):
     ["grpo.dynamic_sampling=true", "grpo.advantage_scale=none", "grpo.loss_agg=seq-mean-token-sum-norm",
      "grpo.eps_high=0.28", "grpo.overlong=soft", "grpo.overlong_buffer=8"],
     ["grpo.overlong=mask", "rollout.max_new_tokens=8", "grpo.micro_batch_tokens=40"],
+    ["grpo.policy_loss=gspo", "grpo.mu=2", "optim.warmup_steps=0", "grpo.eps_low=3e-4", "grpo.eps_high=4e-4"],
 ])
 def test_variants_run(tmp_path, extra):
     trainer = GRPOTrainer(_cfg(tmp_path, "steps=1", "eval.every=0", *extra), progress=False)
@@ -57,6 +58,8 @@ def test_variants_run(tmp_path, extra):
         assert row["kl"] >= 0
     if "rollout.max_new_tokens=8" in extra:
         assert row["truncated_frac"] > 0.5
+    if "grpo.policy_loss=gspo" in extra:  # the second pass moves the sequence ratios past a 4e-4 range
+        assert 0 < row["clip_frac"] <= 1
 
 
 def _strip(rows):

@@ -42,17 +42,19 @@ def stage_configs(cfg: DistillConfig) -> tuple[SampleConfig, SFTConfig]:
     return sample, sft
 
 
-def evaluate_model(model_path: str, e: DistillEvalConfig, template: str, out: Path, threads: int = 0) -> dict:
-    """``r1kit eval`` of ``model_path``: writes ``out/samples.jsonl`` and ``out/results.json``."""
+def evaluate_model(model_path: str, e: DistillEvalConfig, template: str, out: Path, threads: int = 0,
+                   device: str = "auto") -> dict:
+    """``r1kit eval`` of ``model_path`` on ``device``: writes ``out/samples.jsonl`` and ``out/results.json``."""
     from r1kit.data.benchmarks import load_problems
     from r1kit.eval.evaluate import EvalConfig, evaluate, write_eval
     from r1kit.models import load_model, load_tokenizer
+    from r1kit.models.device import resolve_device
 
     apply_threads(threads)
     problems = load_problems(e.data, e.data_dir, e.limit)
     cfg = EvalConfig(k=e.k, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens,
                      template=template, batch_size=e.batch_size, seed=e.seed)
-    samples, results = evaluate(load_model(model_path), load_tokenizer(model_path), problems, cfg)
+    samples, results = evaluate(load_model(model_path, device=resolve_device(device)), load_tokenizer(model_path), problems, cfg)
     results.update({"model": model_path, "data": e.data, "temperature": e.temperature, "top_p": e.top_p,
                     "max_new_tokens": e.max_new_tokens})
     write_eval(out, samples, results)
@@ -60,7 +62,7 @@ def evaluate_model(model_path: str, e: DistillEvalConfig, template: str, out: Pa
 
 
 # options a resumed distillation may change
-SAFE_ON_RESUME = ("sample.threads", "sample.judge_batch_size", "sft.checkpoint_every", "sft.keep_checkpoints",
+SAFE_ON_RESUME = ("sample.threads", "sample.device", "sft.device", "sample.judge_batch_size", "sft.checkpoint_every", "sft.keep_checkpoints",
                   "sft.threads", "eval.batch_size")
 
 
@@ -76,7 +78,8 @@ def run_distill(cfg: DistillConfig, resume: bool = False, overwrite: bool = Fals
 
     if cfg.eval.base:
         t0 = time.time()
-        base = evaluate_model(cfg.student, cfg.eval, sample_cfg.template, out / "eval-base", sample_cfg.threads)
+        base = evaluate_model(cfg.student, cfg.eval, sample_cfg.template, out / "eval-base", sample_cfg.threads,
+                              sample_cfg.device)
         seconds["eval_base"] = round(time.time() - t0, 2)
     t0 = time.time()
     stats = run_sample(sample_cfg, resume=resume and (out / "sample" / "config.json").exists(), progress=progress)
@@ -88,7 +91,8 @@ def run_distill(cfg: DistillConfig, resume: bool = False, overwrite: bool = Fals
     sft_summary = run_sft(sft_cfg, resume=resume, progress=progress)
     seconds["sft"] = round(time.time() - t0, 2)
     t0 = time.time()
-    results = evaluate_model(sft_summary["final"], cfg.eval, sample_cfg.template, out / "eval", sft_cfg.threads)
+    results = evaluate_model(sft_summary["final"], cfg.eval, sample_cfg.template, out / "eval", sft_cfg.threads,
+                             sft_cfg.device)
     seconds["eval"] = round(time.time() - t0, 2)
     seconds["distill"] = round(seconds["sample"] + seconds["sft"], 2)
     summary = {"teacher": cfg.teacher, "student": cfg.student, "student_final": sft_summary["final"],

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range
 from r1kit.eval.evaluate import DEFAULT_REFLECTION_PHRASES
+from r1kit.models.lora import LoRAConfig
 from r1kit.rewards.reward_model import RewardModelConfig
 
 
@@ -20,6 +21,9 @@ class GRPOConfig:
     eps_low/eps_high: clip range of the ratio, [1 - eps_low, 1 + eps_high]; eps_high > eps_low is
         DAPO's clip-higher.
     mu: optimisation passes (optimiser steps) per batch, all against the old policy's log-probs.
+    policy_loss: ``grpo`` (a clipped ratio per token) or ``gspo`` (GSPO, Zheng et al. 2025: one
+        length-normalised ratio per sequence, clipped per sequence; use it with
+        ``seq-mean-token-mean`` and a narrow clip range, e.g. eps_low 3e-4, eps_high 4e-4).
     advantage_scale: ``std`` divides by the group std (GRPO); ``none`` only centres (Dr. GRPO).
     loss_agg: ``seq-mean-token-mean`` (GRPO), ``token-mean`` (DAPO) or
         ``seq-mean-token-sum-norm`` (Dr. GRPO, normalised by max_new_tokens).
@@ -39,6 +43,7 @@ class GRPOConfig:
     eps_low: float = 0.2
     eps_high: float = 0.2
     mu: int = 1
+    policy_loss: Literal["grpo", "gspo"] = "grpo"
     advantage_scale: Literal["std", "none"] = "std"
     loss_agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = "seq-mean-token-mean"
     dynamic_sampling: bool = False
@@ -133,6 +138,13 @@ class DistributedConfig:
     max_actor_restarts: replacements of dead rollout actors before the run fails.
     rollout_timeout: seconds a sampling round may go without any task finishing; then the actors
         still busy count as hung: they are killed, replaced, and their tasks re-queued.
+    strategy: under ``torchrun``, how the policy (and the reference) is laid out over the ranks:
+        ``ddp`` (a whole copy per rank, gradients all-reduced) or ``fsdp`` (FSDP2: weights,
+        gradients and optimiser state sharded; r1kit.distributed.strategy). Alone, both are plain
+        training.
+    collective_timeout: under ``torchrun``, seconds a collective (gradient all-reduce, batch
+        broadcast, barrier) may wait for the other ranks; past it the run fails with an error naming
+        the rank and the operation instead of hanging.
     sample_log: with the ray backend, write ``samples.jsonl`` (step, prompt id, sample index,
         weight version, actor, reward) for every sample.
     """
@@ -150,8 +162,10 @@ class DistributedConfig:
     max_actor_restarts: int = 8
     rollout_timeout: float = 1800.0
     sample_log: bool = True
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    collective_timeout: float = 1800.0
 
-    ranges: ClassVar = {"num_cpus": AT_LEAST_1, "rollout_actors": AT_LEAST_1, "actor_cpus": NON_NEGATIVE,
+    ranges: ClassVar = {"collective_timeout": POSITIVE, "num_cpus": AT_LEAST_1, "rollout_actors": AT_LEAST_1, "actor_cpus": NON_NEGATIVE,
                         "actor_threads": NON_NEGATIVE, "reward_workers": NON_NEGATIVE, "reward_timeout": POSITIVE,
                         "max_weight_lag": NON_NEGATIVE, "max_actor_restarts": NON_NEGATIVE,
                         "rollout_timeout": POSITIVE}
@@ -163,6 +177,9 @@ class ZeroConfig:
 
     model: HF folder, hub id, ``tiny`` (the embedded base) or ``smollm2-135m`` (a real pretrained
         model, r1kit.models.gguf).
+    device: where the policy, the reference, the sampling copy, the optimiser state and the step's
+        tensors live: ``auto`` (a CUDA GPU when one is visible, else the CPU), ``cpu``, ``cuda``
+        (under ``torchrun``: the rank's own GPU) or ``cuda:N`` (r1kit.models.device).
     dtype: compute dtype, ``float32`` or ``bfloat16``. With ``bfloat16`` the weights and optimiser
         state stay float32 (bf16 weights would round most updates away); sampling uses a bf16 copy
         refreshed every step and training runs under autocast (r1kit.models.precision).
@@ -190,11 +207,16 @@ class ZeroConfig:
     reflection_phrases: self-verification phrases counted by the reflection rate.
     log_tensorboard: also write TensorBoard events when ``tensorboard`` is installed.
     threads: torch CPU threads (0: auto, see r1kit.threads; passive waiting either way).
-    distributed: Ray rollout/reward workers (``DistributedConfig``). Multi-process training needs
-        no option: run under ``torchrun --nproc-per-node K`` (r1kit.distributed.ddp).
+    lora: low-rank adapters instead of full fine-tuning (``LoRAConfig`` in r1kit/models/lora.py;
+        ``lora.r: 16`` turns it on): only the adapters train, the beta > 0 reference is the policy
+        with its adapters off, sampling uses a merged copy, checkpoints hold the adapters.
+    distributed: Ray rollout/reward workers and multi-process training (``DistributedConfig``):
+        run under ``torchrun --nproc-per-node K`` (r1kit.distributed.ddp); ``distributed.strategy``
+        picks DDP or FSDP2.
     """
 
     model: str = "tiny"
+    device: str = "auto"
     dtype: Literal["float32", "bfloat16"] = "float32"
     data: str = "synthetic"
     train_size: int = 20000
@@ -217,6 +239,7 @@ class ZeroConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: PeriodicEvalConfig = field(default_factory=PeriodicEvalConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     ranges: ClassVar = {"train_size": AT_LEAST_1, "steps": AT_LEAST_1, "checkpoint_every": NON_NEGATIVE,
@@ -224,12 +247,20 @@ class ZeroConfig:
 
     def check(self, prefix: str = "") -> None:
         """Cross-field rules: reward names exist, distributed options fit together."""
+        from r1kit.models.device import check_device
+        check_device(self.device, f"{prefix}device")
         import_reward_modules(self.reward_modules, f"{prefix}reward_modules")
         check_reward_names(self, prefix)
         d, g = self.distributed, self.grpo
         if d.backend == "ray":
             from r1kit.distributed.cluster import require_ray
             require_ray()
+        if d.strategy == "fsdp" and (d.backend == "ray" or self.lora.enabled):
+            raise ConfigError(f"{prefix}distributed.strategy: fsdp runs with distributed.backend none and "
+                              "without LoRA (not implemented together)")
+        if d.backend == "ray" and self.lora.enabled:
+            raise ConfigError(f"{prefix}lora.r: LoRA runs with distributed.backend none (the Ray actors "
+                              "take full weights; merged LoRA pushes are not implemented)")
         if d.backend == "ray" and (self.rewards_by_kind or self.reward_models):
             raise ConfigError(f"{prefix}distributed.backend: rewards_by_kind and reward_models run in the "
                               "trainer's process only; use backend none for all-scenario RL")

@@ -56,6 +56,36 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: to
     return -torch.minimum(unclipped, clipped), clipped < unclipped
 
 
+def sequence_clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
+                               mask: torch.Tensor, eps_low: float = 3e-4,
+                               eps_high: float = 4e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """GSPO (Zheng et al. 2025): the clipped objective on one length-normalised ratio per sequence.
+
+        s_i = exp((1/|o_i|) sum_t (logp_{i,t} - old_logp_{i,t}))      (the geometric mean of rho_{i,t})
+        L_i = -min(s_i * A_i, clip(s_i, 1 - eps_low, 1 + eps_high) * A_i)
+
+    Every token of output i carries L_i, so the ``seq-mean-token-mean`` aggregation gives GSPO's
+    (1/G) sum_i L_i. ``mask`` [B, T] marks the tokens of |o_i| (an all-masked row gets s_i = 1).
+    The returned [B, T] clip mask is True on every token of a clipped sequence. GSPO's clip range is
+    about a thousand times narrower than GRPO's (3e-4 / 4e-4 in the paper), because s_i averages
+    the per-token log-ratios.
+    """
+    maskf = mask.to(logp.dtype)
+    mean_log_ratio = ((logp - old_logp) * maskf).sum(-1) / maskf.sum(-1).clamp(min=1)
+    ratio = torch.exp(mean_log_ratio)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * advantages
+    per_seq = -torch.minimum(unclipped, clipped)
+    shape = logp.shape
+    return per_seq[:, None].expand(shape), (clipped < unclipped)[:, None].expand(shape)
+
+
+POLICY_LOSSES = {
+    "grpo": lambda logp, old_logp, adv, mask, lo, hi: clipped_surrogate(logp, old_logp, adv, lo, hi),
+    "gspo": sequence_clipped_surrogate,
+}
+
+
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """Per-token unbiased KL estimator (Schulman's k3), as in GRPO:
 
@@ -106,13 +136,17 @@ def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: str, max_len: int,
 
 
 def grpo_loss(logp, old_logp, ref_logp, advantages, mask, *, eps_low=0.2, eps_high=0.2, beta=0.0,
-              agg="seq-mean-token-mean", max_len=None, num_seqs=None, num_tokens=None):
+              agg="seq-mean-token-mean", max_len=None, num_seqs=None, num_tokens=None, policy_loss="grpo"):
     """The full GRPO objective as a loss: aggregate(clipped surrogate + beta * k3 KL).
 
-    ``ref_logp`` may be None when ``beta == 0`` (no reference model). Returns the scalar loss and
-    detached statistics (``kl``, ``clip_frac``) averaged over this tensor's masked tokens.
+    ``policy_loss`` names the surrogate in ``POLICY_LOSSES``: ``grpo`` (per-token ratios) or
+    ``gspo`` (one ratio per sequence). ``ref_logp`` may be None when ``beta == 0`` (no reference
+    model). Returns the scalar loss and detached statistics (``kl``, ``clip_frac``) averaged over
+    this tensor's masked tokens.
     """
-    per_token, clipped = clipped_surrogate(logp, old_logp, advantages, eps_low, eps_high)
+    if policy_loss not in POLICY_LOSSES:
+        raise ValueError(f"unknown policy loss {policy_loss!r}; choose one of {list(POLICY_LOSSES)}")
+    per_token, clipped = POLICY_LOSSES[policy_loss](logp, old_logp, advantages, mask, eps_low, eps_high)
     stats = {}
     maskf = mask.to(per_token.dtype)
     n_tok = maskf.sum().clamp(min=1)

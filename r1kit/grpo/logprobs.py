@@ -170,20 +170,25 @@ class GroupBatch:
     def padded_tokens(self) -> int:
         return self.prompt_ids.numel() + self.completion_ids.numel()
 
+    def to(self, device) -> "GroupBatch":
+        return GroupBatch(self.prompt_ids.to(device), self.prompt_mask.to(device), self.completion_ids.to(device),
+                          self.completion_mask.to(device), self.group_size)
+
 
 def make_group_batch(prompts: list[list[int]], completions: list[list[int]], group_size: int,
                      pad_id: int) -> GroupBatch:
     """Build a ``GroupBatch``; ``completions`` holds ``group_size`` rows per prompt, in order."""
     wp, wc = max(map(len, prompts)), max(1, max(map(len, completions)))
-    prompt_ids = torch.full((len(prompts), wp), pad_id, dtype=torch.long)
-    prompt_mask = torch.zeros((len(prompts), wp), dtype=torch.long)
+    cpu = torch.device("cpu")  # built on the host, moved to the model's device with ``GroupBatch.to``
+    prompt_ids = torch.full((len(prompts), wp), pad_id, dtype=torch.long, device=cpu)
+    prompt_mask = torch.zeros((len(prompts), wp), dtype=torch.long, device=cpu)
     for i, p in enumerate(prompts):
-        prompt_ids[i, wp - len(p):] = torch.tensor(p, dtype=torch.long)
+        prompt_ids[i, wp - len(p):] = torch.tensor(p, dtype=torch.long, device=cpu)
         prompt_mask[i, wp - len(p):] = 1
-    completion_ids = torch.full((len(completions), wc), pad_id, dtype=torch.long)
-    completion_mask = torch.zeros((len(completions), wc), dtype=torch.long)
+    completion_ids = torch.full((len(completions), wc), pad_id, dtype=torch.long, device=cpu)
+    completion_mask = torch.zeros((len(completions), wc), dtype=torch.long, device=cpu)
     for i, c in enumerate(completions):
-        completion_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        completion_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long, device=cpu)
         completion_mask[i, : len(c)] = 1
     return GroupBatch(prompt_ids, prompt_mask, completion_ids, completion_mask, group_size)
 
@@ -242,7 +247,7 @@ def completion_logprobs(model, batch: GroupBatch, temperature: float = 1.0):
     start = positions[:, -1:].repeat_interleave(g, 0) + 1
     out_c = decoder(input_ids=batch.completion_ids,
                     attention_mask=torch.cat([batch.prompt_mask.repeat_interleave(g, 0), batch.completion_mask], 1),
-                    position_ids=start + torch.arange(width), use_cache=True, **{cache_arg: cache})
+                    position_ids=start + torch.arange(width, device=start.device), use_cache=True, **{cache_arg: cache})
     # the hidden state that predicts completion token t: the prompt's last for t = 0, else token t-1's
     hidden = torch.cat([out.last_hidden_state[:, -1:].repeat_interleave(g, 0),
                         out_c.last_hidden_state[:, :-1]], 1)

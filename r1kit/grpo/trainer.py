@@ -22,13 +22,15 @@ from r1kit.config import ConfigError, validate
 from r1kit.data.benchmarks import load_problems
 from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
 from r1kit.distributed import ddp
+from r1kit.distributed.strategy import STRATEGIES
 from r1kit.eval.evaluate import EvalConfig, evaluate
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.metrics import log_samples, step_metrics
 from r1kit.grpo.sources import SOURCES, PromptStream, Scoring
 from r1kit.grpo.step import Models, optimise
-from r1kit.models import load_model, load_tokenizer, resolve_model_path
-from r1kit.models.precision import SamplingCopy
+from r1kit.models import load_tokenizer, resolve_model_path
+from r1kit.models.device import device_record, reset_peak_memory, resolve_device
+from r1kit.models.lora import load_policy, reference_for, trainable_parameters
 from r1kit.rewards import RewardStats
 from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint,
                         load_trainer_state, lr_factor, record_changes, resume_changes, rng_state, save_checkpoint,
@@ -37,9 +39,10 @@ from r1kit.threads import apply as apply_threads
 
 RECORDS = ["metrics.jsonl", "eval.jsonl", "summary.json"]
 # options a resumed run may change (each change is logged in config.changes.jsonl)
-SAFE_ON_RESUME = ("steps", "eval.every", "checkpoint_every", "keep_checkpoints", "log_tensorboard", "threads",
+SAFE_ON_RESUME = ("steps", "eval.every", "checkpoint_every", "keep_checkpoints", "log_tensorboard", "threads", "device",
                   "distributed.address", "distributed.num_cpus", "distributed.rollout_timeout",
-                  "distributed.reward_timeout", "distributed.max_actor_restarts", "distributed.sample_log")
+                  "distributed.reward_timeout", "distributed.max_actor_restarts", "distributed.sample_log",
+                  "distributed.collective_timeout")
 
 
 def train_problems(cfg: ZeroConfig) -> list[dict]:
@@ -61,7 +64,8 @@ class GRPOTrainer:
     def __init__(self, cfg: ZeroConfig, resume: bool = False, progress: bool = True, overwrite: bool = False):
         validate(cfg)
         self.cfg, self.progress, self.out = cfg, progress, Path(cfg.out)
-        ddp.init_from_env("cpu")  # the trainer's tensors live on the CPU (no device option yet)
+        self.device = resolve_device(cfg.device)
+        ddp.init_from_env(self.device.type, cfg.distributed.collective_timeout)
         self.main = ddp.is_main()
         if cfg.grpo.prompts_per_step < ddp.world_size():
             raise ConfigError(f"grpo.prompts_per_step: {cfg.grpo.prompts_per_step} groups cannot be shared by "
@@ -89,8 +93,6 @@ class GRPOTrainer:
         start = latest_checkpoint(self.out) if resume else None
         self.models = self._load_models(start)
         self.policy = self.models.policy
-        # float32 master weights; dtype bfloat16 is the compute dtype (r1kit.models.precision)
-        self.sampler = SamplingCopy(self.policy, cfg.dtype)
         if start:
             self._restore(start)
         elif resume:  # nothing to resume from: start over, without the records of the lost steps
@@ -124,13 +126,19 @@ class GRPOTrainer:
 
     def _load_models(self, start: Path | None) -> Models:
         c = self.cfg
-        policy = load_model(str(start) if start else self.model_path, "float32")
-        reference = load_model(self.model_path, c.dtype) if c.grpo.beta > 0 else None
-        optimizer = torch.optim.AdamW(policy.parameters(), lr=c.optim.lr, weight_decay=c.optim.weight_decay)
+        strategy = STRATEGIES[c.distributed.strategy]()
+        policy = load_policy(self.model_path, c.model, start, c.lora, self.device)
+        reference = reference_for(policy, self.model_path, c.lora, c.dtype, self.device) if c.grpo.beta > 0 else None
+        # float32 master weights; dtype bfloat16 is the compute dtype (r1kit.models.precision). The
+        # sampling copy (LoRA: adapters merged; fsdp: gathered) is made before any sharding
+        self.sampler = strategy.sampling_copy(policy, c.dtype)
+        for model in {id(m): m for m in (policy, reference) if m is not None}.values():
+            strategy.shard(model)
+        optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=c.optim.lr, weight_decay=c.optim.weight_decay)
         total = c.steps * c.grpo.mu + 1  # the cosine reaches its floor after the last optimiser step
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, total, c.optim.warmup_steps, c.optim.schedule, 0.1))
-        return Models(policy, reference, optimizer, scheduler)
+        return Models(policy, reference, optimizer, scheduler, strategy)
 
     def _tensorboard(self):
         if not self.cfg.log_tensorboard:
@@ -143,7 +151,7 @@ class GRPOTrainer:
 
     def _restore(self, checkpoint: Path) -> None:
         state = load_trainer_state(checkpoint)
-        self.models.optimizer.load_state_dict(state["optimizer"])
+        self.models.strategy.load_extra(self.models.optimizer, checkpoint, state)
         self.models.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         self.stream.position = state["data_position"]
@@ -153,12 +161,30 @@ class GRPOTrainer:
                 truncate_jsonl_after(self.out / name, self.step)
         print(f"resumed from {checkpoint} at step {self.step}")
 
-    def _save(self) -> Path:
+    def _save(self) -> None:
+        """``checkpoint-STEP``, written by rank 0. Under fsdp every rank first gathers the full
+        weights and stages its optimiser shard, which rank 0 moves into the checkpoint."""
+        strategy, step = self.models.strategy, self.step
+        every_rank = strategy.saves_on_every_rank()
+        if not (self.main or every_rank):
+            return
+        model = _FullWeights(self.sampler.model, strategy.full_state_dict(self.policy)) if every_rank else self.policy
+        staging = self.out / f".tmp-rank{ddp.rank()}-step{step}"
+        staging.mkdir(parents=True, exist_ok=True)
         # prompts taken for a prefetched (not yet trained) round are taken again after a resume
-        state = {"optimizer": self.models.optimizer.state_dict(), "scheduler": self.models.scheduler.state_dict(),
-                 "rng": rng_state(), "data_position": self.stream.position - self.source.prompts_ahead(),
-                 "step": self.step}
-        return save_checkpoint(self.out, self.step, self.policy, self.tokenizer, state, self.cfg.keep_checkpoints)
+        state = {**strategy.save_extra(self.models.optimizer, staging),
+                 "scheduler": self.models.scheduler.state_dict(), "rng": rng_state(),
+                 "data_position": self.stream.position - self.source.prompts_ahead(), "step": step}
+        if every_rank:
+            ddp.barrier()
+        if self.main:
+            stages = [self.out / f".tmp-rank{r}-step{step}" for r in range(ddp.world_size() if every_rank else 1)]
+            save_checkpoint(self.out, step, model, self.tokenizer, state, self.cfg.keep_checkpoints,
+                            [f for folder in stages for f in folder.glob("*")])
+            for folder in stages:
+                folder.rmdir()
+        if every_rank:
+            ddp.barrier()
 
     # ---- logging and evaluation --------------------------------------------------------------
     def _log(self, batch, opt: dict, times: dict, bar) -> None:
@@ -203,6 +229,7 @@ class GRPOTrainer:
     def train_step(self):
         """One GRPO step: the source's groups, ``mu`` optimiser steps on them, the new weights to the
         samplers. Returns the batch, the optimiser's figures and the step's timings."""
+        reset_peak_memory(self.device)
         t0 = time.time()
         batch = self.source.collect(self.step)
         t1 = time.time()
@@ -211,6 +238,7 @@ class GRPOTrainer:
         self.step += 1
         self.source.push_weights(self.policy, self.step)
         t2 = time.time()
+        opt.update(device_record(self.device, self.cfg.dtype))
         return batch, opt, {"rollout_seconds": t1 - t0, "train_seconds": t2 - t1, "step_seconds": t2 - t0}
 
     def _train(self, stop: GracefulStop) -> dict:
@@ -226,8 +254,8 @@ class GRPOTrainer:
                 if c.eval.every and (self.step % c.eval.every == 0 or self.step == c.steps):
                     last_eval = self.run_eval()
                     bar.write(eval_line(self.step, last_eval, c.eval.k))
-                if stop.checkpoint_due(self.step, c.steps, c.checkpoint_every):
-                    self._save()
+            if stop.checkpoint_due(self.step, c.steps, c.checkpoint_every):
+                self._save()
             stop.stop_here(self.step, c.steps, self.out)
         bar.close()
         ddp.barrier()
@@ -238,6 +266,17 @@ class GRPOTrainer:
         if self.main:
             write_json_atomic(self.out / "summary.json", summary)
         return summary
+
+
+class _FullWeights:
+    """An unsharded model's ``save_pretrained`` with the gathered full weights (float32) of a
+    sharded one."""
+
+    def __init__(self, template, state: dict):
+        self.template, self.state = template, state
+
+    def save_pretrained(self, folder) -> None:
+        self.template.save_pretrained(folder, state_dict=self.state)
 
 
 def eval_line(step: int, row: dict, k: int) -> str:

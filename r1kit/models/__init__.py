@@ -67,9 +67,12 @@ def resolve_model_path(name: str | None) -> str:
 
 
 def _is_model_folder(path: Path) -> bool:
-    """An HF model folder: a ``config.json`` that names a model type (a run's config.json does not)."""
+    """An HF model folder: a ``config.json`` that names a model type (a run's config.json does not),
+    or a LoRA checkpoint (adapters on a named base; r1kit.models.lora)."""
     import json
 
+    if (path / "adapter_config.json").exists():
+        return True
     try:
         return "model_type" in json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
@@ -108,10 +111,14 @@ def load_tokenizer(name: str | None):
 
 
 def load_model(name: str | None, dtype: str = "float32", device: str = "cpu"):
-    """A causal LM in eval mode on ``device``."""
+    """A causal LM in eval mode on ``device`` (a LoRA checkpoint: its base with the adapters merged)."""
     from transformers import AutoModelForCausalLM
 
+    from r1kit.models.lora import is_adapter_folder, load_merged
     from r1kit.models.precision import check_dtype
 
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name), dtype=check_dtype(dtype))
+    path = resolve_model_path(name)
+    if is_adapter_folder(path):
+        return load_merged(path, dtype, device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=check_dtype(dtype))
     return model.to(device).eval()

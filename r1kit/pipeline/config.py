@@ -189,6 +189,9 @@ class PipelineConfig:
     reasoning_data: reasoning prompts of the RL and sampling stages: ``synthetic`` (r1kit's
         arithmetic training problems), a benchmark name (``math_train``, ``gsm8k_train``) or a file.
     threads: torch CPU threads of every stage (0: auto, see r1kit.threads).
+    device: the device of every stage whose own ``device`` is left at ``auto``: ``auto`` (CUDA
+        when visible, else the CPU), ``cpu``, ``cuda`` or ``cuda:N`` (r1kit.models.device); also
+        where the evaluate stage runs.
     cold_start/reasoning_rl/rejection_sampling/sft/reward_models/all_scenario_rl/distill/r1_zero/
         evaluate: the stages (their classes above).
     """
@@ -200,6 +203,7 @@ class PipelineConfig:
     language: str = "en"
     reasoning_data: str = "synthetic"
     threads: int = 0
+    device: str = "auto"
     cold_start: ColdStartStage = field(default_factory=ColdStartStage)
     reasoning_rl: ReasoningRLStage = field(default_factory=ReasoningRLStage)
     rejection_sampling: RejectionSamplingStage = field(default_factory=RejectionSamplingStage)
@@ -209,6 +213,10 @@ class PipelineConfig:
     distill: DistillStage = field(default_factory=DistillStage)
     r1_zero: R1ZeroStage = field(default_factory=R1ZeroStage)
     evaluate: EvaluateStage = field(default_factory=EvaluateStage)
+
+    def check(self, prefix: str = "") -> None:
+        from r1kit.models.device import check_device
+        check_device(self.device, f"{prefix}device")
 
 
 def _rl_stage_grpo() -> ZeroConfig:

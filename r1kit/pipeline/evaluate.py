@@ -82,9 +82,10 @@ def general_eval(model, tokenizer, ctx: StageContext, out: Path) -> dict:
 def evaluate_one(key: str, path: str, ctx: StageContext) -> dict:
     """Evaluate one model into ``evaluate/<key>/`` (reasoning + general)."""
     from r1kit.models import load_model, load_tokenizer
+    from r1kit.models.device import resolve_device
 
     out = ctx.dir / key
-    model, tokenizer = load_model(path), load_tokenizer(path)
+    model, tokenizer = load_model(path, device=resolve_device(ctx.cfg.device)), load_tokenizer(path)
     result = {"model": path, "reasoning": reasoning_eval(model, tokenizer, ctx, out / "reasoning")}
     if ctx.cfg.evaluate.general_limit:
         result["general"] = general_eval(model, tokenizer, ctx, out / "general")

@@ -62,13 +62,18 @@ def _threads(cfg: PipelineConfig, value: int) -> int:
     return value or cfg.threads
 
 
+def _device(cfg: PipelineConfig, value: str) -> str:
+    """A stage's own device, or the pipeline's when the stage leaves it at ``auto``."""
+    return cfg.device if value == "auto" else value
+
+
 def _run_grpo(ctx: StageContext, grpo, **fields) -> dict:
     from r1kit.runs import latest_checkpoint
     from r1kit.grpo.trainer import GRPOTrainer
 
     c = ctx.cfg
     run = replace(grpo, out=str(ctx.dir / "grpo"), template=c.template, seed=c.seed,
-                  threads=_threads(c, grpo.threads), **fields)
+                  threads=_threads(c, grpo.threads), device=_device(c, grpo.device), **fields)
     summary = GRPOTrainer(run, resume=ctx.resume, progress=ctx.progress).train()
     return {"model": str(latest_checkpoint(Path(run.out))), "steps": summary["steps"]}
 
@@ -77,7 +82,8 @@ def _run_sft(ctx: StageContext, sft, model: str, data: str) -> dict:
     from r1kit.sft import run_sft
 
     c = ctx.cfg
-    run = replace(sft, model=model, data=data, out=str(ctx.dir / "sft"), seed=c.seed, threads=_threads(c, sft.threads))
+    run = replace(sft, model=model, data=data, out=str(ctx.dir / "sft"), seed=c.seed, threads=_threads(c, sft.threads),
+                  device=_device(c, sft.device))
     summary = run_sft(run, resume=ctx.resume, progress=ctx.progress)
     return {"model": summary["final"], "steps": summary["steps"], "final_loss": summary["final_loss"]}
 
@@ -147,7 +153,8 @@ def run_rejection_sampling_stage(ctx: StageContext) -> dict:
     c, s = ctx.cfg, ctx.cfg.rejection_sampling
     prompts = write_prompts(ctx.dir / "prompts.jsonl", reasoning_prompts(c, s.sample.train_size))
     run = replace(s.sample, model=ctx.inputs["reasoning_rl"]["model"], data=prompts, out=str(ctx.dir / "sample"),
-                  template=c.template, seed=c.seed, threads=_threads(c, s.sample.threads))
+                  template=c.template, seed=c.seed, threads=_threads(c, s.sample.threads),
+                  device=_device(c, s.sample.device))
     stats = run_sample(run, resume=ctx.resume and (ctx.dir / "sample" / "config.json").exists(), progress=ctx.progress)
     reasoning = read_rows(ctx.dir / "sample" / "sft.jsonl") if stats["kept"] else []
     if not reasoning:
@@ -252,8 +259,10 @@ def run_distill_stage(ctx: StageContext) -> dict:
         if not (out / "summary.json").exists():
             run = DistillConfig(teacher=ctx.inputs["all_scenario_rl"]["model"], student=student, data=prompts,
                                 out=str(out), sample=replace(s.sample, template=c.template, seed=c.seed,
-                                                             threads=_threads(c, s.sample.threads)),
-                                sft=replace(s.sft, seed=c.seed, threads=_threads(c, s.sft.threads)),
+                                                             threads=_threads(c, s.sample.threads),
+                                                             device=_device(c, s.sample.device)),
+                                sft=replace(s.sft, seed=c.seed, threads=_threads(c, s.sft.threads),
+                                            device=_device(c, s.sft.device)),
                                 eval=replace(c.evaluate.reasoning))
             run_distill(run, resume=(out / "config.json").exists(), progress=ctx.progress)
         summary = json.loads((out / "summary.json").read_text())

@@ -67,8 +67,10 @@ def zero_ending(out: str | Path, evals: list[dict], summary: dict, report: str |
     failures = sum((summary.get("reward_failures") or {}).get("failures", {}).values())
     if failures:
         lines.append(f"  reward failures: {failures} (counted by reason in summary.json)")
-    lines.append(f"  outputs: {out / 'metrics.jsonl'} (every step), {out / 'eval.jsonl'}, "
-                 f"{out / ('checkpoint-' + str(summary['steps']))}/ (an HF model folder)")
+    last = out / f"checkpoint-{summary['steps']}"
+    what = ("LoRA adapters; r1kit merge-lora writes the merged model" if (last / "adapter_config.json").exists()
+            else "an HF model folder")
+    lines.append(f"  outputs: {out / 'metrics.jsonl'} (every step), {out / 'eval.jsonl'}, {last}/ ({what})")
     if report:
         lines.append(f"  report: {report}")
     return "\n".join(lines)

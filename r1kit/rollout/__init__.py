@@ -66,10 +66,10 @@ def _tokenize_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torc
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     width = max(map(len, ids))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    input_ids = torch.full((len(ids), width), pad, dtype=torch.long, device="cpu")  # moved to the model's
+    mask = torch.zeros((len(ids), width), dtype=torch.long, device="cpu")                 # device by ``sample``
     for row, seq in enumerate(ids):  # left padding: every prompt ends at the same column
-        input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long, device="cpu")
         mask[row, width - len(seq):] = 1
     return input_ids, mask
 
@@ -99,7 +99,7 @@ def _stop_triggers(tokenizer, stop: tuple[str, ...], vocab_size: int) -> torch.T
     spacey = any(c.isspace() for c in lasts)
     n = min(vocab_size, len(tokenizer))
     texts = tokenizer.batch_decode([[i] for i in range(n)])
-    trigger = torch.zeros(vocab_size, dtype=torch.bool)
+    trigger = torch.zeros(vocab_size, dtype=torch.bool, device="cpu")  # cached on the host
     for i, text in enumerate(texts):
         trigger[i] = ("\ufffd" in text or any(c in text for c in lasts)
                       or (spacey and (not text or any(c.isspace() for c in text))))

@@ -15,6 +15,8 @@ class SampleConfig:
 
     model: the checkpoint sampled from (HF folder, hub id, ``tiny``, ``tiny-small``). dtype:
         ``float32`` or ``bfloat16``.
+    device: where the model, the judge and the KV caches live: ``auto`` (CUDA when visible, else
+        the CPU), ``cpu``, ``cuda`` or ``cuda:N`` (r1kit.models.device).
     data: the prompts: ``synthetic`` (r1kit's arithmetic *training* problems, ``train_size`` of
         them; never the held-out set), ``synthetic_code``, a benchmark name, or a JSONL/JSON/Parquet
         file of rows with ``id`` and ``problem`` plus what grades them: ``answer`` (math, graded by
@@ -54,6 +56,7 @@ class SampleConfig:
     """
 
     model: str = "tiny"
+    device: str = "auto"
     dtype: Literal["float32", "bfloat16"] = "float32"
     data: str = "synthetic"
     data_dir: str | None = None
@@ -85,3 +88,7 @@ class SampleConfig:
                         "top_p": Range(0, 1, open_low=True), "max_new_tokens": AT_LEAST_1, "batch_size": AT_LEAST_1,
                         "max_per_prompt": NON_NEGATIVE, "judge_threshold": PROBABILITY,
                         "judge_batch_size": AT_LEAST_1, "threads": NON_NEGATIVE}
+
+    def check(self, prefix: str = "") -> None:
+        from r1kit.models.device import check_device
+        check_device(self.device, f"{prefix}device")

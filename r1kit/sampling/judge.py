@@ -51,8 +51,9 @@ def first_token_ids(tokenizer, words) -> set[int]:
 class Judge:
     """An HF causal LM that says whether a candidate answer matches a reference (``p_yes``)."""
 
-    def __init__(self, model: str, dtype: str = "float32", threshold: float = 0.5, batch_size: int = 8):
-        self.model, self.tokenizer = load_model(model, dtype), load_tokenizer(model)
+    def __init__(self, model: str, dtype: str = "float32", threshold: float = 0.5, batch_size: int = 8,
+                 device: str | torch.device = "cpu"):
+        self.model, self.tokenizer = load_model(model, dtype, device), load_tokenizer(model)
         self.threshold, self.batch_size = threshold, batch_size
         yes, no = first_token_ids(self.tokenizer, YES), first_token_ids(self.tokenizer, NO)
         self.yes_ids, self.no_ids = sorted(yes - no), sorted(no - yes)
@@ -74,6 +75,7 @@ class Judge:
         for lo in range(0, len(items), self.batch_size):
             prompts = [self.prompt(*item) for item in items[lo:lo + self.batch_size]]
             enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(self.model.device) for k, v in enc.items()}
             positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # left padding
             logits = self.model(**enc, position_ids=positions, use_cache=False).logits[:, -1].float()
             probs = logits.softmax(-1)

@@ -231,13 +231,17 @@ class RejectionSampler:
 
     def _load_models(self, need_judge: bool) -> None:
         from r1kit.models import load_model, load_tokenizer
+        from r1kit.models.device import resolve_device
 
         if self.model is None:
             apply_threads(self.cfg.threads)
-            self.model, self.tokenizer = load_model(self.cfg.model, self.cfg.dtype), load_tokenizer(self.cfg.model)
+            device = resolve_device(self.cfg.device)
+            self.model = load_model(self.cfg.model, self.cfg.dtype, device)
+            self.tokenizer = load_tokenizer(self.cfg.model)
         if need_judge and self.judge is None and self.cfg.judge:
             from r1kit.sampling.judge import Judge
-            self.judge = Judge(self.cfg.judge, self.cfg.dtype, self.cfg.judge_threshold, self.cfg.judge_batch_size)
+            self.judge = Judge(self.cfg.judge, self.cfg.dtype, self.cfg.judge_threshold, self.cfg.judge_batch_size,
+                               resolve_device(self.cfg.device))
 
     def _grade(self, rows: list[dict], rollouts, early: list[list[str | None]]) -> tuple[list, list, list]:
         """Grade every screened-in sample. Returns, per prompt, the correctness of each sample (None:

@@ -1,10 +1,11 @@
 """Typed configuration of supervised fine-tuning (``r1kit sft``). Every option is documented here, once."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
+from r1kit.models.lora import LoRAConfig
 
 
 @dataclass
@@ -12,6 +13,8 @@ class SFTConfig:
     """Supervised fine-tuning of a causal LM on prompt/completion or chat rows.
 
     model: HF folder, hub id, ``tiny`` or ``tiny-small`` (the embedded bases).
+    device: where the model, the optimiser state and the batches live: ``auto`` (CUDA when
+        visible, else the CPU), ``cpu``, ``cuda`` or ``cuda:N`` (r1kit.models.device).
     dtype: compute dtype, ``float32`` or ``bfloat16`` (bf16: float32 weights and optimiser state,
         forward and backward under autocast; r1kit.models.precision).
     data: the rows: a JSONL/JSON/Parquet file, ``hf:NAME[:SPLIT]`` (``datasets.load_dataset``,
@@ -43,9 +46,12 @@ class SFTConfig:
     checkpoint_every: save ``checkpoint-STEP`` every N steps (and at the end); 0: only at the end.
     keep_checkpoints: how many of the newest checkpoints to keep.
     threads: torch CPU threads (0: auto, see r1kit.threads; passive waiting either way).
+    lora: low-rank adapters instead of full fine-tuning (``LoRAConfig`` in r1kit/models/lora.py;
+        ``lora.r: 16`` turns it on): checkpoints hold the adapters, ``final/`` the merged model.
     """
 
     model: str = "tiny"
+    device: str = "auto"
     dtype: Literal["float32", "bfloat16"] = "float32"
     data: str = ""
     limit: int | None = None
@@ -67,9 +73,14 @@ class SFTConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     threads: int = 0
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
     ranges: ClassVar = {"limit": AT_LEAST_1, "max_length": Range(2), "batch_size": AT_LEAST_1,
                         "grad_accum": AT_LEAST_1, "epochs": AT_LEAST_1, "max_steps": NON_NEGATIVE, "lr": POSITIVE,
                         "weight_decay": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE, "min_lr_ratio": PROBABILITY,
                         "max_grad_norm": POSITIVE, "checkpoint_every": NON_NEGATIVE, "keep_checkpoints": AT_LEAST_1,
                         "threads": NON_NEGATIVE}
+
+    def check(self, prefix: str = "") -> None:
+        from r1kit.models.device import check_device
+        check_device(self.device, f"{prefix}device")

@@ -21,14 +21,16 @@ from r1kit.config import ConfigError, validate
 from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
 from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint, load_trainer_state, lr_factor, record_changes,
                         resume_changes, rng_state, save_checkpoint, set_rng_state, truncate_jsonl_after, write_config)
-from r1kit.models import load_model, load_tokenizer, resolve_model_path
+from r1kit.models import load_tokenizer, resolve_model_path
+from r1kit.models.device import device_record, reset_peak_memory, resolve_device
+from r1kit.models.lora import load_policy, plain_model, trainable_parameters
 from r1kit.models.precision import compute_context
 from r1kit.sft.config import SFTConfig
 from r1kit.sft.data import build_examples, collate, epoch_micro_batches, fingerprint, load_sft_rows, masked_lm_loss
 from r1kit.threads import apply as apply_threads
 
 RECORDS = ["metrics.jsonl", "summary.json", "final"]
-SAFE_ON_RESUME = ("checkpoint_every", "keep_checkpoints", "threads")  # options a resumed run may change
+SAFE_ON_RESUME = ("checkpoint_every", "keep_checkpoints", "threads", "device")  # options a resumed run may change
 
 
 def step_plan(lengths: list[int], cfg: SFTConfig) -> list[tuple[int, list]]:
@@ -81,8 +83,9 @@ class SFTTrainer:
         self.step = 0
         start = latest_checkpoint(self.out) if resume else None
         # float32 master weights; dtype bfloat16 is the compute dtype (r1kit.models.precision)
-        self.model = load_model(str(start) if start else self.model_path, "float32")
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.device = resolve_device(cfg.device)
+        self.model = load_policy(self.model_path, cfg.model, start, cfg.lora, self.device)
+        self.optimizer = torch.optim.AdamW(trainable_parameters(self.model), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio))
         if start:
@@ -114,7 +117,7 @@ class SFTTrainer:
     def _save_final(self) -> Path:
         final, tmp = self.out / "final", self.out / ".tmp-final"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
+        plain_model(self.model).save_pretrained(tmp)  # LoRA: the adapters merged in
         self.tokenizer.save_pretrained(tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -125,7 +128,9 @@ class SFTTrainer:
         completion tokens. Returns the step's loss, gradient norm and token counts."""
         packed = self.cfg.batching == "pack"
         pad = self.tokenizer.pad_token_id
-        batches = [collate(self.examples, rows, pad, packed) for rows in micro_batches]
+        reset_peak_memory(self.device)
+        batches = [{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in
+                    collate(self.examples, rows, pad, packed).items()} for rows in micro_batches]
         n_targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -145,7 +150,8 @@ class SFTTrainer:
         width = sum(b["input_ids"].numel() for b in batches)
         return {"loss": total / max(n_targets, 1), "grad_norm": norm.item(), "target_tokens": n_targets,
                 "tokens": tokens, "padding_frac": 1 - tokens / width,
-                "examples": sum(len(row) for rows in micro_batches for row in rows)}
+                "examples": sum(len(row) for rows in micro_batches for row in rows),
+                **device_record(self.device, self.cfg.dtype)}
 
     def train(self) -> dict:
         """Run the remaining steps; returns the summary (also written to ``summary.json``). Ctrl-C
