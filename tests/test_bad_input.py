@@ -214,7 +214,7 @@ def test_ctrl_c_stops_zero_after_a_step_with_a_checkpoint(tmp_path):
 def test_ctrl_c_during_eval_writes_no_results(tmp_path):
     out = tmp_path / "e"
     proc, log = _popen(tmp_path, "eval", "--data", "synthetic", "--k", "64", "--out", out)
-    _interrupt_when(proc, lambda: "%|" in log.read_text())  # sampling has started (its progress bar)
+    _interrupt_when(proc, lambda: "eval samples" in log.read_text())  # sampling has started (its progress bar)
     out_text, _ = proc.communicate(timeout=300)
     err = log.read_text()
     assert proc.returncode == 130, err[-3000:]
