@@ -161,11 +161,13 @@ def rollout_vs_hf(device, model_dir: str, reduced: bool) -> list[dict]:
     rows = []
     for batch in ((16,) if reduced else (64, 256)):
         prompts = prompts_all[: batch // bench.SAMPLES_PER_PROMPT]
-        bench.r1kit_tokens_per_s(model, tok, prompts, args, seed=0)  # warm-up
-        ours = bench.r1kit_tokens_per_s(model, tok, prompts, args, seed=1)
-        hf = bench.hf_tokens_per_s(model, tok, prompts, args, seed=1)
-        rows.append({"check": f"rollout tok/s, batch {batch}", "value": f"r1kit {ours:.0f} | HF {hf:.0f} | "
-                     f"ratio {ours / hf:.2f}", "ok": True})
+        for fixed in (False, True):  # with early stopping; fixed length (EOS ignored on both sides)
+            bench.r1kit_tokens_per_s(model, tok, prompts, args, seed=0, fixed=fixed)  # warm-up
+            ours = bench.r1kit_tokens_per_s(model, tok, prompts, args, seed=1, fixed=fixed)
+            hf = bench.hf_tokens_per_s(model, tok, prompts, args, seed=1, fixed=fixed)
+            mode = "fixed length" if fixed else "EOS"
+            rows.append({"check": f"rollout tok/s, batch {batch}, {mode}", "value": f"r1kit {ours:.0f} | HF {hf:.0f} "
+                         f"| ratio {ours / hf:.2f}", "ok": True})
     return rows
 
 

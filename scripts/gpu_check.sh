@@ -7,7 +7,7 @@
 #   3. a 20-step R1-Zero run of the tiny base learns (held-out pass@1 before -> after);
 #   4. bf16 GRPO steps of a randomly initialised SmolLM2-135M-shaped model (--shape qwen2.5-0.5b for
 #      the other one), without and with LoRA (r 16): s/step, sampled tokens/s, peak memory, MFU;
-#   5. rollout tokens/s against HF `generate` at batch 64 and 256 (benchmarks/rollout_vs_hf.py);
+#   5. rollout tokens/s against HF `generate` at batch 64 and 256, with early stopping and fixed length (benchmarks/rollout_vs_hf.py);
 # and prints one summary table (exit status 1 when a check fails).
 #
 # What it needs beyond the repository and torch (a CUDA build on the GPU machine): r1kit's other
