@@ -74,7 +74,7 @@ def trl_steps(args, problems: list[dict], seed: int, extra: dict) -> list[float]
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
         config = GRPOConfig(
-            output_dir=out, use_cpu=True, report_to=[], save_strategy="no", logging_strategy="no",
+            output_dir=out, use_cpu=args.device == "cpu", report_to=[], save_strategy="no", logging_strategy="no",
             per_device_train_batch_size=args.completions, num_generations=args.group_size,
             gradient_accumulation_steps=1, max_completion_length=args.max_new_tokens,
             temperature=1.0, top_p=1.0, top_k=0, beta=args.beta, num_iterations=args.mu,
@@ -101,7 +101,8 @@ def r1kit_steps(args, seed: int, dtype: str) -> list[float]:
             "log_tensorboard=false", f"train_size={args.train_size}", f"dtype={dtype}",
             f"grpo.group_size={args.group_size}", f"grpo.prompts_per_step={args.completions // args.group_size}",
             f"grpo.beta={args.beta}", f"grpo.mu={args.mu}",
-            f"optim.lr={args.lr}", "optim.warmup_steps=0", f"rollout.max_new_tokens={args.max_new_tokens}"])
+            f"optim.lr={args.lr}", "optim.warmup_steps=0", f"rollout.max_new_tokens={args.max_new_tokens}",
+            f"device={args.device}"])
         GRPOTrainer(cfg, progress=False).train()
         return [row["step_seconds"] for row in read_jsonl(f"{out}/metrics.jsonl")]
 
@@ -109,6 +110,7 @@ def r1kit_steps(args, seed: int, dtype: str) -> list[float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both trainers run")
     ap.add_argument("--steps", type=int, default=6, help="steps per run (the first is not counted)")
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--completions", type=int, default=32, help="completions per step")

@@ -36,6 +36,7 @@ def tokens_per_s(rollout: RayRollout, prompts: list[str], params: SamplingParams
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="the actors' device (cuda: one GPU each)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per actor")
     ap.add_argument("--prompts", type=int, default=16)
@@ -50,7 +51,7 @@ def main() -> None:
     here = os.environ.get("PYTHONPATH")
     ray.init(address="local", num_cpus=3, include_dashboard=False, _node_ip_address="127.0.0.1",
              runtime_env={"env_vars": {"PYTHONPATH": here}} if here else {}, log_to_driver=False)
-    sets = {n: RayRollout(path, "float32", n, actor_cpus=1, threads=args.threads) for n in (1, 2)}
+    sets = {n: RayRollout(path, "float32", n, actor_cpus=1, threads=args.threads, device=args.device) for n in (1, 2)}
     for rollout in sets.values():
         rollout.push_weights(model, 0)
         tokens_per_s(rollout, prompts[:2], params, seed=0)  # warm-up: actors started, weights loaded
