@@ -3,9 +3,9 @@ competing CPU-bound process.
 
 Runs ``r1kit zero`` (defaults, no recipe: the embedded tiny model) for ``--steps`` steps, quiet,
 then with one busy-looping Python process started beside it (it takes one core: on 2 cores a
-fair share is a ratio of 2.0). Both with r1kit's thread policy (``r1kit.threads``: passive
-waiting, one inter-op thread) and, with ``--compare``, with it turned off
-(``R1KIT_THREAD_POLICY=0``: torch's spinning workers). Seconds per step are the medians of the
+fair share is a ratio of 2.0). Both with r1kit's thread policy (``r1kit.threads``: as many
+threads as the other processes leave CPUs free, one inter-op thread) and, with ``--compare``, with
+it turned off (``R1KIT_THREAD_POLICY=0``: torch's fixed count of spinning workers). Seconds per step are the medians of the
 metrics' ``step_seconds``, the first step (warm-up) left out; the seeded runs produce the same
 steps whatever the load, so quiet and loaded do the same work.
 
@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 BUSY = "while True:\n    pass\n"
 
 
-TIMING = ("tokens_per_s", "rollout_seconds", "train_seconds", "step_seconds")
+from r1kit.runs import is_timing_key  # noqa: E402  (wall-clock, memory, thread-count fields)
 
 
 def run_steps(steps: int, policy: bool, loaded: bool, overrides: list[str]) -> tuple[list[float], list[dict]]:
@@ -50,7 +51,8 @@ def run_steps(steps: int, policy: bool, loaded: bool, overrides: list[str]) -> t
         if busy is not None:
             busy.kill()
             busy.wait()
-    return [row["step_seconds"] for row in rows][1:], [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+    threads = sorted({row.get("threads") for row in rows[1:]})
+    return [row["step_seconds"] for row in rows][1:], [{k: v for k, v in row.items() if not is_timing_key(k)} for row in rows], threads
 
 
 def main() -> int:
@@ -66,10 +68,10 @@ def main() -> int:
         med, results = {}, {}
         for loaded in (False, True):
             t0 = time.perf_counter()
-            times, results[loaded] = run_steps(args.steps, policy, loaded, args.overrides)
+            times, results[loaded], counts = run_steps(args.steps, policy, loaded, args.overrides)
             med[loaded] = statistics.median(times)
             print(f"{label} {'loaded' if loaded else 'quiet ':6s}: median {med[loaded]:.3f} s/step "
-                  f"(min {min(times):.3f}, max {max(times):.3f}; run {time.perf_counter() - t0:.0f} s)", flush=True)
+                  f"(min {min(times):.3f}, max {max(times):.3f}; threads {counts}; run {time.perf_counter() - t0:.0f} s)", flush=True)
         ratios[policy] = med[True] / med[False]
         same = "identical" if results[True] == results[False] else "DIFFERENT"
         print(f"{label}: loaded/quiet {ratios[policy]:.2f}; metrics (rewards, loss, grad norm, ...) of the two "

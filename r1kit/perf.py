@@ -78,19 +78,34 @@ def gflops_per_second(flops: float, seconds: float) -> float:
 
 class SectionTimer:
     """Wall seconds per named section of a step: ``with timer("sampling"): ...``; ``split()``
-    returns and clears them (sections entered several times add up)."""
+    returns and clears them (sections entered several times add up). On CUDA each section waits
+    for the device at its edges, so queued kernels count where they were launched."""
 
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
 
+    @staticmethod
+    def _sync() -> None:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
     @contextmanager
     def __call__(self, name: str):
+        self._sync()
         t0 = time.perf_counter()
         try:
             yield
         finally:
+            self._sync()
             self.seconds[name] += time.perf_counter() - t0
 
     def split(self) -> dict[str, float]:
         out, self.seconds = dict(self.seconds), defaultdict(float)
         return out
+
+
+# The GRPO step's split (sampling, rewards, log-probs, forward, backward, optimiser, weight sync):
+# filled by the rollout source and the step, logged by the trainer as ``seconds/<section>``.
+STEP_TIMER = SectionTimer()

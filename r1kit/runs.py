@@ -27,8 +27,14 @@ import torch
 from r1kit.config import ConfigError, build, merge, to_dict, validate
 
 STATE_FILE = "trainer_state.pt"
-# wall-clock and memory fields of metrics.jsonl: they differ between two runs of the same seed
-TIMING_KEYS = ("step_seconds", "rollout_seconds", "train_seconds", "tokens_per_s", "peak_memory_mb")
+# wall-clock, memory and load fields of metrics.jsonl: they differ between two runs of the same seed
+TIMING_KEYS = ("step_seconds", "rollout_seconds", "train_seconds", "tokens_per_s", "peak_memory_mb", "threads")
+
+
+def is_timing_key(key: str) -> bool:
+    """A metrics.jsonl field that varies between two runs of the same seed (``TIMING_KEYS`` and
+    the step's time split, ``seconds/<section>``)."""
+    return key in TIMING_KEYS or key.startswith("seconds/")
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:

@@ -1,27 +1,34 @@
-"""CPU thread policy: no spinning workers, one inter-op thread, a thread count fixed by the machine.
+"""CPU thread policy: as many intra-op threads as the CPUs other processes leave free, one inter-op thread.
 
-Why: torch's OpenMP workers spin at every barrier (up to ~300k iterations) waiting for the
-slowest thread. On a CPU shared with other work, the thread that lost its core holds the others
-spinning, and the spinning burns the cores the competing work needs: both slow down far beyond
-their fair share. Three settings avoid it:
+Why: torch's OpenMP workers spin at every barrier waiting for the slowest thread. When another
+process takes a core, the thread that lost its core holds the others spinning at every parallel
+region, and the spinning takes the cores the competing work needs: a 2-thread run beside one
+busy process was 4x slower than alone, not the fair 2x. Waiting passively instead
+(``OMP_WAIT_POLICY=PASSIVE``) avoids the collapse but costs a wake-up at every region: the quiet
+default run became 1.6x slower. So r1kit keeps torch's fast spinning and runs no more threads
+than there are free CPUs:
 
-* **Passive waiting** (``OMP_WAIT_POLICY=PASSIVE``, ``KMP_BLOCKTIME=0`` for Intel's runtime): idle
-  workers sleep at once. The OpenMP runtime reads this when it loads, so it is set when ``r1kit``
-  is imported, before torch (``prefer_passive_waiting``); a value already in the environment wins.
-* **One inter-op thread**: r1kit runs no concurrent graph branches; extra inter-op threads only
-  add more workers to schedule.
-* **The intra-op thread count is a property of the machine, never of its load**: float sums
-  depend on how work is split between threads, so a count chosen from the load would make seeded
-  runs irreproducible. ``auto`` (``threads: 0``) is torch's default, capped by the CPUs this
-  process may run on (its affinity mask and cgroup quota, which torch's default ignores).
+* ``threads: 0`` (*auto*, the default) starts at torch's own count, capped by the CPUs this
+  process may run on (affinity mask, cgroup quota), and a :class:`Governor` re-measures, every
+  half second of sampling or training, how much CPU *other* processes used on those CPUs
+  (``/proc/stat`` minus this process's own time) and sets the count to what is left (at least 1).
+* ``threads: N`` fixes the count at N (no governor).
+* One inter-op thread: r1kit runs no concurrent graph branches.
 
-``R1KIT_THREAD_POLICY=0`` turns the first two off (``benchmarks/contention.py`` compares both).
+Results: a thread count changes how some float sums are split. On the embedded tiny model, 1 and
+2 threads sample the same tokens and compute bit-identical gradients, but sampled log-probs differ
+in the last bits (< 1e-5; tested), so a run whose count the governor changed can, rarely, draw a
+different token where a uniform falls that close to a boundary. A seeded run on a quiet machine
+always repeats itself; set ``threads: N`` when bit-exact repeats under any load matter.
+
+``R1KIT_THREAD_POLICY=0`` turns the governor and the inter-op setting off (torch's defaults;
+``benchmarks/contention.py --compare`` measures both).
 """
 from __future__ import annotations
 
 import math
 import os
-import sys
+import time
 from pathlib import Path
 
 _TORCH_DEFAULT: int | None = None  # torch's own default intra-op count, read before we change it
@@ -31,23 +38,20 @@ def enabled() -> bool:
     return os.environ.get("R1KIT_THREAD_POLICY", "1") != "0"
 
 
-def prefer_passive_waiting() -> None:
-    """Ask OpenMP to put idle workers to sleep; a no-op once torch is loaded (too late to matter)."""
-    if enabled() and "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        os.environ.setdefault("KMP_BLOCKTIME", "0")
+def _quota_cpus() -> int | None:
+    """CPUs allowed by a cgroup v2 CPU quota, or None without one."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
 
 
 def cpu_budget() -> int:
     """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota if any."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return cpus
+    quota = _quota_cpus()
+    return min(cpus, quota) if quota else cpus
 
 
 def resolve(threads: int) -> int:
@@ -60,15 +64,100 @@ def resolve(threads: int) -> int:
     return threads if threads > 0 else min(_TORCH_DEFAULT, cpu_budget())
 
 
+def _busy_seconds(cpus: set[int]) -> float | None:
+    """CPU seconds spent busy (not idle or iowait) since boot, summed over ``cpus``; None if unknown."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    busy = 0
+    for line in lines:
+        name, *ticks = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            values = [int(t) for t in ticks[:8]]
+            busy += sum(values) - values[3] - values[4]  # minus idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class Governor:
+    """Sets torch's intra-op thread count to the CPUs that other processes leave free.
+
+    ``reset()`` starts a measuring window (call it when compute starts, so that waits for reward
+    workers or disk are not measured); ``tick()`` is cheap and called from hot loops: once the
+    window is ``interval`` seconds old it measures the other processes' CPU use over it,
+    ``others = (busy seconds on our CPUs - our own CPU seconds) / wall seconds``, and sets the count
+    to ``round(cpus - others)``, between 1 and ``ceiling``.
+    """
+
+    def __init__(self, ceiling: int, cpus: set[int], interval: float = 0.5):
+        self.ceiling, self.cpus, self.interval = ceiling, cpus, interval
+        self.count = ceiling
+        self.others = 0.0
+        self._start: tuple[float, float, float] | None = None
+
+    def _sample(self) -> tuple[float, float, float] | None:
+        busy = _busy_seconds(self.cpus)
+        return None if busy is None else (time.perf_counter(), busy, _own_seconds())
+
+    def reset(self) -> None:
+        self._start = self._sample()
+
+    def tick(self) -> None:
+        if self._start is None or time.perf_counter() - self._start[0] < self.interval:
+            return
+        now = self._sample()
+        if now is None:
+            return
+        wall, busy, own = (b - a for a, b in zip(self._start, now))
+        self._start = now
+        self.others = max(0.0, (busy - own) / wall)
+        count = max(1, min(self.ceiling, round(len(self.cpus) - self.others)))
+        if count != self.count:
+            import torch
+
+            torch.set_num_threads(count)
+            self.count = count
+
+
+_GOVERNOR: Governor | None = None
+
+
 def apply(threads: int = 0) -> int:
-    """Set torch's threads for a ``threads`` option (0: auto); returns the intra-op count."""
+    """Set torch's threads for a ``threads`` option (0: auto, governed); returns the starting count."""
+    global _GOVERNOR
     import torch
 
     count = resolve(threads)
     torch.set_num_threads(count)
+    _GOVERNOR = None
     if enabled():
         try:
             torch.set_num_interop_threads(1)
         except RuntimeError:  # already set, or inter-op work already started: keep what is there
             pass
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+        if threads <= 0 and cpus and _quota_cpus() is None and _busy_seconds(cpus) is not None:
+            _GOVERNOR = Governor(count, cpus)
     return count
+
+
+def governor() -> Governor | None:
+    """The governor set by ``apply(0)``, if any."""
+    return _GOVERNOR
+
+
+def reset() -> None:
+    """Start a new measuring window (compute is about to start)."""
+    if _GOVERNOR is not None:
+        _GOVERNOR.reset()
+
+
+def tick() -> None:
+    """Adapt the thread count if a window has passed; a no-op without a governor."""
+    if _GOVERNOR is not None:
+        _GOVERNOR.tick()

@@ -9,7 +9,7 @@ import torch
 
 from r1kit.config import ConfigError, load_config
 from r1kit.data.jsonl import DataError
-from r1kit.runs import TIMING_KEYS
+from r1kit.runs import is_timing_key
 from r1kit.sft import SFTConfig, SFTTrainer, run_sft
 from r1kit.sft.data import (IGNORE, Example, build_examples, chat_segments, collate, epoch_micro_batches,
                             masked_lm_loss, pack, tokenize_row)
@@ -137,7 +137,7 @@ def test_lr_schedules():
 
 
 def _strip(rows):
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+    return [{k: v for k, v in r.items() if not is_timing_key(k)} for r in rows]
 
 
 def test_sft_learns_and_resumes_exactly_after_a_crash(tmp_path):

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from r1kit.config import load_config
-from r1kit.runs import TIMING_KEYS
+from r1kit.runs import is_timing_key
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.trainer import GRPOTrainer
 
@@ -63,7 +63,7 @@ def test_variants_run(tmp_path, extra):
 
 
 def _strip(rows):
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS and k != "seconds"} for r in rows]
+    return [{k: v for k, v in r.items() if not is_timing_key(k) and k != "seconds"} for r in rows]
 
 
 def test_sigkill_and_resume_gives_identical_metrics(tmp_path):

@@ -21,6 +21,7 @@ import torch
 
 from r1kit.distributed import ddp
 from r1kit.grpo import core
+from r1kit.perf import STEP_TIMER
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, score
 from r1kit.rollout import Rollout, SamplingParams, sample
@@ -178,8 +179,11 @@ class LocalSource(RolloutSource):
 
     def sample_groups(self, prompt_ids: list[int], examples: list[dict], seed: int, step: int) -> list[Group]:
         prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
-        rollouts = sample(self.sampler.model, self.tokenizer, prompts, sampling_params(self.cfg, seed))
-        return self.scoring.groups(examples, prompts, rollouts, self.scoring.score(rollouts, examples), prompt_ids,
+        with STEP_TIMER("sampling"):
+            rollouts = sample(self.sampler.model, self.tokenizer, prompts, sampling_params(self.cfg, seed))
+        with STEP_TIMER("rewards"):
+            scores = self.scoring.score(rollouts, examples)
+        return self.scoring.groups(examples, prompts, rollouts, scores, prompt_ids,
                                    [step] * len(examples), [-1] * len(examples))
 
     def _round(self, step: int, round_: int) -> list[Group]:
@@ -239,9 +243,10 @@ class RaySource(RolloutSource):
         return batch
 
     def collect(self, step: int) -> StepBatch:
-        if ddp.world_size() == 1:
-            return self._collect_here(step)
-        batch = ddp.broadcast_object(self._collect_here(step) if ddp.is_main() else None)
+        with STEP_TIMER("sampling"):  # the actors sample and the reward workers score meanwhile
+            if ddp.world_size() == 1:
+                return self._collect_here(step)
+            batch = ddp.broadcast_object(self._collect_here(step) if ddp.is_main() else None)
         return StepBatch(ddp.shard(batch.train), batch.sampled, batch.refill_rounds)
 
     def push_weights(self, policy, version: int) -> None:

@@ -19,6 +19,8 @@ from r1kit.grpo import core
 from r1kit.grpo.logprobs import make_group_batch, split_by_tokens
 from r1kit.models.lora import adapters_off
 from r1kit.models.precision import compute_context
+from r1kit import threads
+from r1kit.perf import STEP_TIMER
 
 
 @dataclass
@@ -86,7 +88,7 @@ def prepare(groups, models: Models, cfg, step: int, pad_id: int) -> dict:
     temperature = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0
 
     def frozen_logprobs(model, context=contextlib.nullcontext):
-        with torch.no_grad(), compute_context(model, cfg.dtype), context():
+        with STEP_TIMER("logprobs"), torch.no_grad(), compute_context(model, cfg.dtype), context():
             return [models.strategy.logprobs(model, batch, temperature)[0] for batch, _, _ in mbs]
 
     if any(grp.weight_version < step for grp in groups):
@@ -107,14 +109,17 @@ def accumulate(prep: dict, models: Models, cfg, stats: dict) -> float:
     models.optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
     for k, (batch, rows, loss_mask) in enumerate(prep["mbs"]):
-        with compute_context(policy, cfg.dtype):
-            logp, entropy = models.strategy.logprobs(policy, batch, prep["temperature"])
-        loss, mb_stats = core.grpo_loss(
-            logp, old_logp[k] if old_logp else logp.detach(), ref_logp[k] if ref_logp else None,
-            prep["advantages"][rows], loss_mask, eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta,
-            agg=g.loss_agg, max_len=cfg.rollout.max_new_tokens, num_seqs=totals["seqs"],
-            num_tokens=totals["tokens"], policy_loss=g.policy_loss)
-        (loss * models.strategy.backward_scale()).backward()
+        threads.tick()
+        with STEP_TIMER("forward"):
+            with compute_context(policy, cfg.dtype):
+                logp, entropy = models.strategy.logprobs(policy, batch, prep["temperature"])
+            loss, mb_stats = core.grpo_loss(
+                logp, old_logp[k] if old_logp else logp.detach(), ref_logp[k] if ref_logp else None,
+                prep["advantages"][rows], loss_mask, eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta,
+                agg=g.loss_agg, max_len=cfg.rollout.max_new_tokens, num_seqs=totals["seqs"],
+                num_tokens=totals["tokens"], policy_loss=g.policy_loss)
+        with STEP_TIMER("backward"):
+            (loss * models.strategy.backward_scale()).backward()
         step_loss += loss.item()
         if k >= prep["n_real"]:  # a lockstep filler: no statistics
             continue
@@ -129,14 +134,16 @@ def accumulate(prep: dict, models: Models, cfg, stats: dict) -> float:
 def optimise(groups, models: Models, cfg, step: int, pad_id: int) -> dict:
     """``mu`` optimiser steps on a batch of groups; returns the step's mean loss, KL, clip
     fraction, entropy and gradient norm (averaged over the ranks)."""
+    threads.reset()
     prep = prepare(groups, models, cfg, step, pad_id)
     models.policy.train()
     stats = {"kl": [], "clip_frac": [], "entropy": [], "grad_norm": [], "loss": []}
     for _ in range(cfg.grpo.mu):
         stats["loss"].append(accumulate(prep, models, cfg, stats))
-        norm = models.strategy.clip_grad_norm(models.policy, cfg.optim.max_grad_norm)
-        models.optimizer.step()
-        models.scheduler.step()
+        with STEP_TIMER("optimiser"):
+            norm = models.strategy.clip_grad_norm(models.policy, cfg.optim.max_grad_norm)
+            models.optimizer.step()
+            models.scheduler.step()
         stats["grad_norm"].append(norm)
     models.policy.eval()
     out = {k: sum(v) / len(v) for k, v in stats.items() if v}

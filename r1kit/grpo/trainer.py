@@ -35,6 +35,7 @@ from r1kit.rewards import RewardStats
 from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint,
                         load_trainer_state, lr_factor, record_changes, resume_changes, rng_state, save_checkpoint,
                         set_rng_state, truncate_jsonl_after, write_config)
+from r1kit.perf import STEP_TIMER
 from r1kit.threads import apply as apply_threads
 
 RECORDS = ["metrics.jsonl", "eval.jsonl", "summary.json"]
@@ -234,12 +235,14 @@ class GRPOTrainer:
         batch = self.source.collect(self.step)
         t1 = time.time()
         opt = optimise(batch.train, self.models, self.cfg, self.step, self.tokenizer.pad_token_id)
-        self.sampler.refresh()
-        self.step += 1
-        self.source.push_weights(self.policy, self.step)
+        with STEP_TIMER("weight_sync"):
+            self.sampler.refresh()
+            self.step += 1
+            self.source.push_weights(self.policy, self.step)
         t2 = time.time()
         opt.update(device_record(self.device, self.cfg.dtype))
-        return batch, opt, {"rollout_seconds": t1 - t0, "train_seconds": t2 - t1, "step_seconds": t2 - t0}
+        split = {f"seconds/{name}": round(sec, 4) for name, sec in STEP_TIMER.split().items()}
+        return batch, opt, {"rollout_seconds": t1 - t0, "train_seconds": t2 - t1, "step_seconds": t2 - t0, **split}
 
     def _train(self, stop: GracefulStop) -> dict:
         c = self.cfg

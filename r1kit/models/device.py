@@ -58,5 +58,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def device_record(device: torch.device, dtype: str) -> dict:
-    """What a step row says about where it ran: device, compute dtype, peak memory (MiB)."""
-    return {"device": str(device), "dtype": dtype, "peak_memory_mb": round(peak_memory_mb(device), 1)}
+    """What a step row says about where it ran: device, compute dtype, peak memory (MiB), and
+    torch's CPU thread count at the end of the step (``threads: 0`` adapts it to the load)."""
+    return {"device": str(device), "dtype": dtype, "peak_memory_mb": round(peak_memory_mb(device), 1),
+            "threads": torch.get_num_threads()}

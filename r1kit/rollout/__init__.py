@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from r1kit import threads
 from r1kit.rollout.cache import preallocated_cache, splice, supports_preallocated_cache
 from r1kit.rollout.draw import draw, filter_logits, nucleus  # noqa: F401 (re-exported)
 
@@ -282,6 +283,7 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, compact
     n = params.n
     cap = max(batch_size, n) if batch_size else len(prompts) * n
     pending = list(range(len(prompts)))[::-1]
+    threads.reset()
 
     def take(room: int) -> list[int]:
         return [pending.pop() for _ in range(min(max(room // n, 1), len(pending)))]
@@ -298,4 +300,5 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, compact
             engine.compact()
         if engine.live_count:
             engine.step()
+            threads.tick()
     return engine.rollouts()
