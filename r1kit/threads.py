@@ -11,8 +11,8 @@ than there are free CPUs:
 * ``threads: 0`` (*auto*, the default) starts at torch's own count, capped by the CPUs this
   process may run on (affinity mask, cgroup quota), and a :class:`Governor` re-measures, every
   half second of sampling or training, how much CPU *other* processes used on those CPUs
-  (``/proc/stat`` minus this process's own time; niced processes are not counted, they yield) and
-  sets the count to what is left (at least 1).
+  (``/proc/stat`` minus this process's own time; niced processes are not counted where they
+  yield to ours) and sets the count to what is left (at least 1).
 * ``threads: N`` fixes the count at N (no governor).
 * One inter-op thread: r1kit runs no concurrent graph branches.
 
@@ -66,21 +66,31 @@ def resolve(threads: int) -> int:
 
 
 def _busy_seconds(cpus: set[int]) -> float | None:
-    """CPU seconds spent busy since boot, summed over ``cpus`` (not idle, iowait, or niced work
-    when this process is not niced itself); None if unknown."""
+    """CPU seconds spent busy since boot, summed over ``cpus`` (not idle or iowait; niced work only
+    where it competes with ours, ``_niced_competes``); None if unknown."""
     try:
         lines = Path("/proc/stat").read_text().splitlines()
     except OSError:
         return None
     busy = 0
-    niced_self = os.getpriority(os.PRIO_PROCESS, 0) > 0 if hasattr(os, "getpriority") else False
+    count_niced = _niced_competes()
     for line in lines:
         name, *ticks = line.split()
         if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
             user, nice, system, idle, iowait, irq, softirq, steal = (int(t) for t in ticks[:8])
-            # niced work yields its CPU to ours, so it is not counted (unless we are niced too)
-            busy += user + system + irq + softirq + steal + (nice if niced_self else 0)
+            busy += user + system + irq + softirq + steal + (nice if count_niced else 0)
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _niced_competes() -> bool:
+    """Whether niced processes take CPU from this one: yes when it is niced itself, or when the
+    kernel groups processes by session (autogroup: nice then only orders a session's own work)."""
+    try:
+        if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1":
+            return True
+    except OSError:
+        pass
+    return hasattr(os, "getpriority") and os.getpriority(os.PRIO_PROCESS, 0) > 0
 
 
 def _own_seconds() -> float:
