@@ -98,6 +98,16 @@ def _own_seconds() -> float:
     return t.user + t.system
 
 
+TAKEN_ABOVE = 0.6  # share of a CPU that other processes must use for it to count as taken
+
+
+def free_cpus(cpus: int, others: float) -> int:
+    """CPUs left for this process when other processes use ``others`` CPUs' worth of time: a CPU
+    counts as taken once more than ``TAKEN_ABOVE`` of it is used (measurement noise and light
+    background work take none); at least 1. E.g. 2 CPUs: others 0.4 -> 2, 0.7 -> 1, 1.7 -> 1."""
+    return max(1, cpus - max(0, math.ceil(others - TAKEN_ABOVE)))
+
+
 class Governor:
     """Sets torch's intra-op thread count to the CPUs that other processes leave free.
 
@@ -105,7 +115,7 @@ class Governor:
     workers or disk are not measured); ``tick()`` is cheap and called from hot loops: once the
     window is ``interval`` seconds old it measures the other processes' CPU use over it,
     ``others = (busy seconds on our CPUs - our own CPU seconds) / wall seconds``, and sets the count
-    to ``round(cpus - others)``, between 1 and ``ceiling``.
+    to ``free_cpus(cpus, others)``, at most ``ceiling``.
     """
 
     def __init__(self, ceiling: int, cpus: set[int], interval: float = 0.5):
@@ -130,7 +140,7 @@ class Governor:
         wall, busy, own = (b - a for a, b in zip(self._start, now))
         self._start = now
         self.others = max(0.0, (busy - own) / wall)
-        count = max(1, min(self.ceiling, round(len(self.cpus) - self.others)))
+        count = min(self.ceiling, free_cpus(len(self.cpus), self.others))
         if count != self.count:
             import torch
 

@@ -49,6 +49,11 @@ def test_thread_count_changes_only_last_bits_on_the_tiny_model():
     assert pairs and max(abs(a - b) for a, b in pairs) < 1e-5
 
 
+def test_free_cpus_counts_a_cpu_taken_above_the_threshold():
+    assert [threads.free_cpus(2, x) for x in (0.0, 0.4, 0.6, 0.7, 1.5, 1.7, 3.0)] == [2, 2, 2, 1, 1, 1, 1]
+    assert [threads.free_cpus(8, x) for x in (0.5, 1.0, 2.65, 7.9)] == [8, 7, 5, 1]
+
+
 def test_auto_is_capped_by_the_cpus_and_governed():
     count = threads.apply(0)
     try:
@@ -76,7 +81,8 @@ def test_governor_gives_way_to_busy_processes():
             a = torch.tanh(a @ a)
             gov.tick()
         assert gov.others > 0.6 * len(cpus), gov.others
-        assert gov.count == max(1, round(len(cpus) - gov.others)) and torch.get_num_threads() == gov.count
+        assert gov.count == min(gov.ceiling, threads.free_cpus(len(cpus), gov.others))
+        assert torch.get_num_threads() == gov.count
         assert gov.count < len(cpus) or len(cpus) == 1
     finally:
         for p in busy:
