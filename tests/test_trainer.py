@@ -32,8 +32,14 @@ def test_beta_zero_loads_no_reference_and_logs_every_step(tmp_path):
     assert [r["step"] for r in rows] == [1, 2]
     for key in ("reward/mean", "reward/accuracy_math/mean", "reward/format/mean", "accuracy", "format_rate",
                 "response_length/mean", "response_length/max", "truncated_frac", "entropy", "clip_frac",
-                "grad_norm", "lr", "tokens_per_s", "step_seconds", "reflection_rate"):
+                "grad_norm", "lr", "tokens_per_s", "step_seconds", "reflection_rate", "threads"):
         assert key in rows[-1], key
+    for row in rows:  # the step's time split: every section timed, together within the step's wall time
+        split = {k: v for k, v in row.items() if k.startswith("seconds/")}
+        assert {"seconds/sampling", "seconds/rewards", "seconds/forward", "seconds/backward",
+                "seconds/optimiser", "seconds/weight_sync"} <= set(split), split
+        assert all(v >= 0 for v in split.values()) and 0 < sum(split.values()) <= row["step_seconds"] + 1e-3
+        assert split["seconds/sampling"] <= row["rollout_seconds"] + 1e-3
     evals = _rows(tmp_path / "run" / "eval.jsonl")
     assert [e["step"] for e in evals] == [0, 2] and "cons@2" in evals[0]
     ckpt = tmp_path / "run" / "checkpoint-2"
@@ -54,8 +60,8 @@ def test_variants_run(tmp_path, extra):
     trainer.train()
     row = _rows(tmp_path / "run" / "metrics.jsonl")[-1]
     assert row["step"] == 1 and row["grad_norm"] >= 0
-    if "grpo.beta=0.04" in extra:
-        assert row["kl"] >= 0
+    if "grpo.beta=0.04" in extra:  # reference and old-policy passes: timed as log-probs
+        assert row["kl"] >= 0 and row["seconds/logprobs"] > 0
     if "rollout.max_new_tokens=8" in extra:
         assert row["truncated_frac"] > 0.5
     if "grpo.policy_loss=gspo" in extra:  # the second pass moves the sequence ratios past a 4e-4 range

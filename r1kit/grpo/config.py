@@ -206,7 +206,7 @@ class ZeroConfig:
     keep_checkpoints: how many of the newest checkpoints to keep.
     reflection_phrases: self-verification phrases counted by the reflection rate.
     log_tensorboard: also write TensorBoard events when ``tensorboard`` is installed.
-    threads: torch CPU threads (0: auto, see r1kit.threads; passive waiting either way).
+    threads: torch CPU threads (0: auto, as many as other processes leave free, see r1kit.threads; N: fixed).
     lora: low-rank adapters instead of full fine-tuning (``LoRAConfig`` in r1kit/models/lora.py;
         ``lora.r: 16`` turns it on): only the adapters train, the beta > 0 reference is the policy
         with its adapters off, sampling uses a merged copy, checkpoints hold the adapters.

@@ -52,7 +52,7 @@ class SampleConfig:
         ``messages`` (user turn = the problem; for students with their own chat template).
     out: output folder: ``sft.jsonl`` (kept samples as SFT rows), ``stats.json`` (sampled, kept
         and rejected by reason), ``progress.jsonl`` (one line per finished prompt), ``config.json``.
-    threads: torch CPU threads (0: auto, see r1kit.threads; passive waiting either way).
+    threads: torch CPU threads (0: auto, as many as other processes leave free, see r1kit.threads; N: fixed).
     """
 
     model: str = "tiny"

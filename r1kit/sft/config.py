@@ -45,7 +45,7 @@ class SFTConfig:
         ``final/`` (the fine-tuned model, an HF folder with its tokenizer) and ``summary.json``.
     checkpoint_every: save ``checkpoint-STEP`` every N steps (and at the end); 0: only at the end.
     keep_checkpoints: how many of the newest checkpoints to keep.
-    threads: torch CPU threads (0: auto, see r1kit.threads; passive waiting either way).
+    threads: torch CPU threads (0: auto, as many as other processes leave free, see r1kit.threads; N: fixed).
     lora: low-rank adapters instead of full fine-tuning (``LoRAConfig`` in r1kit/models/lora.py;
         ``lora.r: 16`` turns it on): checkpoints hold the adapters, ``final/`` the merged model.
     """
