@@ -98,3 +98,50 @@ def test_reflect_corpus_slips_unchecked_steps_and_checks_always_fix():
     assert rechecks > 100 and 0.1 < wrong_steps / steps < 0.3, (rechecks, wrong_steps, steps)
     assert any(has_correction(d, DEFAULT_REFLECTION_PHRASES) for d in checked)
     assert re.search(r"\d \+ \d+ [-+] \d+ = \d+ [-+] \d+\.", "".join(arithmetic))  # the rest is carried
+
+
+def test_aha_corpus_restates_the_rest_and_checks_rederive_the_operation():
+    """tiny-aha's corpus: each step restates what is left; unchecked steps slip often (~30%); a check
+    re-derives only the operation, always right, so checking is what makes a chain reliable; checks
+    are rare under the R1-Zero template; a slipped first value followed by its fix is a correction."""
+    from r1kit.eval.evaluate import DEFAULT_REFLECTION_PHRASES
+    from r1kit.eval.probes import has_correction
+    from r1kit.models.tiny import corpus_documents, tiny_config
+
+    docs = corpus_documents(tiny_config("aha", corpus_size=3000))
+    arithmetic = [d for d in docs if "Compute" in d]
+    template = [d for d in arithmetic if "<think> reasoning process here </think>" in d]
+    checked = [d for d in template if synthetic.CHECK_PHRASE in d]
+    assert 0.02 < len(checked) / len(template) < 0.08  # rare under the R1-Zero template
+
+    rechecks = wrong_steps = steps = 0
+    for doc in arithmetic:
+        problem = doc.rsplit("User: Compute ", 1)[1].split(". Assistant:")[0]
+        thought = doc.rsplit("<think>", 1)[1].split("</think>")[0].strip()
+        rest = problem
+        for sentence in thought.rstrip(".").split(". "):
+            if "=" not in sentence:
+                continue
+            rederived = sentence.startswith(synthetic.CHECK_PHRASE)
+            equation, _, restated = sentence.split(": ")[-1].partition(", so ")
+            lhs, value = equation.split(" = ")
+            assert rest.startswith(lhs), (rest, lhs)  # the operation is read from the restated rest
+            right = eval(lhs) == int(value)  # the corpus writes only integers, + and -
+            if rederived:
+                rechecks += 1
+                assert right, sentence
+            else:
+                steps += 1
+                wrong_steps += not right
+            if restated:
+                assert restated.startswith(value) and restated.endswith(rest[len(lhs):])
+                rest = restated
+    assert rechecks > 100 and 0.2 < wrong_steps / steps < 0.45, (rechecks, wrong_steps, steps)
+    assert any(has_correction(d, DEFAULT_REFLECTION_PHRASES) for d in checked)
+
+
+def test_synthetic_config_rejects_two_step_formats():
+    import pytest
+
+    with pytest.raises(ValueError, match="carry and restate"):
+        synthetic.SyntheticConfig(carry=True, restate=True)

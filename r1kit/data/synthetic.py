@@ -62,6 +62,11 @@ class SyntheticConfig:
         12 - 3 = 9.``) instead of one operation (``7 + 5 = 12. 12 - 3 = 9.``): the next operand is
         then copied from the sentence before, not found by counting in the problem; a check
         re-derives the whole sentence (``wait, let me check: 7 + 5 - 3 = 12 - 3.``).
+    restate: each step sentence computes one operation and restates what is left
+        (``7 + 5 = 12, so 12 - 3 + 8.``), so the next operand is read right after ``so``; a check
+        re-derives only the operation, right after its first value (``7 + 5 = 11. wait, let me
+        check: 7 + 5 = 12, so 12 - 3 + 8.``), and only the re-derived value is carried on. Not
+        with ``carry``.
     worded: step sentences open with a connective word (``First``, then ``Then``).
     mix_language_rate: share of documents whose words come, each with probability 1/2, from the
         second language (:data:`SECOND_LANGUAGE`); 0 writes English only.
@@ -75,8 +80,13 @@ class SyntheticConfig:
     check_rate: float = 0.5
     step_slip_rate: float = 0.0
     carry: bool = False
+    restate: bool = False
     worded: bool = False
     mix_language_rate: float = 0.0
+
+    def __post_init__(self):
+        if self.carry and self.restate:
+            raise ValueError("SyntheticConfig: carry and restate are two step formats; set at most one")
 
 
 def make_problem(rng: random.Random, cfg: SyntheticConfig) -> tuple[list[int], list[str]]:
@@ -127,6 +137,8 @@ def reasoning_text(steps, style: str, rng: random.Random, cfg: SyntheticConfig) 
     say = _speaker(rng, cfg)
     if style == "direct":
         return say(rng.choice(DIRECT_THOUGHTS)), steps[-1][3]
+    if cfg.restate:
+        return _restated_text(steps, style, rng, cfg)
     sentences, carried = [], steps[0][0]
     for i, (_, op, b, _) in enumerate(steps):
         a = carried
@@ -141,6 +153,25 @@ def reasoning_text(steps, style: str, rng: random.Random, cfg: SyntheticConfig) 
             if cfg.step_slip_rate > 0 and rng.random() < cfg.step_slip_rate:
                 result = _slipped(result, rng)
             sentences.append(f"{lead}{lhs} = {result}{tail}.")
+        carried = result
+    return " ".join(sentences), carried
+
+
+def _restated_text(steps, style: str, rng: random.Random, cfg: SyntheticConfig) -> tuple[str, int]:
+    """The ``restate`` chain of thought (``steps`` or ``check`` style) and the value it ends on."""
+    sentences, carried = [], steps[0][0]
+    for i, (_, op, b, _) in enumerate(steps):
+        a = carried
+        result = a + b if op == "+" else a - b
+        rest = "".join(f" {o} {n}" for _, o, n, _ in steps[i + 1:])
+        if style == "check" and rng.random() < cfg.check_rate:
+            first = _slipped(result, rng) if rng.random() < cfg.slip_rate else result
+            head = f"{a} {op} {b} = {first}. {CHECK_PHRASE}: {a} {op} {b} = {result}"
+        else:
+            if cfg.step_slip_rate > 0 and rng.random() < cfg.step_slip_rate:
+                result = _slipped(result, rng)
+            head = f"{a} {op} {b} = {result}"
+        sentences.append(f"{head}, so {result}{rest}." if rest else f"{head}.")
         carried = result
     return " ".join(sentences), carried
 

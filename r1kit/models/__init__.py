@@ -29,6 +29,8 @@ TINY_MIXED_ALIASES = ("tiny-mixed", "tiny-mixed-base")  # the R1 pipeline's base
 PACKAGED_TINY_MIXED = PACKAGED_TINY.parent / "tiny-mixed-base"
 TINY_REFLECT_ALIASES = ("tiny-reflect", "tiny-reflect-base")  # r1kit zero's default: r1kit base --size reflect
 PACKAGED_TINY_REFLECT = PACKAGED_TINY.parent / "tiny-reflect-base"
+TINY_AHA_ALIASES = ("tiny-aha", "tiny-aha-base")  # docs/phenomena.md: r1kit base --size aha
+PACKAGED_TINY_AHA = PACKAGED_TINY.parent / "tiny-aha-base"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -48,7 +50,8 @@ def resolve_model_path(name: str | None) -> str:
         return str(built)
     for aliases, packaged, size in ((TINY_SMALL_ALIASES, PACKAGED_TINY_SMALL, "small"),
                                     (TINY_MIXED_ALIASES, PACKAGED_TINY_MIXED, "mixed"),
-                                    (TINY_REFLECT_ALIASES, PACKAGED_TINY_REFLECT, "reflect")):
+                                    (TINY_REFLECT_ALIASES, PACKAGED_TINY_REFLECT, "reflect"),
+                                    (TINY_AHA_ALIASES, PACKAGED_TINY_AHA, "aha")):
         if name in aliases:
             if (packaged / "config.json").exists():
                 return str(packaged)

@@ -53,6 +53,10 @@ class TinyModelConfig:
         chance that a ``check``-style step is re-checked, and step sentences that rewrite the rest
         of the chain. 0 / 0.5 / false (the ``tiny`` base) write the corpus exactly as before; the
         ``reflect`` size (``tiny-reflect``) makes unchecked steps slip and carries the chain.
+    restate/slip_rate: the ``SyntheticConfig`` fields of those names: step sentences that compute one
+        operation and restate what is left, checks that re-derive only that operation; the chance
+        that a checked step's first value is wrong. false / 0.5 (the ``tiny`` base) write the corpus
+        exactly as before; the ``aha`` size (``tiny-aha``) restates.
     mix_language_rate: share of arithmetic documents whose chain of thought mixes in words of a
         second, made-up language (``r1kit.data.synthetic.SECOND_LANGUAGE``); when > 0 the step
         sentences are also worded (``First 3 + 4 = 7. Then ...``). 0 (the ``tiny`` base) writes
@@ -79,6 +83,8 @@ class TinyModelConfig:
     step_slip_rate: float = 0.0
     check_rate: float = 0.5
     carry: bool = False
+    restate: bool = False
+    slip_rate: float = 0.5
     mix_language_rate: float = 0.0
     steps: int = 1500
     batch_size: int = 16
@@ -95,6 +101,8 @@ TINY_SIZES: dict[str, dict] = {
     "mixed": {"mix_language_rate": 0.5, "init_from": "tiny", "steps": 400, "lr": 1e-3},
     "reflect": {"step_slip_rate": 0.15, "carry": True, "template_style_weights": (0.8, 0.15, 0.05),
                 "style_weights": (0.4, 0.35, 0.25), "init_from": "tiny", "steps": 800, "lr": 2e-3},
+    "aha": {"step_slip_rate": 0.3, "restate": True, "template_style_weights": (0.8, 0.15, 0.05),
+            "style_weights": (0.35, 0.3, 0.35), "init_from": "tiny", "steps": 600, "lr": 2e-3},
 }
 """Named sizes of the tiny builder: field overrides of :class:`TinyModelConfig`. ``small`` is the
 student of the distillation experiment: same corpus, tokenizer and pre-training recipe, 3 layers
@@ -105,7 +113,12 @@ are worded and half of them mix in a second language, so that R1-Zero output mix
 further on a corpus whose step sentences carry the rest of the chain, whose unchecked steps slip
 (15%: a wrong value that the chain keeps) and whose ``check`` style (5% of the R1-Zero-template
 documents, 25% of the short ones) re-derives half its steps, always right. Under the template the
-model mostly guesses; stepping raises accuracy, and re-checking raises it further."""
+model mostly guesses; stepping raises accuracy, and re-checking raises it further. ``aha`` (``tiny-aha``,
+docs/phenomena.md) is the ``base`` body pre-trained further on a corpus whose step sentences compute
+one operation and restate what is left (``7 + 5 = 12, so 12 - 3 + 8.``), whose unchecked steps slip
+often (30%) and whose checks (5% of the template documents, 35% of the short ones) re-derive only
+the operation just computed, always right: in the corpus a plain chain is barely better than a guess
+and checking is what makes it right."""
 
 
 def tiny_config(size: str = "base", **overrides) -> TinyModelConfig:
@@ -121,7 +134,8 @@ def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     n_full = int((cfg.corpus_size - n_code) * cfg.template_fraction)
     seed = synthetic.TRAIN_SEED + cfg.seed
     words = {"worded": True, "mix_language_rate": cfg.mix_language_rate} if cfg.mix_language_rate > 0 else {}
-    words.update(step_slip_rate=cfg.step_slip_rate, check_rate=cfg.check_rate, carry=cfg.carry)
+    words.update(step_slip_rate=cfg.step_slip_rate, check_rate=cfg.check_rate, carry=cfg.carry,
+                 restate=cfg.restate, slip_rate=cfg.slip_rate)
     full = synthetic.train_set(n_full, seed, synthetic.SyntheticConfig(style_weights=cfg.template_style_weights,
                                                                        **words))
     short = synthetic.train_set(cfg.corpus_size - n_code - n_full, seed + 1,

@@ -1,0 +1,93 @@
+"""Crux check of a tiny base: accuracy per answer style at T 1.0 on held-out problems.
+
+Usage: python scripts/style_accuracy.py MODEL [N_PROBLEMS] [K] [SEED]
+Prints the share and accuracy of direct / steps / check answers, the reflection fixes and a few
+check samples. A style is read from the text: a reflection phrase -> check; an equation -> steps.
+"""
+from __future__ import annotations
+
+import re
+import sys
+
+from r1kit.data import synthetic
+from r1kit.eval.probes import has_correction
+from r1kit.models import load_model, load_tokenizer
+from r1kit.prompts import r1_zero_prompt
+from r1kit.rollout import SamplingParams, sample
+
+PHRASES = ("wait", "let me check", "verify", "re-evaluate", "double-check")
+
+
+def style_of(text: str) -> str:
+    """direct / steps / check, read from a completion's text."""
+    if "wait" in text.lower():
+        return "check"
+    return "steps" if "=" in text else "direct"
+
+
+def answer_of(text: str) -> str | None:
+    m = re.search(r"<answer>\s*(-?\d+)\s*</answer>", text)
+    return m.group(1) if m else None
+
+
+def main() -> None:
+    name = sys.argv[1]
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 64
+    k = int(sys.argv[3]) if len(sys.argv) > 3 else 8
+    seed = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    tok, model = load_tokenizer(name), load_model(name)
+    problems = synthetic.test_set(n)
+    outs = sample(model, tok, [r1_zero_prompt(p["problem"]) for p in problems],
+                  SamplingParams(n=k, temperature=1.0, max_new_tokens=256, stop=["</answer>"], seed=seed))
+    stats: dict[str, list[bool]] = {"direct": [], "steps": [], "check": []}
+    fixes, lengths, examples = 0, [], []
+    for r in outs:
+        ok = answer_of(r.text) == problems[r.prompt_index]["answer"]
+        s = style_of(r.text)
+        stats[s].append(ok)
+        lengths.append(len(r.token_ids))
+        if s == "check":
+            fixes += ok and has_correction(r.text, PHRASES)
+            if len(examples) < 4:
+                examples.append((ok, problems[r.prompt_index]["problem"], r.text))
+    total = len(outs)
+    print(f"{name}: {n} problems x {k} samples, T 1.0; mean length {sum(lengths) / total:.1f}; "
+          f"accuracy {sum(sum(v) for v in stats.values()) / total:.3f}")
+    for s, v in stats.items():
+        acc = sum(v) / len(v) if v else float("nan")
+        print(f"  {s:6s} share {len(v) / total:.3f}  accuracy {acc:.3f}  ({len(v)} samples)")
+    print(f"  check answers with a fix that end right: {fixes}")
+    print("  equation accuracy (value right for its own operands):", equation_stats([r.text for r in outs]))
+    for ok, p, t in examples:
+        print(f"--- {'RIGHT' if ok else 'WRONG'} {p}\n{t}")
+
+
+
+def equation_stats(texts_and_problems) -> dict:
+    """Per-equation accuracy: first values of plain steps, first values before a check, re-derived values."""
+    eq = re.compile(r"(\d+) ([-+]) (\d+) = (-?\d+)")
+    out = {"plain": [], "first": [], "rederived": []}
+    for text in texts_and_problems:
+        think = text.split("</think>")[0]
+        parts = re.split(r"(wait, let me check:)", think)
+        prev_check = False
+        for part in parts:
+            if part == "wait, let me check:":
+                prev_check = True
+                continue
+            ms = list(eq.finditer(part))
+            for j, m in enumerate(ms):
+                a, op, b, v = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+                ok = (a + b if op == "+" else a - b) == v
+                if prev_check and j == 0:
+                    out["rederived"].append(ok)
+                elif j == len(ms) - 1 and part is not parts[-1]:
+                    out["first"].append(ok)
+                else:
+                    out["plain"].append(ok)
+            prev_check = False
+    return {k: (round(sum(v) / len(v), 3) if v else None, len(v)) for k, v in out.items()}
+
+
+if __name__ == "__main__":
+    main()
