@@ -56,7 +56,10 @@ class TinyModelConfig:
     mix_language_rate: share of arithmetic documents whose chain of thought mixes in words of a
         second, made-up language (``r1kit.data.synthetic.SECOND_LANGUAGE``); when > 0 the step
         sentences are also worded (``First 3 + 4 = 7. Then ...``). 0 (the ``tiny`` base) writes
-        the corpus exactly as before; the ``mixed`` size (``tiny-mixed``) uses 0.5.
+        the corpus exactly as before.
+    mix_word_rate/mix_styles: the ``SyntheticConfig`` fields of those names: in a mixing document,
+        the chance that each word is in the second language, and the answer styles that may mix
+        (the ``mixed`` size mixes only ``steps`` and ``check`` chains: its direct guesses are English).
     steps/batch_size/lr/warmup: the pre-training run (AdamW, cosine decay to 10%).
     block_size: tokens per packed training row (documents are concatenated, EOS-separated).
     init_from: null builds from scratch (a new tokenizer and random weights); a model name or
@@ -80,6 +83,8 @@ class TinyModelConfig:
     check_rate: float = 0.5
     carry: bool = False
     mix_language_rate: float = 0.0
+    mix_word_rate: float = 0.5
+    mix_styles: tuple[str, ...] = ("direct", "steps", "check")
     steps: int = 1500
     batch_size: int = 16
     block_size: int = 128
@@ -92,7 +97,8 @@ class TinyModelConfig:
 TINY_SIZES: dict[str, dict] = {
     "base": {},
     "small": {"hidden_size": 96, "num_layers": 3, "intermediate_size": 288},
-    "mixed": {"mix_language_rate": 0.5, "init_from": "tiny", "steps": 400, "lr": 1e-3},
+    "mixed": {"mix_language_rate": 0.8, "mix_word_rate": 0.7, "mix_styles": ("steps", "check"),
+              "init_from": "tiny", "steps": 1000, "lr": 1e-3},
     "reflect": {"step_slip_rate": 0.15, "carry": True, "template_style_weights": (0.8, 0.15, 0.05),
                 "style_weights": (0.4, 0.35, 0.25), "init_from": "tiny", "steps": 800, "lr": 2e-3},
 }
@@ -120,7 +126,8 @@ def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     n_code = int(cfg.corpus_size * cfg.code_fraction)
     n_full = int((cfg.corpus_size - n_code) * cfg.template_fraction)
     seed = synthetic.TRAIN_SEED + cfg.seed
-    words = {"worded": True, "mix_language_rate": cfg.mix_language_rate} if cfg.mix_language_rate > 0 else {}
+    words = ({"worded": True, "mix_language_rate": cfg.mix_language_rate, "mix_word_rate": cfg.mix_word_rate,
+              "mix_styles": tuple(cfg.mix_styles)} if cfg.mix_language_rate > 0 else {})
     words.update(step_slip_rate=cfg.step_slip_rate, check_rate=cfg.check_rate, carry=cfg.carry)
     full = synthetic.train_set(n_full, seed, synthetic.SyntheticConfig(style_weights=cfg.template_style_weights,
                                                                        **words))
