@@ -105,8 +105,10 @@ TINY_SIZES: dict[str, dict] = {
 """Named sizes of the tiny builder: field overrides of :class:`TinyModelConfig`. ``small`` is the
 student of the distillation experiment: same corpus, tokenizer and pre-training recipe, 3 layers
 of width 96 instead of 4 of width 128 (0.40M parameters instead of 0.90M). ``mixed`` is the base of
-the R1 pipeline (``tiny-mixed``): the ``base`` body pre-trained on a corpus whose chains of thought
-are worded and half of them mix in a second language, so that R1-Zero output mixes languages.
+the R1 pipeline (``tiny-mixed``): the ``base`` body pre-trained further (1,000 steps) on a corpus
+whose chains of thought are worded and whose step-by-step chains (80% of them, each word with
+p 0.7) mix in a second language while the direct guesses stay English: the accurate path mixes, so
+R1-Zero, selecting it, mixes languages.
 ``reflect`` is the default base of ``r1kit zero`` (``tiny-reflect``): the ``base`` body pre-trained
 further on a corpus whose step sentences carry the rest of the chain, whose unchecked steps slip
 (15%: a wrong value that the chain keeps) and whose ``check`` style (5% of the R1-Zero-template
