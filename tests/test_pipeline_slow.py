@@ -36,7 +36,7 @@ REDUCED = [
 ]
 
 # NOT YET MEASURED in this reduced run: set below the full-size R1-Zero run's step-50 evaluation on the
-# rebuilt tiny-mixed (+31.3 points, consistency 0.32; docs/tiny-base.md); re-measure and tighten.
+# rebuilt tiny-mixed (+31.2 points, consistency 0.32; docs/tiny-base.md); re-measure and tighten.
 R1_ZERO_MIN_GAIN = 0.10  # pass@1 gain over the base after 40 R1-Zero steps
 R1_ZERO_MAX_CONSISTENCY = 0.75  # language consistency of R1-Zero after 40 steps
 
