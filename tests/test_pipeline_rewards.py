@@ -51,10 +51,15 @@ def test_default_corpus_is_unchanged_and_the_mixed_one_mixes():
     # the corpus of the shipped tiny base, as drawn before the mixing option existed
     assert hashlib.sha256("".join(plain).encode()).hexdigest().startswith("c41751bc4b53")
     mixed = corpus_documents(tiny_config("mixed", corpus_size=2000))
-    thoughts = [d.rsplit("<think>", 1)[1].split("</think>")[0] for d in mixed if "<think>" in d]
-    shares = [language_consistency(f"<think>{t}</think>", {}) for t in thoughts]
-    mixed_share = sum(s < 1 for s in shares) / len(shares)
-    assert 0.1 < mixed_share < 0.5, mixed_share  # half the documents mix, each word with p 1/2
+    thoughts = [d.rsplit("<think>", 1)[1].split("</think>")[0] for d in mixed if "<think>" in d and "print(" not in d]
+    chains = [t for t in thoughts if "=" in t]  # step-by-step (and checking) chains
+    guesses = [t for t in thoughts if "=" not in t]  # one-line direct thoughts
+    shares = [language_consistency(f"<think>{t}</think>", {}) for t in chains]
+    # 80% of the chains mix, each word foreign with p 0.7: about half their words are foreign
+    assert 0.7 < sum(s < 1 for s in shares) / len(shares) < 0.85
+    assert 0.4 < sum(shares) / len(shares) < 0.6
+    # the direct guesses are always English: the accurate path is the mixing one
+    assert guesses and all(language_consistency(f"<think>{t}</think>", {}) == 1.0 for t in guesses)
     assert any(t.strip().startswith("First") for t in thoughts)
 
 

@@ -9,7 +9,9 @@ killed in the middle of a stage and resumed.
 4. The measured claims of the reduced run, against the measured base: the cold start makes the
    chains of thought consistent (language consistency up by >= 0.1 over the base's ~0.80), so is
    the final model (up by >= 0.1: measured 0.94 with one SFT epoch), and the harmlessness reward
-   model separates its held-out pairs.
+   model separates its held-out pairs. R1-Zero (40 steps straight on the base, no language reward)
+   mixes languages while it gains accuracy; the language-rewarded reasoning RL, from the English
+   cold start, does not (thresholds not yet measured on the reduced run: see R1_ZERO_*).
 """
 import json
 import os
@@ -29,9 +31,14 @@ REDUCED = [
     "reward_models.train.steps=40", "reward_models.train.pairs=400",
     "all_scenario_rl.prompts=400", "all_scenario_rl.grpo.steps=10", "all_scenario_rl.grpo.checkpoint_every=5",
     "distill.sample.train_size=64", "distill.sft.epochs=1",
-    "r1_zero.grpo.steps=20", "r1_zero.grpo.train_size=400", "r1_zero.grpo.checkpoint_every=10",
+    "r1_zero.grpo.steps=40", "r1_zero.grpo.train_size=400", "r1_zero.grpo.checkpoint_every=20",
     "evaluate.reasoning.limit=100", "evaluate.general_limit=30",
 ]
+
+# NOT YET MEASURED in this reduced run: set below the full-size R1-Zero run's step-50 evaluation on the
+# rebuilt tiny-mixed (+31.2 points, consistency 0.32; docs/tiny-base.md); re-measure and tighten.
+R1_ZERO_MIN_GAIN = 0.10  # pass@1 gain over the base after 40 R1-Zero steps
+R1_ZERO_MAX_CONSISTENCY = 0.75  # language consistency of R1-Zero after 40 steps
 
 
 def command(out: Path) -> list[str]:
@@ -100,10 +107,15 @@ def test_tiny_pipeline_killed_resumed_and_measured(tmp_path):
     assert set(table) == {"base", "r1_zero", "cold_start", "reasoning_rl", "sft", "all_scenario_rl",
                           "distill-tiny-small"}
     lc = {key: row["reasoning"]["language_consistency"] for key, row in table.items()}
-    assert lc["cold_start"] >= lc["base"] + 0.1, lc
+    acc = {key: row["reasoning"]["pass@1"] for key, row in table.items()}
+    assert lc["cold_start"] >= lc["base"] + 0.1 or lc["cold_start"] >= 0.98, lc
     # the final model, fine-tuned from the mixing base on filtered (English-only) data, mixes less
-    # (R1-Zero is no fixed bar here: on this base it collapses to short English guesses, docs/pipeline.md)
-    assert lc["all_scenario_rl"] >= lc["base"] + 0.1, lc
+    assert lc["all_scenario_rl"] >= lc["base"] + 0.1 or lc["all_scenario_rl"] >= 0.98, lc
+    # R1-Zero selects the base's accurate chains, which mix: it gains accuracy and mixes more than
+    # the base; the language-rewarded RL from the English cold start stays consistent
+    assert acc["r1_zero"] >= acc["base"] + R1_ZERO_MIN_GAIN, acc
+    assert lc["r1_zero"] <= R1_ZERO_MAX_CONSISTENCY, lc
+    assert lc["reasoning_rl"] >= 0.98 and lc["all_scenario_rl"] >= 0.98, lc
     rms = json.loads((out / "reward_models" / "COMPLETE.json").read_text())["outputs"]
     assert rms["harmlessness"]["test_pair_accuracy"] >= 0.9, rms
     assert (out / "evaluate" / "table.md").read_text().count("\n") == 2 + len(table)

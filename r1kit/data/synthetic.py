@@ -18,7 +18,9 @@ step sentence opens with a connective word (``First 17 + 8 = 25. Then 25 - 5 = 2
 thought have words; with ``mix_language_rate > 0`` that share of documents draws each of its words
 (connectives, direct thoughts) from :data:`SECOND_LANGUAGE` with probability 1/2: a made-up
 language whose every word carries a diacritic, so the language-consistency reward's ASCII test for
-English (:mod:`r1kit.rewards.language`) catches it without a word list. With the defaults
+English (:mod:`r1kit.rewards.language`) catches it without a word list. ``mix_styles`` limits the
+mixing to some styles (the ``tiny-mixed`` base mixes only the step-by-step chains, so that its
+one-line guesses are English) and ``mix_word_rate`` sets the 1/2. With the defaults
 (``worded=False``, rate 0) the generator draws exactly what it always did.
 """
 from __future__ import annotations
@@ -68,8 +70,11 @@ class SyntheticConfig:
         check: 7 + 5 = 12, so 12 - 3 + 8.``), and only the re-derived value is carried on. Not
         with ``carry``.
     worded: step sentences open with a connective word (``First``, then ``Then``).
-    mix_language_rate: share of documents whose words come, each with probability 1/2, from the
-        second language (:data:`SECOND_LANGUAGE`); 0 writes English only.
+    mix_language_rate: share of documents whose words come, each with probability
+        ``mix_word_rate``, from the second language (:data:`SECOND_LANGUAGE`); 0 writes English only.
+    mix_word_rate: in a mixing document, the chance that each word is in the second language.
+    mix_styles: the answer styles whose documents may mix (the others are always English); the
+        default, every style, draws as before.
     """
 
     min_terms: int = 3
@@ -83,6 +88,8 @@ class SyntheticConfig:
     restate: bool = False
     worded: bool = False
     mix_language_rate: float = 0.0
+    mix_word_rate: float = 0.5
+    mix_styles: tuple[str, ...] = STYLES
 
     def __post_init__(self):
         if self.carry and self.restate:
@@ -119,12 +126,14 @@ def evaluate_chain(numbers: list[int], ops: list[str]) -> list[tuple[int, str, i
     return steps
 
 
-def _speaker(rng: random.Random, cfg: SyntheticConfig):
-    """The word chooser of one document: English, or (a ``mix_language_rate`` share of documents)
-    each word from :data:`SECOND_LANGUAGE` with probability 1/2. No draw at rate 0."""
-    if cfg.mix_language_rate <= 0 or rng.random() >= cfg.mix_language_rate:
+def _speaker(rng: random.Random, cfg: SyntheticConfig, style: str):
+    """The word chooser of one document: English, or (a ``mix_language_rate`` share of the documents
+    of a style in ``mix_styles``) each word from :data:`SECOND_LANGUAGE` with probability
+    ``mix_word_rate``. No draw at rate 0 or for a style outside ``mix_styles``."""
+    if (cfg.mix_language_rate <= 0 or style not in cfg.mix_styles
+            or rng.random() >= cfg.mix_language_rate):
         return lambda text: text
-    return lambda text: SECOND_LANGUAGE[text] if rng.random() < 0.5 else text
+    return lambda text: SECOND_LANGUAGE[text] if rng.random() < cfg.mix_word_rate else text
 
 
 def _slipped(result: int, rng: random.Random) -> int:
@@ -134,7 +143,7 @@ def _slipped(result: int, rng: random.Random) -> int:
 
 def reasoning_text(steps, style: str, rng: random.Random, cfg: SyntheticConfig) -> tuple[str, int]:
     """The chain of thought in ``style`` and the value it ends on (the answer it leads to)."""
-    say = _speaker(rng, cfg)
+    say = _speaker(rng, cfg, style)
     if style == "direct":
         return say(rng.choice(DIRECT_THOUGHTS)), steps[-1][3]
     if cfg.restate:

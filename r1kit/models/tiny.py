@@ -60,7 +60,10 @@ class TinyModelConfig:
     mix_language_rate: share of arithmetic documents whose chain of thought mixes in words of a
         second, made-up language (``r1kit.data.synthetic.SECOND_LANGUAGE``); when > 0 the step
         sentences are also worded (``First 3 + 4 = 7. Then ...``). 0 (the ``tiny`` base) writes
-        the corpus exactly as before; the ``mixed`` size (``tiny-mixed``) uses 0.5.
+        the corpus exactly as before.
+    mix_word_rate/mix_styles: the ``SyntheticConfig`` fields of those names: in a mixing document,
+        the chance that each word is in the second language, and the answer styles that may mix
+        (the ``mixed`` size mixes only ``steps`` and ``check`` chains: its direct guesses are English).
     steps/batch_size/lr/warmup: the pre-training run (AdamW, cosine decay to 10%).
     block_size: tokens per packed training row (documents are concatenated, EOS-separated).
     init_from: null builds from scratch (a new tokenizer and random weights); a model name or
@@ -86,6 +89,8 @@ class TinyModelConfig:
     restate: bool = False
     slip_rate: float = 0.5
     mix_language_rate: float = 0.0
+    mix_word_rate: float = 0.5
+    mix_styles: tuple[str, ...] = ("direct", "steps", "check")
     steps: int = 1500
     batch_size: int = 16
     block_size: int = 128
@@ -98,7 +103,8 @@ class TinyModelConfig:
 TINY_SIZES: dict[str, dict] = {
     "base": {},
     "small": {"hidden_size": 96, "num_layers": 3, "intermediate_size": 288},
-    "mixed": {"mix_language_rate": 0.5, "init_from": "tiny", "steps": 400, "lr": 1e-3},
+    "mixed": {"mix_language_rate": 0.8, "mix_word_rate": 0.7, "mix_styles": ("steps", "check"),
+              "init_from": "tiny", "steps": 1000, "lr": 1e-3},
     "reflect": {"step_slip_rate": 0.15, "carry": True, "template_style_weights": (0.8, 0.15, 0.05),
                 "style_weights": (0.4, 0.35, 0.25), "init_from": "tiny", "steps": 800, "lr": 2e-3},
     "aha": {"step_slip_rate": 0.3, "restate": True, "template_style_weights": (0.8, 0.15, 0.05),
@@ -107,8 +113,10 @@ TINY_SIZES: dict[str, dict] = {
 """Named sizes of the tiny builder: field overrides of :class:`TinyModelConfig`. ``small`` is the
 student of the distillation experiment: same corpus, tokenizer and pre-training recipe, 3 layers
 of width 96 instead of 4 of width 128 (0.40M parameters instead of 0.90M). ``mixed`` is the base of
-the R1 pipeline (``tiny-mixed``): the ``base`` body pre-trained on a corpus whose chains of thought
-are worded and half of them mix in a second language, so that R1-Zero output mixes languages.
+the R1 pipeline (``tiny-mixed``): the ``base`` body pre-trained further (1,000 steps) on a corpus
+whose chains of thought are worded and whose step-by-step chains (80% of them, each word with
+p 0.7) mix in a second language while the direct guesses stay English: the accurate path mixes, so
+R1-Zero, selecting it, mixes languages.
 ``reflect`` is the default base of ``r1kit zero`` (``tiny-reflect``): the ``base`` body pre-trained
 further on a corpus whose step sentences carry the rest of the chain, whose unchecked steps slip
 (15%: a wrong value that the chain keeps) and whose ``check`` style (5% of the R1-Zero-template
@@ -133,7 +141,8 @@ def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     n_code = int(cfg.corpus_size * cfg.code_fraction)
     n_full = int((cfg.corpus_size - n_code) * cfg.template_fraction)
     seed = synthetic.TRAIN_SEED + cfg.seed
-    words = {"worded": True, "mix_language_rate": cfg.mix_language_rate} if cfg.mix_language_rate > 0 else {}
+    words = ({"worded": True, "mix_language_rate": cfg.mix_language_rate, "mix_word_rate": cfg.mix_word_rate,
+              "mix_styles": tuple(cfg.mix_styles)} if cfg.mix_language_rate > 0 else {})
     words.update(step_slip_rate=cfg.step_slip_rate, check_rate=cfg.check_rate, carry=cfg.carry,
                  restate=cfg.restate, slip_rate=cfg.slip_rate)
     full = synthetic.train_set(n_full, seed, synthetic.SyntheticConfig(style_weights=cfg.template_style_weights,
