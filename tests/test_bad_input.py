@@ -192,8 +192,11 @@ def _interrupt_when(proc, ready) -> None:
 
 def _popen(tmp_path, *args):
     log = open(tmp_path / "stderr.log", "w")
+    # a shell's background job inherits an ignored SIGINT, and Python then never raises
+    # KeyboardInterrupt: give the child the default, as a terminal's foreground command has
     proc = subprocess.Popen([sys.executable, "-m", "r1kit.cli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=log, text=True)
+                            stderr=log, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return proc, tmp_path / "stderr.log"
 
 
