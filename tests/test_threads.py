@@ -80,7 +80,8 @@ def test_governor_gives_way_to_busy_processes():
         while time.perf_counter() < deadline:
             a = torch.tanh(a @ a)
             gov.tick()
-        assert gov.others > 0.6 * len(cpus), gov.others
+        # one busy process per CPU beside our threads: they get at least half of every CPU
+        assert gov.others > 0.4 * len(cpus), gov.others
         assert gov.count == min(gov.ceiling, threads.free_cpus(len(cpus), gov.others))
         assert torch.get_num_threads() == gov.count
         assert gov.count < len(cpus) or len(cpus) == 1
