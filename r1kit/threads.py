@@ -65,15 +65,14 @@ def resolve(threads: int) -> int:
     return threads if threads > 0 else min(_TORCH_DEFAULT, cpu_budget())
 
 
-def _busy_seconds(cpus: set[int]) -> float | None:
+def _busy_seconds(cpus: set[int], count_niced: bool) -> float | None:
     """CPU seconds spent busy since boot, summed over ``cpus`` (not idle or iowait; niced work only
-    where it competes with ours, ``_niced_competes``); None if unknown."""
+    with ``count_niced``, see ``_niced_competes``); None if unknown."""
     try:
         lines = Path("/proc/stat").read_text().splitlines()
     except OSError:
         return None
     busy = 0
-    count_niced = _niced_competes()
     for line in lines:
         name, *ticks = line.split()
         if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
@@ -120,12 +119,13 @@ class Governor:
 
     def __init__(self, ceiling: int, cpus: set[int], interval: float = 0.5):
         self.ceiling, self.cpus, self.interval = ceiling, cpus, interval
+        self.count_niced = _niced_competes()  # fixed for the process: read once, not at every tick
         self.count = ceiling
         self.others = 0.0
         self._start: tuple[float, float, float] | None = None
 
     def _sample(self) -> tuple[float, float, float] | None:
-        busy = _busy_seconds(self.cpus)
+        busy = _busy_seconds(self.cpus, self.count_niced)
         return None if busy is None else (time.perf_counter(), busy, _own_seconds())
 
     def reset(self) -> None:
@@ -165,7 +165,7 @@ def apply(threads: int = 0) -> int:
         except RuntimeError:  # already set, or inter-op work already started: keep what is there
             pass
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-        if threads <= 0 and cpus and _quota_cpus() is None and _busy_seconds(cpus) is not None:
+        if threads <= 0 and cpus and _quota_cpus() is None and _busy_seconds(cpus, False) is not None:
             _GOVERNOR = Governor(count, cpus)
     return count
 
