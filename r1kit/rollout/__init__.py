@@ -25,6 +25,7 @@ import torch
 from r1kit import threads
 from r1kit.rollout.cache import preallocated_cache, splice, supports_preallocated_cache
 from r1kit.rollout.draw import draw, filter_logits, nucleus  # noqa: F401 (re-exported)
+from r1kit.rollout.lean import lean_decoder
 
 
 @dataclass
@@ -92,6 +93,17 @@ def _forward(model, cache, **inputs):
     return out.logits[:, -1].float(), new_cache if new_cache is not None else out.past_key_values
 
 
+class ModelDecode:
+    """A decode step through ``model(...)``: the interface ``LeanDecoder`` shares."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, input_ids, position_ids, cache, attention_mask):
+        return _forward(self.model, cache, input_ids=input_ids, attention_mask=attention_mask,
+                        position_ids=position_ids)
+
+
 @lru_cache(maxsize=16)
 def _stop_triggers(tokenizer, stop: tuple[str, ...], vocab_size: int) -> torch.Tensor:
     """Token ids after which a stop string may have completed: their text holds a stop string's last
@@ -148,6 +160,7 @@ class _Engine:
         self.model, self.tokenizer, self.prompts, self.params, self.seeds = model, tokenizer, prompts, params, seeds
         self.device = next(model.parameters()).device
         self.splices = supports_preallocated_cache(model)
+        self.decode = (self.splices and lean_decoder(model)) or ModelDecode(model)
         total, max_new = len(prompts) * params.n, params.max_new_tokens
         # one scratch column at max_new: finished rows left in the batch keep writing there
         self.tokens = torch.empty(total, max_new + 1, dtype=torch.long, device=self.device)
@@ -219,9 +232,8 @@ class _Engine:
     def step(self) -> None:
         """One decode step for every slot."""
         s = self.slots
-        logits, self.cache = _forward(self.model, self.cache, input_ids=self.chosen[:, None],
-                                      attention_mask=self.mask[:, : self.cache.get_seq_length() + 1],
-                                      position_ids=s["pos"][:, None])
+        logits, self.cache = self.decode(self.chosen[:, None], s["pos"][:, None], self.cache,
+                                         self.mask[:, : self.cache.get_seq_length() + 1])
         s["pos"] += 1
         self.chosen = self._draw(logits, slice(None))
 
