@@ -5,6 +5,11 @@ Times ``torch.mm`` on shapes of the work: a square product, a token batch throug
 weight, and a chunk of tokens through an LM head (SmolLM2-135M's sizes by default). Best of
 ``--repeats`` after a warm-up; prints one line per dtype and shape, then the best per dtype.
 
+Decoding is bound by memory, not by these rates: a decode step multiplies a few rows by every
+weight of the model. The last lines time that (``--rows`` rows through SmolLM2-135M's 30 layers of
+weights, 228 MB in bf16, more than the caches hold) as the rate at which weights stream through
+``F.linear``, beside the machine's memory copy rate (read + write).
+
     python benchmarks/matmul_rate.py
     python benchmarks/matmul_rate.py --threads 1
 """
@@ -35,10 +40,44 @@ def rate(m: int, k: int, n: int, dtype: torch.dtype, repeats: int) -> float:
     return 2 * m * k * n / best / 1e9
 
 
+def copy_rate(repeats: int) -> float:
+    """GB/s moved (read + write) copying a 256 MB buffer."""
+    src = torch.empty(64 << 20)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = min(_timed(lambda: dst.copy_(src)) for _ in range(repeats))
+    return 2 * src.numel() * 4 / best / 1e9
+
+
+def decode_stream_rate(rows: int, dtype: torch.dtype, repeats: int) -> float:
+    """GB/s of weights through ``F.linear`` for ``rows`` rows: one pass over SmolLM2-135M-sized
+    decoder layers (q, k, v, o, gate, up, down)."""
+    hidden, inter, kv = 576, 1536, 192
+    shapes = [(hidden, hidden), (kv, hidden), (kv, hidden), (hidden, hidden), (inter, hidden), (inter, hidden),
+              (hidden, inter)] * 30
+    weights = [torch.randn(o, i).to(dtype) for o, i in shapes]
+    xs = {i: torch.randn(rows, i).to(dtype) for i in (hidden, inter)}
+
+    def one_pass():
+        for w in weights:
+            torch.nn.functional.linear(xs[w.size(1)], w)
+
+    one_pass()
+    best = min(_timed(one_pass) for _ in range(repeats))
+    return sum(w.numel() * w.element_size() for w in weights) / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0, help="0: r1kit's thread policy (auto)")
+    ap.add_argument("--rows", type=int, default=16, help="rows per decode step (live sequences)")
     args = ap.parse_args()
     from r1kit.threads import apply
 
@@ -50,6 +89,9 @@ def main() -> int:
             best[dtype] = max(best.get(dtype, 0.0), r)
             print(f"{str(dtype).removeprefix('torch.'):9s} {name:22s} {r:8.1f} GFLOP/s", flush=True)
     print(f"matmul GFLOP/s: fp32 {best[torch.float32]:.1f}, bf16 {best[torch.bfloat16]:.1f}")
+    stream = {dtype: decode_stream_rate(args.rows, dtype, args.repeats) for dtype in (torch.float32, torch.bfloat16)}
+    print(f"decode weight stream GB/s ({args.rows} rows): fp32 {stream[torch.float32]:.1f}, "
+          f"bf16 {stream[torch.bfloat16]:.1f}; memory copy {copy_rate(args.repeats):.1f} GB/s (read + write)")
     return 0
 
 
