@@ -63,29 +63,36 @@ def main() -> None:
 
 
 
-def equation_stats(texts_and_problems) -> dict:
-    """Per-equation accuracy: first values of plain steps, first values before a check, re-derived values."""
+def equation_stats(texts) -> dict:
+    """Per-equation accuracy (is the written value right for its own operands), by role: ``plain``
+    step values, ``first`` values (the value a check follows), ``pieces`` of a place-value
+    re-derivation (``tiny-aha2``: ``7 + 8 = 15, 30 + 15 = 45``) and ``rederived`` values (the
+    checked operation written again after the phrase; for the older bases, the first equation
+    after the phrase)."""
     eq = re.compile(r"(\d+) ([-+]) (\d+) = (-?\d+)")
-    out = {"plain": [], "first": [], "rederived": []}
-    for text in texts_and_problems:
-        think = text.split("</think>")[0]
-        parts = re.split(r"(wait, let me check:)", think)
-        prev_check = False
-        for part in parts:
+    out: dict[str, list[bool]] = {"plain": [], "first": [], "pieces": [], "rederived": []}
+    for text in texts:
+        parts = re.split(r"(wait, let me check:)", text.split("</think>")[0])
+        checked_lhs = None
+        for i, part in enumerate(parts):
             if part == "wait, let me check:":
-                prev_check = True
                 continue
             ms = list(eq.finditer(part))
+            lhss = [m.group(1, 2, 3) for m in ms]
+            again = (lhss.index(checked_lhs) if checked_lhs in lhss else 0) if checked_lhs else -1
             for j, m in enumerate(ms):
                 a, op, b, v = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
                 ok = (a + b if op == "+" else a - b) == v
-                if prev_check and j == 0:
-                    out["rederived"].append(ok)
-                elif j == len(ms) - 1 and part is not parts[-1]:
-                    out["first"].append(ok)
+                if j == again:
+                    role = "rederived"
+                elif j < again:
+                    role = "pieces"
+                elif j == len(ms) - 1 and i < len(parts) - 1:
+                    role = "first"
                 else:
-                    out["plain"].append(ok)
-            prev_check = False
+                    role = "plain"
+                out[role].append(ok)
+            checked_lhs = lhss[-1] if ms and i < len(parts) - 1 else None
     return {k: (round(sum(v) / len(v), 3) if v else None, len(v)) for k, v in out.items()}
 
 
