@@ -1,6 +1,8 @@
 """Crux check of a tiny base: accuracy per answer style at T 1.0 on held-out problems.
 
-Usage: python scripts/style_accuracy.py MODEL [N_PROBLEMS] [K] [SEED]
+Usage: python scripts/style_accuracy.py MODEL [N_PROBLEMS] [K] [SEED] [MAX_NEW_TOKENS] [PROMPT]
+PROMPT: ``template`` (the R1-Zero template, the default) or ``short`` (the corpus's short
+``User: ... Assistant:`` form, under which the tiny bases check more often: more check samples).
 Prints the share and accuracy of direct / steps / check answers, the reflection fixes and a few
 check samples. A style is read from the text: a reflection phrase -> check; an equation -> steps.
 """
@@ -35,10 +37,15 @@ def main() -> None:
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 64
     k = int(sys.argv[3]) if len(sys.argv) > 3 else 8
     seed = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    max_new = int(sys.argv[5]) if len(sys.argv) > 5 else 256
+    form = sys.argv[6] if len(sys.argv) > 6 else "template"
+    if form not in ("template", "short"):
+        raise SystemExit(f"PROMPT must be template or short, not {form!r}")
     tok, model = load_tokenizer(name), load_model(name)
     problems = synthetic.test_set(n)
-    outs = sample(model, tok, [r1_zero_prompt(p["problem"]) for p in problems],
-                  SamplingParams(n=k, temperature=1.0, max_new_tokens=256, stop=["</answer>"], seed=seed))
+    outs = sample(model, tok, [r1_zero_prompt(p["problem"]) if form == "template"
+                                  else f"User: {p['problem']}. Assistant:" for p in problems],
+                  SamplingParams(n=k, temperature=1.0, max_new_tokens=max_new, stop=["</answer>"], seed=seed))
     stats: dict[str, list[bool]] = {"direct": [], "steps": [], "check": []}
     fixes, lengths, examples = 0, [], []
     for r in outs:
@@ -51,7 +58,7 @@ def main() -> None:
             if len(examples) < 4:
                 examples.append((ok, problems[r.prompt_index]["problem"], r.text))
     total = len(outs)
-    print(f"{name}: {n} problems x {k} samples, T 1.0; mean length {sum(lengths) / total:.1f}; "
+    print(f"{name}: {n} problems x {k} samples, T 1.0, {max_new} new tokens, {form} prompt; mean length {sum(lengths) / total:.1f}; "
           f"accuracy {sum(sum(v) for v in stats.values()) / total:.3f}")
     for s, v in stats.items():
         acc = sum(v) / len(v) if v else float("nan")
