@@ -75,6 +75,9 @@ class SyntheticConfig:
         ten from the rest: ``37 - 8``: ``17 - 8 = 9, 20 + 9 = 29``). The place-value form appears
         only after the check phrase, never as a plain step, so a policy reaches it only by checking.
         Operations on a single-digit left side are re-derived as they are (``7 + 5 = 12``).
+    restate_checked: with ``restate``, a checked step restates the rest after its first value too
+        (``37 + 8 = 44, so 44 - 3. wait, let me check: ..., so 37 + 8 = 45, so 45 - 3.``), so the
+        rest after the check is copied from the sentence just before it.
     worded: step sentences open with a connective word (``First``, then ``Then``).
     mix_language_rate: share of documents whose words come, each with probability
         ``mix_word_rate``, from the second language (:data:`SECOND_LANGUAGE`); 0 writes English only.
@@ -93,6 +96,7 @@ class SyntheticConfig:
     carry: bool = False
     restate: bool = False
     decompose: bool = False
+    restate_checked: bool = False
     worded: bool = False
     mix_language_rate: float = 0.0
     mix_word_rate: float = 0.5
@@ -202,7 +206,8 @@ def _restated_text(steps, style: str, rng: random.Random, cfg: SyntheticConfig) 
         if style == "check" and rng.random() < cfg.check_rate:
             first = _slipped(result, rng) if rng.random() < cfg.slip_rate else result
             again = place_value_check(a, op, b) if cfg.decompose else f"{a} {op} {b} = {result}"
-            head = f"{a} {op} {b} = {first}. {CHECK_PHRASE}: {again}"
+            said = f"{a} {op} {b} = {first}, so {first}{rest}" if cfg.restate_checked and rest else f"{a} {op} {b} = {first}"
+            head = f"{said}. {CHECK_PHRASE}: {again}"
         else:
             if cfg.step_slip_rate > 0 and rng.random() < cfg.step_slip_rate:
                 result = _slipped(result, rng)

@@ -61,6 +61,8 @@ class TinyModelConfig:
         operation by place value (``7 + 8 = 15, 30 + 15 = 45, so 37 + 8 = 45``), a form the corpus
         writes only after the check phrase. false (every other size) writes the corpus as before;
         the ``aha2`` size (``tiny-aha2``) decomposes.
+    restate_checked: the ``SyntheticConfig`` field of that name: a checked step restates the rest
+        after its first value too. false (every other size) writes the corpus as before; ``aha3``.
     mix_language_rate: share of arithmetic documents whose chain of thought mixes in words of a
         second, made-up language (``r1kit.data.synthetic.SECOND_LANGUAGE``); when > 0 the step
         sentences are also worded (``First 3 + 4 = 7. Then ...``). 0 (the ``tiny`` base) writes
@@ -93,6 +95,7 @@ class TinyModelConfig:
     restate: bool = False
     slip_rate: float = 0.5
     decompose: bool = False
+    restate_checked: bool = False
     mix_language_rate: float = 0.0
     mix_word_rate: float = 0.5
     mix_styles: tuple[str, ...] = ("direct", "steps", "check")
@@ -116,6 +119,9 @@ TINY_SIZES: dict[str, dict] = {
             "style_weights": (0.35, 0.3, 0.35), "init_from": "tiny", "steps": 600, "lr": 2e-3},
     "aha2": {"restate": True, "decompose": True, "template_style_weights": (0.8, 0.16, 0.04),
              "style_weights": (0.4, 0.35, 0.25), "init_from": "tiny", "steps": 1000, "lr": 2e-3},
+    "aha3": {"restate": True, "decompose": True, "restate_checked": True,
+             "template_style_weights": (0.8, 0.16, 0.04), "style_weights": (0.4, 0.35, 0.25),
+             "init_from": "tiny", "steps": 1200, "lr": 2e-3},
 }
 """Named sizes of the tiny builder: field overrides of :class:`TinyModelConfig`. ``small`` is the
 student of the distillation experiment: same corpus, tokenizer and pre-training recipe, 3 layers
@@ -154,7 +160,8 @@ def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     words = ({"worded": True, "mix_language_rate": cfg.mix_language_rate, "mix_word_rate": cfg.mix_word_rate,
               "mix_styles": tuple(cfg.mix_styles)} if cfg.mix_language_rate > 0 else {})
     words.update(step_slip_rate=cfg.step_slip_rate, check_rate=cfg.check_rate, carry=cfg.carry,
-                 restate=cfg.restate, slip_rate=cfg.slip_rate, decompose=cfg.decompose)
+                 restate=cfg.restate, slip_rate=cfg.slip_rate, decompose=cfg.decompose,
+                 restate_checked=cfg.restate_checked)
     full = synthetic.train_set(n_full, seed, synthetic.SyntheticConfig(style_weights=cfg.template_style_weights,
                                                                        **words))
     short = synthetic.train_set(cfg.corpus_size - n_code - n_full, seed + 1,
