@@ -142,7 +142,8 @@ the operation just computed, always right: in the corpus a plain chain is barely
 and checking is what makes it right. ``aha2`` (``tiny-aha2``, docs/phenomena.md) restates too, but its
 plain steps never slip: their errors are the model's own one-shot arithmetic; its checks (4% of the
 template documents, 25% of the short ones) re-derive the operation by place value (units digit, then
-the round rest), a form that appears only after the check phrase."""
+the round rest), a form that appears only after the check phrase. ``aha3`` is ``aha2`` whose checked
+steps also restate the rest after their first value (not shipped; docs/phenomena.md)."""
 
 
 def tiny_config(size: str = "base", **overrides) -> TinyModelConfig:
