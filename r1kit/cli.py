@@ -111,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
                         "the distillation student (r1kit/assets/tiny-small-base); mixed: the base body on a "
                         "corpus whose chains of thought mix in a second language, the R1 pipeline's base "
                         "(r1kit/assets/tiny-mixed-base); reflect: the base body on a corpus whose unchecked "
-                        "steps slip and whose rare self-checks fix them, r1kit zero's default base "
+                        "steps slip and whose rare self-checks fix them "
                         "(r1kit/assets/tiny-reflect-base); aha: the base body on a corpus whose steps restate "
                         "what is left, whose unchecked steps slip often and whose rare self-checks re-derive "
                         "the operation (r1kit/assets/tiny-aha-base); aha2: restated steps that never slip and rare "

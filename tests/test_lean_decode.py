@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from r1kit.prompts import r1_zero_prompt
-from r1kit.rollout import ModelDecode, _Engine, _tokenize_prompts
+from r1kit.rollout import ModelDecode, SamplingParams, _Engine, _tokenize_prompts
 from r1kit.rollout.cache import preallocated_cache
 from r1kit.rollout.lean import LeanDecoder, lean_decoder
 
@@ -54,8 +54,7 @@ def test_lean_step_logits_are_bit_identical_to_the_models_forward(tiny, kind, kv
 
 def test_the_embedded_model_decodes_through_the_lean_step_bit_identically(tiny):
     model, tok = tiny
-    assert isinstance(_Engine(model, tok, ["x"], __import__("r1kit.rollout").rollout.SamplingParams(), [0]).decode,
-                      LeanDecoder)
+    assert isinstance(_Engine(model, tok, ["x"], SamplingParams(), [0]).decode, LeanDecoder)
     lean, reference = _decode_both(model, tok, [r1_zero_prompt("Compute 7 + 5 - 3"), r1_zero_prompt("Compute 1")], 20)
     assert all(torch.equal(a, b) for a, b in zip(lean, reference))
 

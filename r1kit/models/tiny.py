@@ -98,7 +98,7 @@ class TinyModelConfig:
     restate_checked: bool = False
     mix_language_rate: float = 0.0
     mix_word_rate: float = 0.5
-    mix_styles: tuple[str, ...] = ("direct", "steps", "check")
+    mix_styles: tuple[str, ...] = synthetic.STYLES
     steps: int = 1500
     batch_size: int = 16
     block_size: int = 128
@@ -130,7 +130,7 @@ the R1 pipeline (``tiny-mixed``): the ``base`` body pre-trained further (1,000 s
 whose chains of thought are worded and whose step-by-step chains (80% of them, each word with
 p 0.7) mix in a second language while the direct guesses stay English: the accurate path mixes, so
 R1-Zero, selecting it, mixes languages.
-``reflect`` is the default base of ``r1kit zero`` (``tiny-reflect``): the ``base`` body pre-trained
+``reflect`` (``tiny-reflect``, the first attempt at an "aha" base; ``r1kit zero`` defaults to ``tiny``): the ``base`` body pre-trained
 further on a corpus whose step sentences carry the rest of the chain, whose unchecked steps slip
 (15%: a wrong value that the chain keeps) and whose ``check`` style (5% of the R1-Zero-template
 documents, 25% of the short ones) re-derives half its steps, always right. Under the template the

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 COVERED = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"}
+PLAIN_TORCH_LAYERS = (nn.Linear, nn.Embedding, nn.ModuleList, nn.SiLU, nn.Dropout)  # exact classes, not subclasses
 
 
 @dataclass
@@ -54,9 +55,7 @@ def _plain(model: nn.Module) -> bool:
     for module in model.modules():
         if module._forward_hooks or module._forward_pre_hooks:
             return False
-        kind = type(module)
-        if kind.__module__ not in own and not (kind.__module__.startswith("torch.nn.modules.")
-                                               and kind in (nn.Linear, nn.Embedding, nn.ModuleList, nn.SiLU, nn.Dropout)):
+        if type(module) not in PLAIN_TORCH_LAYERS and type(module).__module__ not in own:
             return False
     return not (nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
 
