@@ -114,16 +114,19 @@ def test_html_references_images_and_escapes_config(report: Path):
     assert "cons@8" in page
 
 
-def test_phenomena_table_opens_the_page(report: Path):
+def test_first_last_table_opens_the_page(report: Path):
+    """One table, before the figures and plots: every phenomenon figure at the first and last
+    evaluation, rates in % with the change in points, lengths with the change as a ratio."""
     page = report.read_text(encoding="utf-8")
-    table = page[page.index('<section id="phenomena">'):]
-    assert page.index('id="phenomena"') < page.index("Final figures")
-    table = table[:table.index("</section>")]
-    assert "<th>step 0</th><th>step 60</th>" in table  # first vs last evaluation
+    assert page.count("<table id=\"before-after\">") == 1 and page.count('id="phenomena"') == 1
+    assert page.index('id="phenomena"') < page.index("Final figures") < page.index("<h2>Plots</h2>")
+    table = re.search(r'<section id="phenomena">.*?</section>', page, re.S).group(0)
+    assert "<th>held-out evaluation</th><th>step 0</th><th>step 60</th><th>change</th>" in table
     row = re.search(r"<th>length of correct responses</th>(.*?)</tr>", table).group(1)
-    assert re.findall(r">([\d.]+)<", row) == ["110", "410"]
-    for label in ("reflection rate", "accuracy with reflection", "language mixing rate"):
-        assert f"<th>{label}</th>" in table
+    assert re.findall(r'<td class="num">([^<]*)</td>', row) == ["110.0", "410.0", "3.73x"]
+    for label in ("pass@1", "cons@8", "reflection rate", "accuracy with reflection", "language mixing rate"):
+        assert f"<th>{label}</th>" in table, label
+    assert "points" not in table
 
 
 def test_summary_json_is_shown(tmp_path: Path):
@@ -133,20 +136,13 @@ def test_summary_json_is_shown(tmp_path: Path):
     assert "final_pass@1" in page and "0.6123" in page
 
 
-def test_top_shows_before_and_after(report: Path):
-    page = report.read_text(encoding="utf-8")
-    table = re.search(r'<table id="before-after">.*?</table>', page, re.S)
-    assert table and page.index('id="before-after"') < page.index("<h2>Plots</h2>")
-    assert "<th>step 0</th>" in table.group(0) and "<th>step 60</th>" in table.group(0)
-    assert "pass@1" in table.group(0) and "points" not in table.group(0)
-
-
 def test_missing_eval_makes_what_it_can(tmp_path: Path):
     run = make_run(tmp_path / "run", steps=12, evals=False)
     with pytest.warns(ReportWarning):
         index = write_report(run)
     page = index.read_text()
     assert "eval.jsonl is missing" in page
+    assert "<caption>training batch, first vs last</caption>" in page  # the table falls back to metrics
     for name in IMAGES:  # all drawable from metrics alone (accuracy from the training batches)
         assert (index.parent / name).is_file()
 

@@ -7,19 +7,18 @@ single-process loss of the whole batch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import contextlib
+from dataclasses import dataclass, field
 
 import torch
 
+from r1kit import threads
 from r1kit.distributed import ddp
 from r1kit.distributed.strategy import Replicated
 from r1kit.grpo import core
 from r1kit.grpo.logprobs import make_group_batch, split_by_tokens
 from r1kit.models.lora import adapters_off
 from r1kit.models.precision import compute_context
-from r1kit import threads
 from r1kit.perf import STEP_TIMER
 
 

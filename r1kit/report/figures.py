@@ -1,5 +1,5 @@
 """The few figures that say how a run went, in words: what every command prints when it ends and
-what the report shows at its top (before/after of the held-out evaluation)."""
+what the report shows at its top (first vs last evaluation: ``FIRST_LAST``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,20 +30,45 @@ def eval_figures(row: dict) -> dict[str, str]:
     return out
 
 
-def before_after(first: dict, last: dict) -> list[tuple[str, str, str, str]]:
-    """Rows ``(figure, before, after, change)`` from the first and last evaluation of a run."""
+FIRST_LAST = [
+    ("pass@1", "pass@1", "accuracy", "rate"),
+    ("cons@{k}", "cons@{k}", None, "rate"),
+    ("mean length (tokens)", "mean_length", "response_length/mean", "length"),
+    ("length of correct responses", "length_correct", "length_correct", "length"),
+    ("length of incorrect responses", "length_incorrect", "length_incorrect", "length"),
+    ("format", "format_rate", "format_rate", "rate"),
+    ("reflection rate", "reflection_rate", "reflection_rate", "rate"),
+    ("accuracy with reflection", "accuracy_reflective", "accuracy_reflective", "rate"),
+    ("accuracy without reflection", "accuracy_non_reflective", "accuracy_non_reflective", "rate"),
+    ("reflection fixes (share of reflective)", "reflection_fixes", "reflection_fixes", "rate"),
+    ("language consistency", "language_consistency", "language_consistency", "rate"),
+    ("language mixing rate", "language_mixing_rate", "language_mixing_rate", "rate"),
+]
+"""The first-vs-last figures: label, eval.jsonl key, metrics.jsonl key (None: not logged per step),
+and whether the value is a rate (shown in %, change in points) or a length (change as a ratio)."""
+
+
+def before_after(first: dict, last: dict, source: str = "eval") -> list[tuple[str, str, str, str]]:
+    """Rows ``(figure, first, last, change)`` of ``FIRST_LAST`` from two evaluation rows
+    (``source="eval"``) or two training-step rows (``"metrics"``); a figure absent from both is
+    left out, one absent from either reads ``n/a``."""
     k = first.get("k") or 1
     rows = []
-    for key, name in (("pass@1", "pass@1"), (f"cons@{k}", f"cons@{k}"), ("mean_length", "mean length (tokens)"),
-                      ("format_rate", "format"), ("reflection_rate", "reflection rate"),
-                      ("language_consistency", "language consistency")):
-        a, b = first.get(key), last.get(key)
-        if a is None or b is None or (key == f"cons@{k}" and k == 1):
+    for label, eval_key, metrics_key, kind in FIRST_LAST:
+        key = eval_key if source == "eval" else metrics_key
+        if key is None or ("{k}" in key and k == 1):
             continue
-        if key == "mean_length":
-            rows.append((name, f"{a:.1f}", f"{b:.1f}", f"{b / a:.2f}x" if a else ""))
+        key, label = key.format(k=k), label.format(k=k)
+        a, b = first.get(key), last.get(key)
+        if a is None and b is None:
+            continue
+        if kind == "length":
+            show = [("n/a" if v is None else f"{v:.1f}") for v in (a, b)]
+            change = f"{b / a:.2f}x" if a and b is not None else ""
         else:
-            rows.append((name, pct(a), pct(b), f"{100 * (b - a):+.1f}"))
+            show = [pct(a), pct(b)]
+            change = f"{100 * (b - a):+.1f}" if a is not None and b is not None else ""
+        rows.append((label, *show, change))
     return rows
 
 

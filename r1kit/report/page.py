@@ -82,57 +82,25 @@ def _table(caption: str, row: dict) -> str:
             + "\n".join(body) + "\n</table>")
 
 
-def before_after_table(run: RunData) -> str:
-    """The run at a glance: the first and last held-out evaluations side by side."""
+def first_last_table(run: RunData) -> str:
+    """The run at a glance: every ``FIRST_LAST`` figure at the first and last held-out evaluation
+    (or training step, without evaluations), with the change."""
     from r1kit.report.figures import before_after
 
-    if len(run.evals) < 2:
-        return ""
-    first, last = run.evals[0], run.evals[-1]
-    rows = "\n".join(f"<tr><th>{html.escape(name)}</th><td class=\"num\">{html.escape(a)}</td>"
-                     f"<td class=\"num\">{html.escape(b)}</td><td class=\"num\">{html.escape(d)}</td></tr>"
-                     for name, a, b, d in before_after(first, last))
-    head = (f"<tr><th></th><th>step {html.escape(format_value(first.get('step', '?')))}</th>"
-            f"<th>step {html.escape(format_value(last.get('step', '?')))}</th><th>change</th></tr>")
-    return (f'<table id="before-after"><caption>held-out evaluation, first vs last</caption>\n{head}\n{rows}\n'
-            "</table>")
-
-
-PHENOMENA = [
-    ("pass@1", "pass@1", "accuracy"),
-    ("mean response length (tokens)", "mean_length", "response_length/mean"),
-    ("length of correct responses", "length_correct", "length_correct"),
-    ("length of incorrect responses", "length_incorrect", "length_incorrect"),
-    ("reflection rate", "reflection_rate", "reflection_rate"),
-    ("accuracy with reflection", "accuracy_reflective", "accuracy_reflective"),
-    ("accuracy without reflection", "accuracy_non_reflective", "accuracy_non_reflective"),
-    ("reflection fixes (share of reflective)", "reflection_fixes", "reflection_fixes"),
-    ("language consistency", "language_consistency", "language_consistency"),
-    ("language mixing rate", "language_mixing_rate", "language_mixing_rate"),
-]
-"""Rows of the phenomena table: label, eval.jsonl key, metrics.jsonl key (used without evaluations)."""
-
-
-def phenomena_table(run: RunData) -> str:
-    """First vs last evaluation (or training step, without evaluations) of each phenomenon figure."""
-    rows, col = (run.evals, 1) if run.evals else (run.metrics, 2)
+    rows, source = (run.evals, "eval") if run.evals else (run.metrics, "metrics")
     if not rows:
         return ""
     first, last = rows[0], rows[-1]
-    source = "held-out evaluation" if col == 1 else "training batch"
-    body = []
-    for entry in PHENOMENA:
-        key = entry[col]
-        if key in first or key in last:
-            body.append(f"<tr><th>{html.escape(entry[0])}</th>"
-                        + "".join(f'<td class="num">{html.escape(format_value(r.get(key)))}</td>' for r in (first, last))
-                        + "</tr>")
+    body = "\n".join(f"<tr><th>{html.escape(name)}</th>"
+                     + "".join(f'<td class="num">{html.escape(v)}</td>' for v in values) + "</tr>"
+                     for name, *values in before_after(first, last, source))
     if not body:
         return ""
-    head = (f"<tr><th>{source}</th><th>step {html.escape(format_value(first.get('step')))}</th>"
-            f"<th>step {html.escape(format_value(last.get('step')))}</th></tr>")
-    return ('<section id="phenomena"><h2>Phenomena</h2><table>\n' + head + "\n"
-            + "\n".join(body) + "\n</table></section>")
+    what = "held-out evaluation" if source == "eval" else "training batch"
+    head = (f"<tr><th>{what}</th><th>step {html.escape(format_value(first.get('step', '?')))}</th>"
+            f"<th>step {html.escape(format_value(last.get('step', '?')))}</th><th>change</th></tr>")
+    return (f'<section id="phenomena"><h2>First vs last</h2><table id="before-after">'
+            f"<caption>{what}, first vs last</caption>\n{head}\n{body}\n</table></section>")
 
 
 def final_figures(run: RunData) -> str:
@@ -180,8 +148,7 @@ def render(run: RunData, figures: list[tuple[str, str]], notes: list[str]) -> st
     if notes:
         items = "\n".join(f"<li>{html.escape(n)}</li>" for n in notes)
         parts.append(f'<section class="notes"><strong>Missing data</strong><ul>\n{items}\n</ul></section>')
-    parts.append(before_after_table(run))
-    parts.append(phenomena_table(run))
+    parts.append(first_last_table(run))
     parts.append('<section><h2>Final figures</h2><div class="tables">')
     parts.append(final_figures(run))
     parts.append("</div></section>")
