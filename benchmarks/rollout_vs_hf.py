@@ -27,7 +27,7 @@ from r1kit.data import synthetic
 from r1kit.models import load_model, load_tokenizer
 from r1kit.models.device import resolve_device
 from r1kit.prompts import build_prompt
-from r1kit.rollout import SamplingParams, _tokenize_prompts, sample
+from r1kit.rollout.engine import SamplingParams, _tokenize_prompts, sample
 
 SAMPLES_PER_PROMPT = 8
 

@@ -342,7 +342,7 @@ def cmd_import_gguf(args) -> None:
 
 def cmd_merge_lora(args) -> None:
     from r1kit.models import resolve_model_path
-    from r1kit.models.lora import merge_lora
+    from r1kit.models.policy import merge_lora
     from r1kit.runs import check_out_dir
 
     if check_out_dir(args.out).exists() and any(Path(args.out).iterdir()) and not args.overwrite:

@@ -61,7 +61,7 @@ def check_greedy_equals_hf(device, reduced: bool) -> dict:
     """Greedy r1kit sampling == HF ``generate`` on the tiny base (float32), token for token."""
     from r1kit.data import synthetic
     from r1kit.prompts import build_prompt
-    from r1kit.rollout import SamplingParams, _tokenize_prompts, sample
+    from r1kit.rollout.engine import SamplingParams, _tokenize_prompts, sample
 
     model, tok = load_model("tiny", "float32", device), load_tokenizer("tiny")
     prompts = [build_prompt(p["problem"], "r1_zero", tok) for p in synthetic.test_set(8 if reduced else 32)]
@@ -80,7 +80,7 @@ def check_greedy_equals_hf(device, reduced: bool) -> dict:
 
 def check_logprobs_match(device, reduced: bool) -> dict:
     """Log-probs recorded while sampling == the teacher-forced ones of the trainer (float32)."""
-    from r1kit.grpo.logprobs import completion_logprobs, make_group_batch
+    from r1kit.models.logprobs import completion_logprobs, make_group_batch
     from r1kit.data import synthetic
     from r1kit.prompts import build_prompt
     from r1kit.rollout import SamplingParams, sample

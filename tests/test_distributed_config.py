@@ -39,7 +39,7 @@ def test_behaviour_logprobs_line_up_with_the_trainers_logprobs(tmp_path):
     exactly like ``completion_logprobs`` (same weights here, so the values agree)."""
     import torch
 
-    from r1kit.grpo.logprobs import completion_logprobs
+    from r1kit.models.logprobs import completion_logprobs
     from r1kit.grpo.step import behaviour_logprobs, micro_batches
 
     trainer = GRPOTrainer(load_config(ZeroConfig, None, [

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from r1kit.eval.code import defines_function, grade_code_samples, humaneval_program, load_humaneval
+from r1kit.data.benchmarks import load_humaneval
+from r1kit.eval.code import defines_function, grade_code_samples, humaneval_program
 from r1kit.sandbox import SandboxPool
 
 FENCE = "```"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from r1kit.prompts import r1_zero_prompt
-from r1kit.rollout import ModelDecode, SamplingParams, _Engine, _tokenize_prompts
+from r1kit.rollout.engine import ModelDecode, SamplingParams, _Engine, _tokenize_prompts
 from r1kit.rollout.cache import preallocated_cache
 from r1kit.rollout.lean import LeanDecoder, lean_decoder
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from r1kit.grpo.logprobs import completion_logprobs, linear_logprobs, make_group_batch, split_by_tokens
+from r1kit.models.logprobs import completion_logprobs, linear_logprobs, make_group_batch, split_by_tokens
 
 
 def _random_llama(seed=0):
@@ -104,7 +104,7 @@ def test_a_long_straggler_group_is_padded_alone():
 def test_cached_cast_weight_follows_fused_adamw_updates():
     """The LM head's cast weight is reused within a step; a fused AdamW step (which does not bump
     the version counter) must still invalidate it: log-probs after the step equal a fresh cast's."""
-    from r1kit.grpo import logprobs as lp
+    from r1kit.models import logprobs as lp
     from r1kit.grpo.optim import adamw
 
     torch.manual_seed(0)

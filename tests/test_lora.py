@@ -10,11 +10,11 @@ pytest.importorskip("peft")
 
 from r1kit.config import ConfigError, load_config  # noqa: E402
 from r1kit.grpo.config import ZeroConfig  # noqa: E402
-from r1kit.grpo.logprobs import completion_logprobs  # noqa: E402
+from r1kit.models.logprobs import completion_logprobs  # noqa: E402
 from r1kit.grpo.step import micro_batches  # noqa: E402
 from r1kit.grpo.trainer import GRPOTrainer  # noqa: E402
 from r1kit.models import load_model  # noqa: E402
-from r1kit.models.lora import adapters_off  # noqa: E402
+from r1kit.models.policy import adapters_off  # noqa: E402
 from r1kit.runs import is_timing_key  # noqa: E402
 
 LORA = ["grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=48", "eval.every=0",

@@ -12,8 +12,8 @@ from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.sources import Scoring
 from r1kit.rewards import score
 from r1kit.rewards.language import language_consistency
-from r1kit.rewards.reward_model import (RewardModel, RewardModelConfig, RewardModelTrainConfig, bradley_terry_loss,
-                                        register_reward_models, response_part, train_reward_model)
+from r1kit.pipeline.reward_models import RewardModelTrainConfig, bradley_terry_loss, train_reward_model
+from r1kit.rewards.reward_model import RewardModel, RewardModelConfig, register_reward_models, response_part
 
 EX = {"answer": "8", "language": "en"}
 

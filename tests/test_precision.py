@@ -3,7 +3,7 @@ import torch
 
 from r1kit.config import load_config
 from r1kit.grpo.config import ZeroConfig
-from r1kit.grpo.logprobs import completion_logprobs, make_group_batch
+from r1kit.models.logprobs import completion_logprobs, make_group_batch
 from r1kit.grpo.trainer import GRPOTrainer
 from r1kit.models import load_model
 from r1kit.models.precision import SamplingCopy, compute_context

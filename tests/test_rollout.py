@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from r1kit.prompts import r1_zero_prompt
-from r1kit.rollout import SamplingParams, filter_logits, nucleus, sample
+from r1kit.rollout import SamplingParams, sample
+from r1kit.rollout.draw import filter_logits, nucleus
 
 PROBLEMS = ["Compute 3 + 4 - 2", "Compute 9 - 1 + 5 + 2", "Compute 1 + 1"]
 

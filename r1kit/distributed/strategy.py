@@ -39,7 +39,7 @@ class _LogProbs(torch.nn.Module):
         self.model = model
 
     def forward(self, batch, temperature: float):
-        from r1kit.grpo.logprobs import completion_logprobs
+        from r1kit.models.logprobs import completion_logprobs
 
         return completion_logprobs(self.model, batch, temperature)
 
@@ -55,7 +55,7 @@ class Replicated:
         return 1.0
 
     def sampling_copy(self, policy, dtype: str):
-        from r1kit.models.lora import sampling_copy
+        from r1kit.models.policy import sampling_copy
 
         return sampling_copy(policy, dtype)
 
@@ -63,7 +63,7 @@ class Replicated:
         """Lay ``model`` out over the ranks (before the optimiser is built)."""
 
     def logprobs(self, model, batch, temperature: float):
-        from r1kit.grpo.logprobs import completion_logprobs
+        from r1kit.models.logprobs import completion_logprobs
 
         return completion_logprobs(model, batch, temperature)
 

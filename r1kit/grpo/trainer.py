@@ -30,7 +30,7 @@ from r1kit.grpo.sources import SOURCES, PromptStream, Scoring
 from r1kit.grpo.step import Models, optimise
 from r1kit.models import load_tokenizer, resolve_model_path
 from r1kit.models.device import device_record, reset_peak_memory, resolve_device
-from r1kit.models.lora import load_policy, reference_for, trainable_parameters
+from r1kit.models.policy import load_policy, reference_for, trainable_parameters
 from r1kit.rewards import RewardStats
 from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint,
                         load_trainer_state, lr_factor, record_changes, resume_changes, rng_state, save_checkpoint,

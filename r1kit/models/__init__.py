@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
+from r1kit.models import lora
+from r1kit.models.precision import DTYPES, check_dtype  # noqa: F401 (DTYPES: the dtype names)
 
 TINY_ALIASES = ("tiny", "tiny-base", "r1kit/tiny")
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2-135m-instruct")  # r1kit.models.gguf
@@ -27,7 +28,6 @@ PACKAGED_TINY = Path(__file__).resolve().parents[1] / "assets" / "tiny-base"
 # r1kit/assets/tiny-SIZE-base. small: the distillation student; mixed: the R1 pipeline's base; reflect, aha,
 # aha2: attempts at an "aha" base (docs/phenomena.md)
 PACKAGED_SIZES = ("small", "mixed", "reflect", "aha", "aha2")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def cache_dir() -> Path:
@@ -111,11 +111,9 @@ def load_model(name: str | None, dtype: str = "float32", device: str = "cpu"):
     """A causal LM in eval mode on ``device`` (a LoRA checkpoint: its base with the adapters merged)."""
     from transformers import AutoModelForCausalLM
 
-    from r1kit.models.lora import is_adapter_folder, load_merged
-    from r1kit.models.precision import check_dtype
-
     path = resolve_model_path(name)
-    if is_adapter_folder(path):
-        return load_merged(path, dtype, device)
+    if lora.is_adapter_folder(path):  # its base (named in adapter_config.json) with the adapters merged
+        base = load_model(lora.adapter_base(path), "float32", device)
+        return lora.merge_adapters(base, path).to(check_dtype(dtype)).eval()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=check_dtype(dtype))
     return model.to(device).eval()

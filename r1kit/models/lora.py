@@ -4,18 +4,19 @@ With ``lora.r > 0`` the policy is the base model with low-rank adapters on ``tar
 (W x + (alpha / r) B A x, B initialised to zero, so training starts from the base exactly); only
 A and B train and sit in the optimiser. The pieces the trainers use:
 
-* :func:`load_policy` -- the trainable policy: a plain model, or the base with adapters (fresh, or
-  read back from a checkpoint to resume);
+* :func:`r1kit.models.policy.load_policy` -- the trainable policy: a plain model, or the base with
+  adapters (fresh, or read back from a checkpoint to resume);
 * the reference (beta > 0) is the *same* model with its adapters switched off
   (``peft``'s ``disable_adapter``): no second copy in memory;
 * :class:`MergedSamplingCopy` -- what samples: a plain model whose weights are W + (alpha / r) B A,
   refreshed after every optimiser step, so the decode loop pays nothing for the adapters;
 * checkpoints hold the adapters only (``adapter_config.json``, ``adapter_model.safetensors``);
-  :func:`load_merged` (and ``r1kit merge-lora``) turns one into a plain HF folder's model.
+  :func:`r1kit.models.load_model` loads one as its base with the adapters merged
+  (:func:`merge_adapters`), ``r1kit merge-lora`` writes that as a plain HF folder.
 """
 from __future__ import annotations
 
-import contextlib
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import ClassVar
 import torch
 
 from r1kit.config import NON_NEGATIVE, POSITIVE, ConfigError, Range
+from r1kit.models.precision import check_dtype
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -70,7 +72,7 @@ def _peft_config(cfg: LoRAConfig):
 
 def attach(model: torch.nn.Module, cfg: LoRAConfig, base_name: str):
     """``model`` with fresh adapters; ``base_name`` (e.g. ``tiny``) is recorded in the checkpoints'
-    adapter config so that :func:`load_merged` finds the base on any machine."""
+    adapter config so that :func:`r1kit.models.load_model` finds the base on any machine."""
     from peft import get_peft_model
 
     try:
@@ -81,36 +83,22 @@ def attach(model: torch.nn.Module, cfg: LoRAConfig, base_name: str):
     return peft_model
 
 
-def load_policy(model_path: str, base_name: str, checkpoint: Path | None, cfg: LoRAConfig, device):
-    """The float32 trainable policy on ``device``: the model (or checkpoint) itself without LoRA;
-    with LoRA the base plus adapters, fresh or those of ``checkpoint`` (to resume exactly)."""
-    from r1kit.models import load_model
-
-    if not cfg.enabled:
-        return load_model(str(checkpoint) if checkpoint else model_path, "float32", device)
-    base = load_model(model_path, "float32", device)
-    if checkpoint is None:
-        return attach(base, cfg, model_path)
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(base, str(checkpoint), is_trainable=True).to(device)
-
-
-def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """What the optimiser holds: every parameter that requires a gradient (only A and B with LoRA)."""
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def adapters_off(model: torch.nn.Module):
-    """A context in which a LoRA policy computes as its base model (the reference); a no-op for a
-    model without adapters."""
-    disable = getattr(model, "disable_adapter", None)
-    return disable() if disable is not None else contextlib.nullcontext()
-
-
 def is_adapter_folder(path: str | Path) -> bool:
     p = Path(path)
     return (p / ADAPTER_CONFIG).exists() and not (p / "config.json").exists()
+
+
+def adapter_base(folder: str | Path) -> str:
+    """The base model an adapter checkpoint was trained on (``base_model_name_or_path`` of its
+    ``adapter_config.json``: an alias such as ``tiny`` or a path)."""
+    return json.loads((Path(folder) / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+
+
+def merge_adapters(base: torch.nn.Module, folder: str | Path) -> torch.nn.Module:
+    """``base`` with the adapters of ``folder`` merged into its weights (a plain model)."""
+    from peft import PeftModel  # optional dependency (the lora extra)
+
+    return PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
 
 
 def _lora_layers(peft_model):
@@ -128,10 +116,6 @@ class MergedSamplingCopy:
     layer at each :meth:`refresh`; the other weights are frozen and copied once."""
 
     def __init__(self, policy, dtype: str):
-        import copy
-
-        from r1kit.models.precision import check_dtype
-
         self.policy = policy
         with torch.no_grad():
             self.model = copy.deepcopy(policy).merge_and_unload().to(check_dtype(dtype))
@@ -143,55 +127,3 @@ class MergedSamplingCopy:
         for module, target in self._targets:
             base = module.get_base_layer().weight
             target.copy_(base + module.get_delta_weight("default").to(base.dtype))
-
-
-def sampling_copy(policy, dtype: str):
-    """The policy's sampling copy: merged adapters with LoRA, else the plain (possibly cast) copy."""
-    from r1kit.models.precision import SamplingCopy
-
-    return MergedSamplingCopy(policy, dtype) if hasattr(policy, "peft_config") else SamplingCopy(policy, dtype)
-
-
-def load_merged(folder: str | Path, dtype: str = "float32", device="cpu"):
-    """A plain model from an adapter checkpoint: its base (named in ``adapter_config.json``) with
-    the adapters merged in."""
-    from peft import PeftModel
-
-    from r1kit.models import load_model, resolve_model_path
-    from r1kit.models.precision import check_dtype
-
-    base_name = json.loads((Path(folder) / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
-    base = load_model(resolve_model_path(base_name), "float32", device)
-    merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
-    return merged.to(check_dtype(dtype)).eval()
-
-
-def merge_lora(checkpoint: str | Path, out: str | Path, dtype: str = "float32") -> Path:
-    """Write ``out``: a plain HF folder (config, weights, tokenizer) of ``checkpoint``'s base with
-    its adapters merged in (``r1kit merge-lora``)."""
-    from r1kit.models import load_tokenizer
-
-    if not is_adapter_folder(checkpoint):
-        raise FileNotFoundError(f"{checkpoint}: no {ADAPTER_CONFIG} (not a LoRA checkpoint)")
-    model = load_merged(checkpoint, dtype)
-    model.save_pretrained(out)
-    load_tokenizer(str(checkpoint)).save_pretrained(out)
-    return Path(out)
-
-
-def reference_for(policy, model_path: str, cfg: LoRAConfig, dtype: str, device):
-    """The frozen reference of a beta > 0 run: with LoRA the policy itself, used under
-    :func:`adapters_off`; else a second copy of the base in the compute dtype."""
-    from r1kit.models import load_model
-
-    return policy if cfg.enabled else load_model(model_path, dtype, device)
-
-
-def plain_model(model: torch.nn.Module) -> torch.nn.Module:
-    """A model without adapters to save as an HF folder: a merged copy of a LoRA model, else itself."""
-    import copy
-
-    if not hasattr(model, "peft_config"):
-        return model
-    with torch.no_grad():
-        return copy.deepcopy(model).merge_and_unload()

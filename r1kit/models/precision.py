@@ -21,7 +21,7 @@ import copy
 
 import torch
 
-from r1kit.models import DTYPES
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def check_dtype(dtype: str) -> torch.dtype:

@@ -1,7 +1,7 @@
 """Typed configuration of the R1 pipeline (``r1kit pipeline recipe.yaml``). Every option is documented
 here, once; the options of the trainers a stage runs are documented in their own classes
 (``r1kit/grpo/config.py``, ``r1kit/sft/config.py``, ``r1kit/sampling/config.py``,
-``r1kit/distill/config.py``, ``r1kit/rewards/reward_model.py``).
+``r1kit/distill/config.py``, ``r1kit/pipeline/reward_models.py``).
 
 Fields that the pipeline sets itself (a stage's input model, data and output folder, the template,
 the seed, the GRPO rewards) must not be given inside a stage's trainer section: :func:`check_config`
@@ -15,7 +15,7 @@ from typing import Literal
 from r1kit.config import ConfigError
 from r1kit.distill.config import DistillEvalConfig
 from r1kit.grpo.config import ZeroConfig
-from r1kit.rewards.reward_model import RewardModelTrainConfig
+from r1kit.pipeline.reward_models import RewardModelTrainConfig
 from r1kit.sampling.config import SampleConfig
 from r1kit.sft.config import SFTConfig
 

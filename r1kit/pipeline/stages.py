@@ -179,7 +179,8 @@ ASPECT_PART = {"helpfulness": "summary", "harmlessness": "whole"}
 def run_reward_models_stage(ctx: StageContext) -> dict:
     """The two preference reward models: given paths, or tiny Bradley-Terry models trained here."""
     from r1kit.data import general
-    from r1kit.rewards.reward_model import META_FILE, train_reward_model
+    from r1kit.pipeline.reward_models import train_reward_model
+    from r1kit.rewards.reward_model import META_FILE
 
     c, s = ctx.cfg, ctx.cfg.reward_models
     outputs = {}

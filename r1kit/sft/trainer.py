@@ -23,7 +23,7 @@ from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint, lo
                         resume_changes, rng_state, save_checkpoint, set_rng_state, truncate_jsonl_after, write_config)
 from r1kit.models import load_tokenizer, resolve_model_path
 from r1kit.models.device import device_record, reset_peak_memory, resolve_device
-from r1kit.models.lora import load_policy, plain_model, trainable_parameters
+from r1kit.models.policy import load_policy, plain_model, trainable_parameters
 from r1kit.models.precision import compute_context
 from r1kit.sft.config import SFTConfig
 from r1kit.sft.data import build_examples, collate, epoch_micro_batches, fingerprint, load_sft_rows, masked_lm_loss
