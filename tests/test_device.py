@@ -16,7 +16,7 @@ import torch
 from r1kit.config import ConfigError, load_config
 from r1kit.distributed import ddp
 from r1kit.grpo.config import ZeroConfig
-from r1kit.grpo.step import accumulate, prepare
+from r1kit.grpo.step import StepStats, accumulate, frozen_logprobs, layout
 from r1kit.grpo.trainer import GRPOTrainer
 from r1kit.models.device import check_device, resolve_device
 from r1kit.rollout import SamplingParams, sample
@@ -60,7 +60,7 @@ def test_every_model_and_the_optimiser_state_are_on_the_device_and_each_step_log
 
 
 def test_the_hot_path_builds_no_tensor_on_the_default_device(tmp_path, tiny):
-    """Sampling, prepare (reference log-probs, advantages, normalisers) and a forward/backward pass
+    """Sampling, the layout (advantages, normalisers), the frozen (reference) log-probs and a forward/backward pass
     with the default device set to meta: any tensor the code builds without saying where would be
     a meta tensor and break the CPU computation."""
     cfg = load_config(ZeroConfig, None, SMALL + ["steps=1", "device=cpu", "grpo.beta=0.04", "grpo.mu=2",
@@ -72,9 +72,9 @@ def test_the_hot_path_builds_no_tensor_on_the_default_device(tmp_path, tiny):
                                                                             stop=["</answer>"]))
         ids, examples = trainer.stream.take_indexed(cfg.grpo.prompts_per_step)
         groups = trainer.source.sample_groups(ids, examples, 1234, trainer.step)
-        prep = prepare(groups, trainer.models, cfg, trainer.step, tok.pad_token_id)
-        stats = {"kl": [], "clip_frac": [], "entropy": []}
-        loss = accumulate(prep, trainer.models, cfg, stats)
+        lb = layout(groups, trainer.models, cfg, tok.pad_token_id)
+        frozen_logprobs(lb, groups, trainer.models, cfg, trainer.step)
+        loss = accumulate(lb, trainer.models, cfg, StepStats())
     assert len(rollouts) == 4 and all(r.token_ids for r in rollouts)
     assert torch.isfinite(torch.tensor(loss, device="cpu"))
     grads = [p.grad for p in trainer.policy.parameters() if p.grad is not None]

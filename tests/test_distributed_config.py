@@ -46,12 +46,12 @@ def test_behaviour_logprobs_line_up_with_the_trainers_logprobs(tmp_path):
         f"out={tmp_path}", "grpo.prompts_per_step=3", "grpo.group_size=4", "rollout.max_new_tokens=32",
         "grpo.micro_batch_tokens=150", "eval.every=0", "log_tensorboard=false"]), progress=False)
     groups = trainer.source.collect(trainer.step).train
-    mbs = list(micro_batches(groups, trainer.tokenizer.pad_token_id, 150, False))
+    mbs = micro_batches(groups, trainer.tokenizer.pad_token_id, 150, False)
     assert len(mbs) > 1
     with torch.no_grad():
-        for (batch, _, mask), old in zip(mbs, behaviour_logprobs(groups, mbs)):
-            logp, _ = completion_logprobs(trainer.policy, batch)
-            assert torch.allclose(old * mask, logp * mask, atol=1e-4)
+        for mb, old in zip(mbs, behaviour_logprobs(groups, mbs)):
+            logp, _ = completion_logprobs(trainer.policy, mb.batch)
+            assert torch.allclose(old * mb.loss_mask, logp * mb.loss_mask, atol=1e-4)
 
 
 def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch):

@@ -49,8 +49,7 @@ def test_only_the_adapters_train_and_sit_in_the_optimiser(trained, tiny):
 
 def _batch(trainer):
     groups = trainer.source.collect(trainer.step).train
-    batch, _, _ = next(micro_batches(groups, trainer.tokenizer.pad_token_id, 10_000, False))
-    return batch
+    return micro_batches(groups, trainer.tokenizer.pad_token_id, 10_000, False)[0].batch
 
 
 @torch.no_grad()

@@ -1,14 +1,21 @@
-"""One GRPO optimisation step: groups -> micro-batches -> log-probs -> clipped loss -> optimiser.
+"""The phases of one GRPO optimisation step, in the order :meth:`r1kit.grpo.trainer.GRPOTrainer.train_step`
+runs them (each under the step timer, ``r1kit.perf.STEP_TIMER``):
 
-``optimise`` is the whole step; the math it applies is in :mod:`r1kit.grpo.core`, the batched
-log-probs in :mod:`r1kit.models.logprobs`. Under ``torchrun`` the normalisers (sequences, tokens)
-are summed over the ranks and the gradients all-reduced, so the ranks' losses add up to the
-single-process loss of the whole batch.
+1. :func:`layout`: the step's groups -> micro-batches of about ``micro_batch_tokens`` padded tokens,
+   group-normalised advantages and the batch's normalisers (a :class:`LossBatch`);
+2. :func:`frozen_logprobs`: pi_old (``mu > 1``, or samples of older weights) and pi_ref (``beta > 0``);
+3. ``mu`` times: :func:`accumulate` (forward + loss + backward over every micro-batch) then
+   :func:`optimiser_step` (clip, AdamW, schedule).
+
+The math is in :mod:`r1kit.grpo.core`, the batched log-probs in :mod:`r1kit.models.logprobs`.
+Under ``torchrun`` the normalisers (sequences, tokens) are summed over the ranks and the gradients
+all-reduced, so the ranks' losses add up to the single-process loss of the whole batch.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,10 +23,14 @@ from r1kit import threads
 from r1kit.distributed import ddp
 from r1kit.distributed.strategy import Replicated
 from r1kit.grpo import core
-from r1kit.models.logprobs import make_group_batch, split_by_tokens
+from r1kit.models.logprobs import GroupBatch, make_group_batch, split_by_tokens
 from r1kit.models.policy import adapters_off
 from r1kit.models.precision import compute_context
 from r1kit.perf import STEP_TIMER
+
+if TYPE_CHECKING:  # only for annotations: the config module sits above this one
+    from r1kit.grpo.config import ZeroConfig
+    from r1kit.grpo.sources import Group
 
 
 @dataclass
@@ -35,119 +46,153 @@ class Models:
     strategy: Replicated = field(default_factory=Replicated)
 
 
-def micro_batches(groups, pad_id: int, token_budget: int, mask_truncated: bool, device="cpu"):
-    """Split a step's groups into ``GroupBatch`` micro-batches of about ``token_budget`` padded
-    tokens, built on the host and moved to ``device`` once; yields (batch, row indices into the
-    step's G-row order, loss mask)."""
+@dataclass
+class MicroBatch:
+    """One forward/backward's share of a step: whole groups."""
+
+    batch: GroupBatch         # prompts [P, Wp] once per group, completions [P*G, Wc]
+    rows: torch.Tensor        # [P*G] positions of its completions in the step's row order
+    loss_mask: torch.Tensor   # [P*G, Wc] 1.0 on completion tokens that count in the loss
+    filler: bool = False      # a lockstep pass with nothing in it (mask 0, no statistics)
+
+
+@dataclass
+class LossBatch:
+    """A step's groups laid out for the loss (:func:`layout`), plus the frozen log-probs
+    (:func:`frozen_logprobs`), one tensor per micro-batch shaped like its ``completion_ids``."""
+
+    micro: list[MicroBatch]
+    advantages: torch.Tensor                   # [N] one per completion, N = groups * G
+    num_seqs: int                              # completions over all ranks
+    num_tokens: torch.Tensor                   # loss tokens over all ranks (>= 1)
+    temperature: float                         # the sampler's: log-probs are of softmax(logits / T)
+    old_logp: list[torch.Tensor] | None = None  # pi_old; None: the current policy's (ratio 1)
+    ref_logp: list[torch.Tensor] | None = None  # pi_ref; None when beta = 0
+
+
+@dataclass
+class StepStats:
+    """What the passes of a step record, averaged by :meth:`summary`."""
+
+    loss: list[float] = field(default_factory=list)
+    kl: list[float] = field(default_factory=list)
+    clip_frac: list[float] = field(default_factory=list)
+    entropy: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """Each figure's mean over its records (averaged over the ranks; the loss is already global)."""
+        out = {k: sum(v) / len(v) for k, v in vars(self).items() if v}
+        if ddp.world_size() > 1:
+            for key in ("kl", "clip_frac", "entropy"):
+                if key in out:
+                    out[key] = float(ddp.global_sum(out[key])) / ddp.world_size()
+        return out
+
+
+def micro_batches(groups: list[Group], pad_id: int, token_budget: int, mask_truncated: bool,
+                  device="cpu") -> list[MicroBatch]:
+    """Split a step's groups into micro-batches of about ``token_budget`` padded tokens, built on
+    the host and moved to ``device`` once."""
     g = len(groups[0].rollouts)
     lengths = [[len(r.token_ids) for r in grp.rollouts] for grp in groups]
+    out = []
     for members in split_by_tokens([len(grp.prompt_ids) for grp in groups], lengths, token_budget):
         rollouts = [r for i in members for r in groups[i].rollouts]
         batch = make_group_batch([groups[i].prompt_ids for i in members], [r.token_ids for r in rollouts], g, pad_id)
-        loss_mask = batch.completion_mask.float()
+        loss_mask = batch.completion_mask.float()                                     # [B, Wc]
         if mask_truncated:
             loss_mask[torch.tensor([r.truncated for r in rollouts], device="cpu")] = 0.0
-        rows = torch.tensor([i * g + j for i in members for j in range(g)], device=device)
-        yield batch.to(device), rows, loss_mask.to(device)
-
-
-def behaviour_logprobs(groups, mbs) -> list[torch.Tensor]:
-    """Per micro-batch, the sampler's per-token log-probs (log softmax(logits / T) of the weights
-    that sampled, recorded by the rollout engine), laid out like ``completion_logprobs``."""
-    flat = [r for grp in groups for r in grp.rollouts]
-    out = []
-    for batch, rows, _ in mbs:
-        logp = torch.zeros(batch.completion_ids.shape, device="cpu")
-        for j, row in enumerate(rows.tolist()):
-            values = flat[row].logprobs
-            logp[j, : len(values)] = torch.tensor(values, device="cpu")
-        out.append(logp.to(batch.completion_ids.device))
+        rows = torch.tensor([i * g + j for i in members for j in range(g)], device=device)  # [B]
+        out.append(MicroBatch(batch.to(device), rows, loss_mask.to(device)))
     return out
 
 
-def prepare(groups, models: Models, cfg, step: int, pad_id: int) -> dict:
-    """Micro-batches, advantages, global normalisers and frozen log-probs of a step's groups.
+def layout(groups: list[Group], models: Models, cfg: ZeroConfig, pad_id: int) -> LossBatch:
+    """Phase 1: micro-batches, advantages and the global normalisers of a step's groups."""
+    g = cfg.grpo
+    device = next(models.policy.parameters()).device
+    rewards = torch.tensor([r for grp in groups for r in grp.rewards], device=device)       # [N]
+    advantages = core.group_advantages(rewards, g.group_size, g.advantage_scale)             # [N]
+    micro = micro_batches(groups, pad_id, g.micro_batch_tokens, g.overlong == "mask", device)
+    local_tokens = sum((m.loss_mask.sum() for m in micro), torch.zeros((), device=device))
+    if models.strategy.lockstep:  # every rank runs as many passes as the busiest: empty ones (mask 0)
+        most = int(ddp.global_max(len(micro)))
+        micro += [MicroBatch(micro[0].batch, micro[0].rows, torch.zeros_like(micro[0].loss_mask), True)
+                  for _ in range(most - len(micro))]
+    return LossBatch(micro, advantages, num_seqs=int(ddp.global_sum(len(rewards)).item()),
+                     num_tokens=ddp.global_sum(local_tokens).float().clamp(min=1),
+                     temperature=cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0)
+
+
+def behaviour_logprobs(groups: list[Group], micro: list[MicroBatch]) -> list[torch.Tensor]:
+    """Per micro-batch, the sampler's per-token log-probs (log softmax(logits / T) of the weights
+    that sampled, recorded by the rollout engine), laid out like ``completion_ids`` [B, Wc]."""
+    flat = [r for grp in groups for r in grp.rollouts]
+    out = []
+    for mb in micro:
+        logp = torch.zeros(mb.batch.completion_ids.shape, device="cpu")                    # [B, Wc]
+        for j, row in enumerate(mb.rows.tolist()):
+            values = flat[row].logprobs
+            logp[j, : len(values)] = torch.tensor(values, device="cpu")
+        out.append(logp.to(mb.batch.completion_ids.device))
+    return out
+
+
+def frozen_logprobs(lb: LossBatch, groups: list[Group], models: Models, cfg: ZeroConfig, step: int) -> None:
+    """Phase 2: fill ``lb.old_logp`` and ``lb.ref_logp``.
 
     pi_old: with one pass the old policy is the current one (ratio = 1 exactly), so no extra
     forward; with mu > 1 its log-probs are computed once here; groups sampled by older weights
     (Ray's ``max_weight_lag``) bring the sampler's own log-probs.
     """
-    g = cfg.grpo
-    device = next(models.policy.parameters()).device
-    rewards = torch.tensor([r for grp in groups for r in grp.rewards], device=device)
-    advantages = core.group_advantages(rewards, g.group_size, g.advantage_scale)
-    mbs = list(micro_batches(groups, pad_id, g.micro_batch_tokens, g.overlong == "mask", device))
-    local_tokens = sum((m.sum() for _, _, m in mbs), torch.zeros((), device=device))
-    n_real = len(mbs)
-    if models.strategy.lockstep:  # every rank runs as many passes as the busiest: empty ones (mask 0)
-        most = int(ddp.global_max(len(mbs)))
-        mbs += [(mbs[0][0], mbs[0][1], torch.zeros_like(mbs[0][2]))] * (most - len(mbs))
-    totals = {"seqs": int(ddp.global_sum(len(rewards)).item()),
-              "tokens": ddp.global_sum(local_tokens).float().clamp(min=1)}
-    temperature = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0
-
-    def frozen_logprobs(model, context=contextlib.nullcontext):
+    def run(model, context=contextlib.nullcontext) -> list[torch.Tensor]:
         with STEP_TIMER("logprobs"), torch.no_grad(), compute_context(model, cfg.dtype), context():
-            return [models.strategy.logprobs(model, batch, temperature)[0] for batch, _, _ in mbs]
+            return [models.strategy.logprobs(model, mb.batch, lb.temperature)[0] for mb in lb.micro]
 
     if any(grp.weight_version < step for grp in groups):
-        old_logp = behaviour_logprobs(groups, mbs)
-    else:
-        old_logp = frozen_logprobs(models.policy) if g.mu > 1 else None
+        lb.old_logp = behaviour_logprobs(groups, lb.micro)
+    elif cfg.grpo.mu > 1:
+        lb.old_logp = run(models.policy)
     ref = models.reference
-    ref_logp = frozen_logprobs(ref, lambda: adapters_off(ref)) if ref is not None else None
-    return {"mbs": mbs, "n_real": n_real, "advantages": advantages, "totals": totals,
-            "temperature": temperature, "old_logp": old_logp, "ref_logp": ref_logp}
+    if ref is not None:
+        lb.ref_logp = run(ref, lambda: adapters_off(ref))
 
 
-def accumulate(prep: dict, models: Models, cfg, stats: dict) -> float:
-    """One pass of forward/backward over the micro-batches; leaves the gradients of the global
-    batch's loss in ``.grad`` (summed over the ranks) and returns that loss."""
+def accumulate(lb: LossBatch, models: Models, cfg: ZeroConfig, stats: StepStats) -> float:
+    """Phase 3a: one pass of forward/backward over the micro-batches; leaves the gradients of the
+    global batch's loss in ``.grad`` (summed over the ranks) and returns that loss."""
     g, policy = cfg.grpo, models.policy
-    old_logp, ref_logp, totals = prep["old_logp"], prep["ref_logp"], prep["totals"]
     models.optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
-    for k, (batch, rows, loss_mask) in enumerate(prep["mbs"]):
+    for k, mb in enumerate(lb.micro):
         threads.tick()
         with STEP_TIMER("forward"):
             with compute_context(policy, cfg.dtype):
-                logp, entropy = models.strategy.logprobs(policy, batch, prep["temperature"])
+                logp, entropy = models.strategy.logprobs(policy, mb.batch, lb.temperature)    # [B, Wc] each
+            old = lb.old_logp[k] if lb.old_logp else logp.detach()                            # [B, Wc]
+            ref = lb.ref_logp[k] if lb.ref_logp else None                                     # [B, Wc] or None
             loss, mb_stats = core.grpo_loss(
-                logp, old_logp[k] if old_logp else logp.detach(), ref_logp[k] if ref_logp else None,
-                prep["advantages"][rows], loss_mask, eps_low=g.eps_low, eps_high=g.eps_high, beta=g.beta,
-                agg=g.loss_agg, max_len=cfg.rollout.max_new_tokens, num_seqs=totals["seqs"],
-                num_tokens=totals["tokens"], policy_loss=g.policy_loss)
+                logp, old, ref, lb.advantages[mb.rows], mb.loss_mask, eps_low=g.eps_low, eps_high=g.eps_high,
+                beta=g.beta, agg=g.loss_agg, max_len=cfg.rollout.max_new_tokens, num_seqs=lb.num_seqs,
+                num_tokens=lb.num_tokens, policy_loss=g.policy_loss)                           # scalar
         with STEP_TIMER("backward"):
             (loss * models.strategy.backward_scale()).backward()
         step_loss += loss.item()
-        if k >= prep["n_real"]:  # a lockstep filler: no statistics
+        if mb.filler:
             continue
-        stats["entropy"].append(((entropy * loss_mask).sum() / loss_mask.sum().clamp(min=1)).item())
+        stats.entropy.append(((entropy * mb.loss_mask).sum() / mb.loss_mask.sum().clamp(min=1)).item())
         for key in ("kl", "clip_frac"):
             if key in mb_stats:
-                stats[key].append(mb_stats[key])
+                getattr(stats, key).append(mb_stats[key])
     models.strategy.sync_gradients(policy)
     return float(ddp.global_sum(step_loss))
 
 
-def optimise(groups, models: Models, cfg, step: int, pad_id: int) -> dict:
-    """``mu`` optimiser steps on a batch of groups; returns the step's mean loss, KL, clip
-    fraction, entropy and gradient norm (averaged over the ranks)."""
-    threads.reset()
-    prep = prepare(groups, models, cfg, step, pad_id)
-    models.policy.train()
-    stats = {"kl": [], "clip_frac": [], "entropy": [], "grad_norm": [], "loss": []}
-    for _ in range(cfg.grpo.mu):
-        stats["loss"].append(accumulate(prep, models, cfg, stats))
-        with STEP_TIMER("optimiser"):
-            norm = models.strategy.clip_grad_norm(models.policy, cfg.optim.max_grad_norm)
-            models.optimizer.step()
-            models.scheduler.step()
-        stats["grad_norm"].append(norm)
-    models.policy.eval()
-    out = {k: sum(v) / len(v) for k, v in stats.items() if v}
-    if ddp.world_size() > 1:  # per-rank averages -> the mean over the ranks (the loss is already global)
-        for key in ("kl", "clip_frac", "entropy"):
-            if key in out:
-                out[key] = float(ddp.global_sum(out[key])) / ddp.world_size()
-    return out
+def optimiser_step(models: Models, cfg: ZeroConfig) -> float:
+    """Phase 3b: clip the gradient norm, step AdamW and the schedule; returns the norm before clipping."""
+    with STEP_TIMER("optimiser"):
+        norm = models.strategy.clip_grad_norm(models.policy, cfg.optim.max_grad_norm)
+        models.optimizer.step()
+        models.scheduler.step()
+    return norm

@@ -27,7 +27,7 @@ from r1kit.eval.evaluate import EvalConfig, evaluate
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.metrics import log_samples, step_metrics
 from r1kit.grpo.sources import SOURCES, PromptStream, Scoring
-from r1kit.grpo.step import Models, optimise
+from r1kit.grpo.step import Models, StepStats, accumulate, frozen_logprobs, layout, optimiser_step
 from r1kit.models import load_tokenizer, resolve_model_path
 from r1kit.models.device import device_record, reset_peak_memory, resolve_device
 from r1kit.models.policy import load_policy, reference_for, trainable_parameters
@@ -36,6 +36,7 @@ from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint,
                         load_trainer_state, lr_factor, record_changes, resume_changes, rng_state, save_checkpoint,
                         set_rng_state, truncate_jsonl_after, write_config)
 from r1kit.perf import STEP_TIMER
+from r1kit import threads
 from r1kit.threads import apply as apply_threads
 
 RECORDS = ["metrics.jsonl", "eval.jsonl", "summary.json"]
@@ -228,19 +229,29 @@ class GRPOTrainer:
             self.source.close()
 
     def train_step(self):
-        """One GRPO step: the source's groups, ``mu`` optimiser steps on them, the new weights to the
-        samplers. Returns the batch, the optimiser's figures and the step's timings."""
+        """One GRPO step, phase by phase; returns the sampled batch, the optimiser's figures and the
+        step's timings (``seconds/<phase>`` from the step timer)."""
+        c, models = self.cfg, self.models
         reset_peak_memory(self.device)
         t0 = time.time()
-        batch = self.source.collect(self.step)
+        batch = self.source.collect(self.step)  # G completions per prompt, scored ("sampling", "rewards")
         t1 = time.time()
-        opt = optimise(batch.train, self.models, self.cfg, self.step, self.tokenizer.pad_token_id)
-        with STEP_TIMER("weight_sync"):
+        threads.reset()
+        with STEP_TIMER("layout"):  # micro-batches, group-normalised advantages, global normalisers
+            lb = layout(batch.train, models, c, self.tokenizer.pad_token_id)
+        frozen_logprobs(lb, batch.train, models, c, self.step)  # pi_old, pi_ref ("logprobs")
+        stats = StepStats()
+        models.policy.train()
+        for _ in range(c.grpo.mu):  # mu optimiser steps on the same samples, all against pi_old
+            stats.loss.append(accumulate(lb, models, c, stats))  # "forward", "backward"
+            stats.grad_norm.append(optimiser_step(models, c))    # "optimiser"
+        models.policy.eval()
+        with STEP_TIMER("weight_sync"):  # the samplers get the new weights before the next collect
             self.sampler.refresh()
             self.step += 1
             self.source.push_weights(self.policy, self.step)
         t2 = time.time()
-        opt.update(device_record(self.device, self.cfg.dtype))
+        opt = {**stats.summary(), **device_record(self.device, c.dtype)}
         split = {f"seconds/{name}": round(sec, 4) for name, sec in STEP_TIMER.split().items()}
         return batch, opt, {"rollout_seconds": t1 - t0, "train_seconds": t2 - t1, "step_seconds": t2 - t0, **split}
 

@@ -12,7 +12,7 @@ import torch
 from r1kit.config import load_config
 from r1kit.distributed import ddp
 from r1kit.grpo.config import ZeroConfig
-from r1kit.grpo.step import accumulate, prepare
+from r1kit.grpo.step import StepStats, accumulate, frozen_logprobs, layout
 from r1kit.grpo.trainer import GRPOTrainer
 
 AGGS = ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"]
@@ -30,9 +30,9 @@ def main(out: str, run_dir: str) -> None:
         ids, examples = trainer.stream.take_indexed(cfg.grpo.prompts_per_step)
         groups = trainer.source.sample_groups(ids, examples, 1234, trainer.step)  # identical on every rank
         mine = ddp.shard(groups)
-        stats = {"kl": [], "clip_frac": [], "entropy": []}
-        loss = accumulate(prepare(mine, trainer.models, cfg, trainer.step, trainer.tokenizer.pad_token_id),
-                          trainer.models, cfg, stats)
+        lb = layout(mine, trainer.models, cfg, trainer.tokenizer.pad_token_id)
+        frozen_logprobs(lb, mine, trainer.models, cfg, trainer.step)
+        loss = accumulate(lb, trainer.models, cfg, StepStats())
         tokens = [[r.token_ids for r in grp.rollouts] for grp in groups]
         results[agg] = {"loss": loss, "world": ddp.world_size(), "shard": len(mine), "tokens": tokens,
                         "grads": {n: p.grad.clone() for n, p in trainer.policy.named_parameters()}}

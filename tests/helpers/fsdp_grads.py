@@ -13,7 +13,7 @@ import torch
 from r1kit.config import load_config
 from r1kit.distributed import ddp
 from r1kit.grpo.config import ZeroConfig
-from r1kit.grpo.step import accumulate, prepare
+from r1kit.grpo.step import StepStats, accumulate, frozen_logprobs, layout
 from r1kit.grpo.trainer import GRPOTrainer
 
 
@@ -32,15 +32,15 @@ def main(out: str, run_dir: str, strategy: str) -> None:
     ids, examples = trainer.stream.take_indexed(cfg.grpo.prompts_per_step)
     groups = trainer.source.sample_groups(ids, examples, 1234, trainer.step)  # identical on every rank
     mine = ddp.shard(groups)
-    stats = {"kl": [], "clip_frac": [], "entropy": []}
-    prep = prepare(mine, models, cfg, trainer.step, trainer.tokenizer.pad_token_id)
-    loss = accumulate(prep, models, cfg, stats)
+    lb = layout(mine, models, cfg, trainer.tokenizer.pad_token_id)
+    frozen_logprobs(lb, mine, models, cfg, trainer.step)
+    loss = accumulate(lb, models, cfg, StepStats())
     grads = {n: _full(p.grad).clone() for n, p in models.policy.named_parameters()}
     norm = models.strategy.clip_grad_norm(models.policy, cfg.optim.max_grad_norm)
     models.optimizer.step()
     weights = {n: v.clone() for n, v in models.strategy.full_state_dict(models.policy).items()}
-    result = {"loss": loss, "world": ddp.world_size(), "shard": len(mine), "passes": len(prep["mbs"]),
-              "real": prep["n_real"], "grads": grads, "norm": norm, "weights": weights,
+    result = {"loss": loss, "world": ddp.world_size(), "shard": len(mine), "passes": len(lb.micro),
+              "real": sum(not mb.filler for mb in lb.micro), "grads": grads, "norm": norm, "weights": weights,
               "tokens": [[r.token_ids for r in grp.rollouts] for grp in groups]}
     if ddp.is_main():
         torch.save(result, out)
