@@ -10,10 +10,11 @@ import torch
 from r1kit.data import general, synthetic
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.sources import Scoring
-from r1kit.rewards import score
+from r1kit.rewards import score, score_batch
 from r1kit.rewards.language import language_consistency
 from r1kit.pipeline.reward_models import RewardModelTrainConfig, bradley_terry_loss, train_reward_model
-from r1kit.rewards.reward_model import RewardModel, RewardModelConfig, register_reward_models, response_part
+from r1kit.rewards.reward_model import (RewardModel, RewardModelConfig, load_reward_model, register_reward_models,
+                                       response_part)
 
 EX = {"answer": "8", "language": "en"}
 
@@ -116,6 +117,23 @@ def test_reward_models_score_only_their_part(random_rm):
     assert p["helpfulness"] != e["helpfulness"] and p["harmlessness"] != e["harmlessness"]
     total, parts = score(rude, ex, {"helpfulness": 1.0, "harmlessness": 0.5})
     assert total == pytest.approx(parts["helpfulness"] + 0.5 * parts["harmlessness"])
+
+
+def test_reward_models_score_a_batch_per_forward_pass(random_rm):
+    register_reward_models({"helpfulness": RewardModelConfig(path=random_rm, part="summary")})
+    model = load_reward_model(RewardModelConfig(path=random_rm, part="summary")).model
+    forwards = []
+    hook = model.register_forward_hook(lambda module, args, output: forwards.append(output.logits.shape[0]))
+    try:
+        texts = [f" <think> t </think> <answer> {n} is a number. </answer>" for n in range(6)]
+        scored = score_batch(texts, [{"problem": "Describe a number."}] * 6, [{"helpfulness": 1.0}] * 6)
+    finally:
+        hook.remove()
+    assert forwards == [6], "one forward pass for the six completions"
+    one_by_one = [score(t, {"problem": "Describe a number."}, {"helpfulness": 1.0})[0] for t in texts]
+    assert [total for total, _ in scored] == pytest.approx(one_by_one, abs=1e-5)
+    with pytest.raises(ValueError, match="reward_models.format: a built-in reward has that name"):
+        register_reward_models({"format": RewardModelConfig(path=random_rm)})
 
 
 def test_bradley_terry_loss_by_hand():

@@ -120,15 +120,15 @@ def test_reward_worker_that_dies_scores_its_samples_zero_with_a_reason(cluster):
     pool = RayRewardPool(2, ["helpers.crashing_rewards"], timeout=60)
     pids = pool.pids()
     stats = RewardStats()
-    jobs = [pool.submit([("fine", {}), ("also fine", {})], weights),
-            pool.submit([("EXIT here", {}), ("innocent", {})], weights)]
-    out = pool.results(jobs, weights, stats)
+    jobs = [pool.submit(["fine", "also fine"], [{}, {}], [weights] * 2),
+            pool.submit(["EXIT here", "innocent"], [{}, {}], [weights] * 2)]
+    out = pool.results(jobs, stats)
     assert [t for t, _ in out[0]] == [1.0, 1.0]
     assert out[1] == [(0.0, {"test_exit_on_marker": 0.0})] * 2
     [(key, count)] = stats.failures.items()
     assert key[0] == WORKER_FAILURE and "died" in key[1] and count == 2
     assert pool.replaced == 1 and pool.pids()[1] != pids[1]
-    again = pool.results([pool.submit([("fine", {})], weights) for _ in range(2)], weights, stats)
+    again = pool.results([pool.submit(["fine"], [{}], [weights]) for _ in range(2)], stats)
     assert again == [[(1.0, {"test_exit_on_marker": 1.0})]] * 2  # the replacement works
     pool.shutdown()
 
@@ -141,7 +141,7 @@ def test_code_reward_runs_its_sandbox_in_the_reward_workers(cluster):
     right, wrong = (f"<think> x </think> <answer>```python\nprint({v})\n```</answer>" for v in (ex["answer"], -1))
     pool = RayRewardPool(1, [], timeout=60)
     stats = RewardStats()
-    [out] = pool.results([pool.submit([(right, ex), (wrong, ex)], {"code": 1.0})], {"code": 1.0}, stats)
+    [out] = pool.results([pool.submit([right, wrong], [ex, ex], [{"code": 1.0}] * 2)], stats)
     assert [total for total, _ in out] == [1.0, 0.0] and stats.calls["code"] == 2 and not stats.failures
     pool.shutdown()
 
@@ -151,10 +151,10 @@ def test_reward_worker_that_hangs_times_out_instead_of_stalling_the_step(cluster
 
     weights = {"test_sleep_on_marker": 1.0}
     pool = RayRewardPool(1, ["helpers.crashing_rewards"], timeout=3)
-    pool.results([pool.submit([("warm", {})], weights)], weights, RewardStats())  # worker started
+    pool.results([pool.submit(["warm"], [{}], [weights])], RewardStats())  # worker started
     stats = RewardStats()
     t0 = time.time()
-    out = pool.results([pool.submit([("SLEEP", {})], weights)], weights, stats)
+    out = pool.results([pool.submit(["SLEEP"], [{}], [weights])], stats)
     assert time.time() - t0 < 15  # the reward sleeps 60 s
     assert out == [[(0.0, {"test_sleep_on_marker": 0.0})]]
     assert any("timeout" in reason for (_, reason) in stats.failures)
@@ -167,11 +167,11 @@ def _ray_run(out, *extra, kill_at_step=None):
     trainer = GRPOTrainer(cfg, progress=False)
     killed = []
     if kill_at_step is not None:
-        victim = trainer.source.backend.rollout.pids()[0]
+        victim = trainer.source.rollout.pids()[0]
 
         def killer():  # SIGKILL actor 0 while a rollout of step >= kill_at_step is in flight
-            while trainer.source.backend is not None and not killed:
-                if trainer.step >= kill_at_step and trainer.source.backend.rollout.in_flight:
+            while trainer.source.rollout is not None and not killed:
+                if trainer.step >= kill_at_step and trainer.source.rollout.in_flight:
                     os.kill(victim, signal.SIGKILL)
                     killed.append(trainer.step)
                 time.sleep(0.002)

@@ -10,7 +10,7 @@ import pytest
 from r1kit.rewards.time_limit import with_alarm as _with_alarm
 
 import r1kit.rewards as rewards
-from r1kit.rewards import REWARD_FUNCS, RewardStats, get_reward, register, score
+from r1kit.rewards import MAX_ABS_REWARD, REWARD_FUNCS, RewardStats, get_reward, register, score, score_batch
 from r1kit.rewards.format import format_strict, format_think
 from r1kit.rewards.language import LANGUAGES, chain_of_thought, language_consistency, words
 from r1kit.rewards.math import (
@@ -23,7 +23,7 @@ from r1kit.rewards.math import (
 
 def test_builtins_registered():
     assert {"accuracy_math", "accuracy", "format", "format_think", "language_consistency"} <= set(REWARD_FUNCS)
-    assert get_reward("accuracy") is get_reward("accuracy_math") is accuracy_math
+    assert get_reward("accuracy") is get_reward("accuracy_math") and get_reward("accuracy").fn is accuracy_math
     with pytest.raises(ValueError, match="unknown reward 'acuracy'.*accuracy_math"):
         get_reward("acuracy")
 
@@ -56,7 +56,7 @@ def test_raising_reward_is_zero_and_counted(broken_reward):
         assert values == {"test_broken": 0.0, "test_nan": 0.0, "accuracy": 1.0} and total == 2.0
     assert stats.failures[("test_broken", "KeyError: 'solution'")] == 3
     assert stats.failures[("test_nan", "ValueError: non-finite reward nan")] == 3
-    assert stats.n_failures == stats.total() == 6 and stats.total("test_nan") == 3
+    assert stats.total() == 6 and stats.total("test_nan") == 3
     assert stats.calls["accuracy"] == 3
     assert stats.as_dict()["failures"]["test_broken: KeyError: 'solution'"] == 3
     # a reward failing on bad input (unknown language) is also just counted
@@ -65,10 +65,78 @@ def test_raising_reward_is_zero_and_counted(broken_reward):
     assert any(name == "language_consistency" and "unknown language" in reason for name, reason in stats.failures)
 
 
+@pytest.fixture
+def batched_reward():
+    calls = []
+
+    @register("test_batched", batched=True)
+    def batched(completions, examples):
+        calls.append(list(completions))
+        return [None if ex.get("kind") == "skip" else float(len(c)) for c, ex in zip(completions, examples)]
+
+    yield calls
+    del REWARD_FUNCS["test_batched"]
+
+
+def test_batched_reward_is_called_once_on_the_rows_that_weigh_it(batched_reward):
+    stats = RewardStats()
+    texts = ["<answer>1</answer>", "ab", "abc", "<answer>2</answer>"]
+    examples = [{"answer": "1"}, {"answer": "9"}, {"answer": "9", "kind": "skip"}, {"answer": "2"}]
+    weights = [{"accuracy": 1.0}, {"test_batched": 0.5}, {"test_batched": 0.5}, {"accuracy": 1.0, "test_batched": 0.25}]
+    scored = score_batch(texts, examples, weights, stats)
+    assert batched_reward == [["ab", "abc", "<answer>2</answer>"]]  # one call, only the rows weighing it
+    assert scored[0] == (1.0, {"accuracy": 1.0})
+    assert scored[1] == (1.0, {"test_batched": 2.0})
+    assert scored[2] == (0.0, {}), "None: not applicable, left out of the parts"
+    assert scored[3] == (1.0 + 0.25 * 18, {"accuracy": 1.0, "test_batched": 18.0})  # len("<answer>2</answer>") = 18
+    assert stats.calls == {"accuracy": 2, "test_batched": 3} and stats.total() == 0
+    # the one-completion form goes through the same path
+    assert score("abcd", {}, {"test_batched": 1.0}) == (4.0, {"test_batched": 4.0})
+
+
+def test_batched_reward_with_a_wrong_count_fails_its_whole_batch():
+    register("test_short_batch", batched=True)(lambda completions, examples: [1.0])
+    try:
+        stats = RewardStats()
+        scored = score_batch(["a", "b", "c"], [{}] * 3, [{"test_short_batch": 1.0}] * 3, stats)
+        assert [total for total, _ in scored] == [0.0, 0.0, 0.0]
+        assert stats.failures[("test_short_batch", "ValueError: returned 1 scores for 3 completions")] == 3
+    finally:
+        del REWARD_FUNCS["test_short_batch"]
+
+
+def test_out_of_range_and_non_numbers_score_zero_and_are_counted():
+    register("test_huge")(lambda c, e: 1e300)
+    register("test_text")(lambda c, e: "high")
+    try:
+        stats = RewardStats()
+        total, parts = score("x", {}, {"test_huge": 1.0, "test_text": 1.0, "format": 1.0}, stats)
+        assert total == 0.0 and parts == {"test_huge": 0.0, "test_text": 0.0, "format": 0.0}
+        assert stats.failures[("test_huge", f"ValueError: reward 1e+300 out of range (|value| > {MAX_ABS_REWARD:g})")] == 1
+        assert any(name == "test_text" and reason.startswith("ValueError: could not convert")
+                   for name, reason in stats.failures)
+    finally:
+        del REWARD_FUNCS["test_huge"], REWARD_FUNCS["test_text"]
+
+
+def test_a_hanging_reward_is_cut_at_its_time_limit():
+    register("test_sleeps")(lambda c, e: time.sleep(30) or 1.0)
+    try:
+        stats = RewardStats()
+        started = time.monotonic()
+        total, parts = score("<answer>3</answer>", {"answer": "3"}, {"test_sleeps": 1.0, "accuracy": 1.0}, stats,
+                             timeout_s=0.5)
+        assert time.monotonic() - started < 5
+        assert total == 1.0 and parts == {"test_sleeps": 0.0, "accuracy": 1.0}
+        assert stats.failures[("test_sleeps", "TimeoutError: no result within 0.5 s")] == 1
+    finally:
+        del REWARD_FUNCS["test_sleeps"]
+
+
 def test_register_refuses_duplicates():
     with pytest.raises(ValueError, match="already registered"):
         register("format")(lambda c, e: 0.0)
-    assert rewards.REWARD_FUNCS["format"] is format_strict
+    assert rewards.REWARD_FUNCS["format"].fn is format_strict
 
 
 # --- extraction ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
   the object store, task re-queueing when an actor dies.
 * ``ray_rewards``: reward workers (the code sandbox runs there); a dead or slow worker scores its
   samples 0 with a counted reason.
-* ``backend``: the facade the GRPO trainer drives with ``distributed.backend: ray``.
+* the GRPO trainer drives them through ``r1kit.grpo.sources.RaySource`` (``distributed.backend: ray``).
 * ``ddp``: data-parallel training under ``torchrun`` (gloo on CPU, nccl on GPUs), with losses
   normalised by global counts and gradients summed over the ranks.
 

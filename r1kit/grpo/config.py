@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range
 from r1kit.eval.evaluate import DEFAULT_REFLECTION_PHRASES
 from r1kit.models.lora import LoRAConfig
+from r1kit.rewards import DEFAULT_TIMEOUT_S as DEFAULT_REWARD_TIMEOUT_S
 from r1kit.rewards.reward_model import RewardModelConfig
 
 
@@ -200,6 +201,9 @@ class ZeroConfig:
         path, and the part of the response it judges, ``summary`` or ``whole``), registered as a
         reward of that name for ``rewards``/``rewards_by_kind``.
     accuracy_reward: the reward whose mean is logged as ``accuracy``.
+    reward_timeout: seconds one call of a reward may take in this process (a batched reward's call
+        covers its batch); past it the call scores 0, counted with the reason in ``reward/failures``.
+        0: no limit. (Ray reward workers: ``distributed.reward_timeout`` bounds each batch.)
     steps: optimiser batches to run. seed: seeds data order, sampling and initial RNG state.
     out: run directory (metrics.jsonl, eval.jsonl, checkpoints, report).
     checkpoint_every: save ``checkpoint-STEP`` every N steps (and at the end); 0 only at the end.
@@ -227,6 +231,7 @@ class ZeroConfig:
     rewards_by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
     reward_models: dict[str, RewardModelConfig] = field(default_factory=dict)
     accuracy_reward: str = "accuracy_math"
+    reward_timeout: float = DEFAULT_REWARD_TIMEOUT_S
     steps: int = 200
     seed: int = 0
     out: str = "runs/zero"
@@ -243,7 +248,8 @@ class ZeroConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     ranges: ClassVar = {"train_size": AT_LEAST_1, "steps": AT_LEAST_1, "checkpoint_every": NON_NEGATIVE,
-                        "keep_checkpoints": AT_LEAST_1, "threads": NON_NEGATIVE}
+                        "keep_checkpoints": AT_LEAST_1, "threads": NON_NEGATIVE,
+                        "reward_timeout": NON_NEGATIVE}
 
     def check(self, prefix: str = "") -> None:
         """Cross-field rules: reward names exist, distributed options fit together."""
@@ -261,9 +267,6 @@ class ZeroConfig:
         if d.backend == "ray" and self.lora.enabled:
             raise ConfigError(f"{prefix}lora.r: LoRA runs with distributed.backend none (the Ray actors "
                               "take full weights; merged LoRA pushes are not implemented)")
-        if d.backend == "ray" and (self.rewards_by_kind or self.reward_models):
-            raise ConfigError(f"{prefix}distributed.backend: rewards_by_kind and reward_models run in the "
-                              "trainer's process only; use backend none for all-scenario RL")
         if d.max_weight_lag and d.backend != "ray":
             raise ConfigError(f"{prefix}distributed.max_weight_lag: {d.max_weight_lag}: off-policy lag needs "
                               "distributed.backend=ray")

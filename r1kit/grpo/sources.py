@@ -7,7 +7,8 @@ trainer never asks which source it has:
 * :class:`LocalSource` samples with the rollout engine in this process (under ``torchrun`` each
   rank samples its share of the step's prompts with its own seed) and scores here;
 * :class:`RaySource` sends the prompts to Ray rollout actors and the samples to Ray reward workers
-  (``r1kit.distributed``); under ``torchrun`` rank 0 drives them and broadcasts the batch.
+  (``r1kit.distributed``), scored with the same weights; under ``torchrun`` rank 0 drives them and
+  broadcasts the batch.
 
 Both apply DAPO's dynamic sampling the same way (:func:`fill_batch`).
 """
@@ -20,10 +21,13 @@ from typing import Callable
 import torch
 
 from r1kit.distributed import ddp
+from r1kit.distributed.cluster import connect, private_cluster_cpus, shutdown, wait_started
+from r1kit.distributed.ray_rewards import RayRewardPool
+from r1kit.distributed.ray_rollout import Pending, RayRollout, make_tasks
 from r1kit.grpo import core
 from r1kit.perf import STEP_TIMER
 from r1kit.prompts import build_prompt
-from r1kit.rewards import RewardStats, score
+from r1kit.rewards import RewardStats, score_batch
 from r1kit.rollout import Rollout, SamplingParams, sample
 
 
@@ -94,11 +98,16 @@ class Scoring:
         """The reward weights of ``example``: its kind's in ``rewards_by_kind``, else ``rewards``."""
         return self.cfg.rewards_by_kind.get(example.get("kind"), self.default_weights)
 
+    def items(self, texts: list[str], examples: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
+        """What :func:`r1kit.rewards.score_batch` takes for ``texts`` (G per example, prompt by prompt):
+        the completions, each one's example and each one's reward weights."""
+        n = self.cfg.grpo.group_size
+        rows = [examples[i // n] for i in range(len(texts))]
+        return texts, rows, [self.weights_for(ex) for ex in rows]
+
     def score(self, rollouts: list[Rollout], examples: list[dict]) -> list[tuple[float, dict]]:
         """Score G rollouts per example (prompt by prompt) in this process."""
-        n = self.cfg.grpo.group_size
-        return [score(r.text, examples[i // n], self.weights_for(examples[i // n]), self.stats)
-                for i, r in enumerate(rollouts)]
+        return score_batch(*self.items([r.text for r in rollouts], examples), self.stats, self.cfg.reward_timeout)
 
     def groups(self, examples, prompts, rollouts, scored, prompt_ids, versions, actors) -> list[Group]:
         """Groups from flat rollouts/scores (G per prompt, prompt by prompt), soft penalty applied."""
@@ -202,44 +211,91 @@ class LocalSource(RolloutSource):
         return StepBatch(mine, [grp for part in ddp.gather_objects(mine) for grp in part], 0)
 
 
+@dataclass
+class RaySubmission:
+    """One sampling round in flight: its prompts and the actors' pending calls."""
+
+    prompt_ids: list[int]
+    examples: list[dict]
+    prompts: list[str]
+    pending: Pending
+
+
 class RaySource(RolloutSource):
-    """Ray rollout actors sample, Ray reward workers score (``r1kit.distributed.backend``); rank 0
-    drives them and, under ``torchrun``, broadcasts the batch. With ``distributed.max_weight_lag``
-    the next step's prompts are sent to the actors before this step trains."""
+    """Ray rollout actors sample (``r1kit.distributed.ray_rollout``) and Ray reward workers score
+    (``r1kit.distributed.ray_rewards``, with the same per-kind weights and reward models as
+    :class:`Scoring`); rank 0 drives them and, under ``torchrun``, broadcasts the batch. With
+    ``distributed.max_weight_lag`` the next step's prompts go to the actors before this step trains.
+    A task's samples go to a reward worker as soon as its actor returns them, so scoring overlaps
+    the sampling still running on the other actors."""
+
+    REWARD_WORKER_CPUS = 0.5  # Ray CPUs reserved per reward worker (the sandbox's programs run on top)
 
     def __init__(self, cfg, tokenizer, stream: PromptStream, scoring: Scoring, sampler):
         self.cfg, self.tokenizer, self.stream, self.scoring = cfg, tokenizer, stream, scoring
         self.sample_log = cfg.distributed.sample_log
-        self.backend = None
-        self._prefetched = None
+        self.rollout = self.rewards = None
+        self._started, self._prefetched = False, None
         if ddp.is_main():
-            from r1kit.distributed.backend import RayBackend
-            self.backend = RayBackend(cfg, cfg.model)  # resolved on each node; the weights come by push
+            self._start_workers()
 
-    def _submit(self, step: int, round_: int, for_step: int):
+    def _start_workers(self) -> None:
+        """Start (or join) the cluster and the actors; the model is resolved on each node and the
+        weights come by push."""
+        c, d = self.cfg, self.cfg.distributed
+        needed = d.rollout_actors * d.actor_cpus + d.reward_workers * self.REWARD_WORKER_CPUS
+        self._started = connect(d.address, private_cluster_cpus(d.num_cpus, d.address, needed))
+        self.rollout = RayRollout(c.model, c.dtype, d.rollout_actors, d.actor_cpus, d.actor_threads,
+                                  d.actor_device, d.max_actor_restarts, d.rollout_timeout)
+        if d.reward_workers:
+            self.rewards = RayRewardPool(d.reward_workers, c.reward_modules, d.reward_timeout,
+                                         self.REWARD_WORKER_CPUS, c.reward_models, c.reward_timeout)
+        wait_started(self.rollout.actors + (self.rewards.workers if self.rewards else []), needed)
+
+    def _submit(self, step: int, round_: int) -> RaySubmission:
+        """Send ``step``'s ``round_``-th prompts to the actors (sampled by weights no older than
+        ``step - max_weight_lag``)."""
         ids, examples = self.stream.take_indexed(self.cfg.grpo.prompts_per_step)
         prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
-        return self.backend.submit(ids, examples, prompts, sampling_params(self.cfg, step_seed(self.cfg, step, round_)),
-                                   for_step - self.cfg.distributed.max_weight_lag)
+        params = sampling_params(self.cfg, step_seed(self.cfg, step, round_))
+        tasks = make_tasks(ids, prompts, len(self.rollout.actors), params.seed,
+                           step - self.cfg.distributed.max_weight_lag)
+        return RaySubmission(ids, examples, prompts, self.rollout.submit(tasks, params))
 
-    def _finish(self, submitted) -> list[Group]:
-        results, scored = self.backend.finish(submitted, self.scoring.default_weights, self.scoring.stats)
+    def _finish(self, sub: RaySubmission) -> list[Group]:
+        """Wait for a round's samples and their scores; its groups in prompt order."""
+        example_of = dict(zip(sub.prompt_ids, sub.examples))
+
+        def items(res) -> tuple[list[str], list[dict], list[dict]]:
+            texts = [r.text for r in res.rollouts]
+            examples = [example_of[res.task.prompt_ids[r.prompt_index]] for r in res.rollouts]
+            return texts, examples, [self.scoring.weights_for(ex) for ex in examples]
+
+        if self.rewards is None:
+            results = self.rollout.collect(sub.pending)
+            texts, examples, weights = (sum(part, []) for part in zip(*map(items, results)))
+            scored = score_batch(texts, examples, weights, self.scoring.stats, self.cfg.reward_timeout)
+        else:
+            jobs = {}
+            results = self.rollout.collect(sub.pending, on_result=lambda res: jobs.__setitem__(
+                res.task.task_id, self.rewards.submit(*items(res))))
+            parts = self.rewards.results([jobs[res.task.task_id] for res in results], self.scoring.stats)
+            scored = [s for part in parts for s in part]
         rollouts = [r for res in results for r in res.rollouts]
         versions = [res.weight_version for res in results for _ in res.task.prompts]
         actors = [res.actor for res in results for _ in res.task.prompts]
-        return self.scoring.groups(submitted.examples, submitted.prompts, rollouts, scored, submitted.prompt_ids,
-                                   versions, actors)
+        return self.scoring.groups(sub.examples, sub.prompts, rollouts, scored, sub.prompt_ids, versions, actors)
 
     def _collect_here(self, step: int) -> StepBatch:
         g = self.cfg.grpo
         first, self._prefetched = self._prefetched, None
 
         def sample_round(r: int) -> list[Group]:
-            return self._finish(first if (r == 0 and first is not None) else self._submit(step, r, step))
+            return self._finish(first if (r == 0 and first is not None) else self._submit(step, r))
 
         batch = fill_batch(sample_round, g.prompts_per_step, g.dynamic_sampling, g.max_refill_rounds)
         if self.cfg.distributed.max_weight_lag > 0 and step + 1 < self.cfg.steps:
-            self._prefetched = self._submit(step + 1, 0, step + 1)
+            self._prefetched = self._submit(step + 1, 0)
         return batch
 
     def collect(self, step: int) -> StepBatch:
@@ -250,19 +306,27 @@ class RaySource(RolloutSource):
         return StepBatch(ddp.shard(batch.train), batch.sampled, batch.refill_rounds)
 
     def push_weights(self, policy, version: int) -> None:
-        if self.backend is not None:
-            self.backend.push_weights(policy, version)
+        if self.rollout is not None:
+            self.rollout.push_weights(policy, version)
 
     def prompts_ahead(self) -> int:
         return len(self._prefetched.prompt_ids) if self._prefetched is not None else 0
 
     def counters(self) -> dict:
-        return self.backend.counters() if self.backend is not None else {}
+        if self.rollout is None:
+            return {}
+        out = {"rollout/actor_restarts": self.rollout.restarts, "rollout/requeued_tasks": self.rollout.requeued}
+        if self.rewards is not None:
+            out["reward/workers_replaced"] = self.rewards.replaced
+        return out
 
     def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
-            self.backend = None
+        if self.rollout is not None:
+            self.rollout.shutdown()
+            if self.rewards is not None:
+                self.rewards.shutdown()
+            shutdown(self._started)
+            self.rollout = self.rewards = None
 
 
 SOURCES: dict[str, type[RolloutSource]] = {"none": LocalSource, "ray": RaySource}

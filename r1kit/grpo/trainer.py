@@ -42,6 +42,7 @@ from r1kit.threads import apply as apply_threads
 RECORDS = ["metrics.jsonl", "eval.jsonl", "summary.json"]
 # options a resumed run may change (each change is logged in config.changes.jsonl)
 SAFE_ON_RESUME = ("steps", "eval.every", "checkpoint_every", "keep_checkpoints", "log_tensorboard", "threads", "device",
+                  "reward_timeout",
                   "distributed.address", "distributed.num_cpus", "distributed.rollout_timeout",
                   "distributed.reward_timeout", "distributed.max_actor_restarts", "distributed.sample_log",
                   "distributed.collective_timeout")

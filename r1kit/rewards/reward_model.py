@@ -10,8 +10,9 @@ one output logit) given by path. It scores *a part of* the response, as in the p
 
 The model reads ``User: {problem}\\nAssistant: {part}`` (or the tokenizer's chat template with a
 user and an assistant turn, when it has one) and its logit is the reward. :func:`register_reward_models`
-registers each configured model as an ordinary reward under its name, so a GRPO config weights it
-like any rule reward (``rewards_by_kind: {general: {helpfulness: 1.0}}``).
+registers each configured model as a batched reward under its name (one forward pass scores every
+completion of a step that weighs it), so a GRPO config weights it like any rule reward
+(``rewards_by_kind: {general: {helpfulness: 1.0}}``).
 
 Training the pipeline's tiny reward models is :mod:`r1kit.pipeline.reward_models`.
 """
@@ -22,7 +23,7 @@ from typing import Literal
 
 import torch
 
-from r1kit.rewards import REWARD_FUNCS, RewardFn
+from r1kit.rewards import BatchedRewardFn, register
 
 PARTS = ("summary", "whole")
 META_FILE = "r1kit_reward_model.json"
@@ -97,20 +98,21 @@ def load_reward_model(cfg: RewardModelConfig) -> RewardModel:
     return _LOADED[key]
 
 
-def reward_fn(cfg: RewardModelConfig) -> RewardFn:
-    """A reward function ``(completion, example) -> float`` scoring with the model of ``cfg``."""
+def reward_fn(cfg: RewardModelConfig) -> BatchedRewardFn:
+    """A batched reward ``(completions, examples) -> scores`` scoring with the model of ``cfg``."""
     model = load_reward_model(cfg)
 
-    def reward(completion: str, example: dict) -> float:
-        return model.score([str(example.get("problem", ""))], [completion])[0]
+    def reward(completions: list[str], examples: list[dict]) -> list[float]:
+        return model.score([str(example.get("problem", "")) for example in examples], completions)
 
-    reward.__name__ = f"reward_model_{cfg.part}"
     return reward
 
 
 def register_reward_models(models: dict[str, RewardModelConfig]) -> None:
-    """Register each reward model as a reward named by its key (replacing an earlier one of that name)."""
+    """Register each reward model as a batched reward named by its key (replacing an earlier reward
+    model of that name; a rule reward of that name is refused)."""
     for name, cfg in models.items():
-        if name in REWARD_FUNCS and not getattr(REWARD_FUNCS[name], "__name__", "").startswith("reward_model_"):
-            raise ValueError(f"reward_models.{name}: a built-in reward has that name; choose another")
-        REWARD_FUNCS[name] = reward_fn(cfg)
+        try:
+            register(name, batched=True, replaceable=True)(reward_fn(cfg))
+        except ValueError:
+            raise ValueError(f"reward_models.{name}: a built-in reward has that name; choose another") from None
