@@ -54,7 +54,7 @@ def test_every_option_is_documented_and_listed():
     """``r1kit config COMMAND`` lists every key with its default; each option has a doc line."""
     import dataclasses
 
-    from r1kit.cli import CONFIG_CLASSES, _load_class
+    from r1kit.cli import COMMANDS, _load_class
     from r1kit.config import describe, field_docs
 
     def leaves(cls, prefix=""):
@@ -67,9 +67,9 @@ def test_every_option_is_documented_and_listed():
                 assert f.name in field_docs(cls), f"{cls.__name__}.{f.name} has no doc line"
                 yield f"{prefix}{f.name}"
 
-    for spec in CONFIG_CLASSES.values():
+    for spec in (c.config for c in COMMANDS.values() if c.config):
         cls = _load_class(spec)
         listing = describe(cls)
         for key in leaves(cls):
             assert f"\n{key} = " in "\n" + listing, key
-    assert "grpo.group_size = 8\n    G, completions sampled per prompt." in describe(_load_class(CONFIG_CLASSES["zero"]))
+    assert "grpo.group_size = 8\n    G, completions sampled per prompt." in describe(_load_class(COMMANDS["zero"].config))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range
-from r1kit.eval.evaluate import DEFAULT_REFLECTION_PHRASES
+from r1kit.eval.config import DEFAULT_REFLECTION_PHRASES, EvalConfig
 from r1kit.models.lora import LoRAConfig
 from r1kit.rewards import DEFAULT_TIMEOUT_S as DEFAULT_REWARD_TIMEOUT_S
 from r1kit.rewards.reward_model import RewardModelConfig
@@ -94,24 +94,17 @@ class RolloutConfig:
 
 
 @dataclass
-class PeriodicEvalConfig:
-    """Held-out evaluation during training with the paper's protocol.
+class PeriodicEvalConfig(EvalConfig):
+    """Held-out evaluation during training: :class:`r1kit.eval.config.EvalConfig`'s options (its
+    unset template, seed and reflection phrases are the run's), and how often.
 
     every: evaluate every N steps (and before the first and after the last); 0 disables.
-    data: benchmark name, ``synthetic``, ``synthetic_code`` or a file. limit: first N problems. k: samples per problem.
-    temperature/top_p: 0.6 / 0.95 as in the paper. max_new_tokens: completion cap.
     """
 
     every: int = 25
-    data: str = "synthetic"
-    limit: int | None = 200
-    k: int = 4
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 128
 
-    ranges: ClassVar = {"every": NON_NEGATIVE, "limit": AT_LEAST_1, "k": AT_LEAST_1, "temperature": NON_NEGATIVE,
-                        "top_p": Range(0, 1, open_low=True), "max_new_tokens": AT_LEAST_1}
+    ranges: ClassVar = {"every": NON_NEGATIVE}
+    on_resume: ClassVar = ("every",)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from r1kit.data.benchmarks import load_problems
 from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
 from r1kit.distributed import ddp
 from r1kit.distributed.strategy import STRATEGIES
-from r1kit.eval.evaluate import EvalConfig, evaluate
+from r1kit.eval.evaluate import eval_problems, run_eval
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.metrics import log_samples, step_metrics
 from r1kit.grpo.sources import SOURCES, PromptStream, Scoring
@@ -87,9 +87,8 @@ class GRPOTrainer:
         self.tokenizer = load_tokenizer(cfg.model)
         self.model_path = resolve_model_path(cfg.model)
         self.stream = PromptStream(train_problems(cfg), cfg.seed)
-        self.eval_problems = load_problems(cfg.eval.data, cfg.data_dir, cfg.eval.limit) if cfg.eval.every else []
-        if cfg.eval.every and not self.eval_problems:
-            raise DataError(f"eval.data {cfg.eval.data}: no problems to evaluate on")
+        self.eval_cfg = cfg.eval.resolved(cfg.template, cfg.seed, cfg.data_dir, cfg.reflection_phrases)
+        self.eval_problems = eval_problems(self.eval_cfg) if cfg.eval.every else []
         self.stats = RewardStats()
         self.step = 0
         ddp.barrier()
@@ -210,12 +209,9 @@ class GRPOTrainer:
                         len=f"{m['response_length/mean']:.0f}", refresh=False)
 
     def run_eval(self) -> dict:
-        e = self.cfg.eval
-        cfg = EvalConfig(k=e.k, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens,
-                         template=self.cfg.template, seed=self.cfg.seed,
-                         reflection_phrases=self.cfg.reflection_phrases)
-        _, results = evaluate(self.sampler.model, self.tokenizer, self.eval_problems, cfg, progress=False)
-        row = {"step": self.step, **results}
+        """The periodic evaluation of the sampling weights; appended to ``eval.jsonl``."""
+        row = {"step": self.step, **run_eval(self.sampler.model, self.tokenizer, self.eval_cfg,
+                                             problems=self.eval_problems, progress=False)}
         append_jsonl(self.out / "eval.jsonl", row)
         return row
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from r1kit.config import ConfigError
-from r1kit.distill.config import DistillEvalConfig
+from r1kit.eval.config import EvalConfig
 from r1kit.grpo.config import ZeroConfig
 from r1kit.pipeline.reward_models import RewardModelTrainConfig
 from r1kit.sampling.config import SampleConfig
@@ -171,7 +171,7 @@ class EvaluateStage:
     """
 
     enabled: bool = True
-    reasoning: DistillEvalConfig = field(default_factory=lambda: DistillEvalConfig(k=4))
+    reasoning: EvalConfig = field(default_factory=EvalConfig)
     general_limit: int = 60
 
 

@@ -250,7 +250,7 @@ def student_folder(student: str) -> str:
 
 def run_distill_stage(ctx: StageContext) -> dict:
     """``r1kit distill`` of the final model into each student (a finished student is not redone)."""
-    from r1kit.distill import DistillConfig, run_distill
+    from r1kit.distill import DistillConfig, DistillEvalConfig, run_distill
 
     c, s = ctx.cfg, ctx.cfg.distill
     prompts = write_prompts(ctx.dir / "prompts.jsonl", reasoning_prompts(c, s.sample.train_size))
@@ -264,7 +264,7 @@ def run_distill_stage(ctx: StageContext) -> dict:
                                                              device=_device(c, s.sample.device)),
                                 sft=replace(s.sft, seed=c.seed, threads=_threads(c, s.sft.threads),
                                             device=_device(c, s.sft.device)),
-                                eval=replace(c.evaluate.reasoning))
+                                eval=DistillEvalConfig(**vars(c.evaluate.reasoning)))
             run_distill(run, resume=(out / "config.json").exists(), progress=ctx.progress)
         summary = json.loads((out / "summary.json").read_text())
         students[student] = {"model": summary["student_final"], "folder": out.name}
