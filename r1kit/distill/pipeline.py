@@ -55,17 +55,12 @@ def evaluate_model(model_path: str, e: DistillEvalConfig, template: str, out: Pa
     return {"model": model_path, **results}
 
 
-# options a resumed distillation may change
-SAFE_ON_RESUME = ("sample.threads", "sample.device", "sft.device", "sample.judge_batch_size", "sft.checkpoint_every", "sft.keep_checkpoints",
-                  "sft.threads", "eval.batch_size")
-
-
 def run_distill(cfg: DistillConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
     """Sample from the teacher, fine-tune the student, evaluate it; returns the summary."""
     _check_stage_options(cfg)
     out = Path(cfg.out)
     check_fresh_run_dir(out, RECORDS, resume, overwrite, "distillation")
-    record_changes(out, resume_changes(out, cfg, SAFE_ON_RESUME, "distillation") if resume else {}, 0)
+    record_changes(out, resume_changes(out, cfg, "distillation") if resume else {}, 0)
     write_config(out, cfg)
     sample_cfg, sft_cfg = stage_configs(cfg)
     seconds: dict[str, float] = {}

@@ -159,6 +159,8 @@ class DistributedConfig:
     strategy: Literal["ddp", "fsdp"] = "ddp"
     collective_timeout: float = 1800.0
 
+    on_resume: ClassVar = ("address", "num_cpus", "rollout_timeout", "reward_timeout", "max_actor_restarts",
+                           "sample_log", "collective_timeout")
     ranges: ClassVar = {"collective_timeout": POSITIVE, "num_cpus": AT_LEAST_1, "rollout_actors": AT_LEAST_1, "actor_cpus": NON_NEGATIVE,
                         "actor_threads": NON_NEGATIVE, "reward_workers": NON_NEGATIVE, "reward_timeout": POSITIVE,
                         "max_weight_lag": NON_NEGATIVE, "max_actor_restarts": NON_NEGATIVE,
@@ -240,6 +242,9 @@ class ZeroConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
+    # what a resumed run may change (each change is logged in config.changes.jsonl)
+    on_resume: ClassVar = ("steps", "checkpoint_every", "keep_checkpoints", "log_tensorboard", "threads", "device",
+                           "reward_timeout")
     ranges: ClassVar = {"train_size": AT_LEAST_1, "steps": AT_LEAST_1, "checkpoint_every": NON_NEGATIVE,
                         "keep_checkpoints": AT_LEAST_1, "threads": NON_NEGATIVE,
                         "reward_timeout": NON_NEGATIVE}

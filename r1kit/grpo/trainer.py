@@ -11,7 +11,6 @@ Under ``torchrun`` each rank trains on its share of the groups with gradients su
 """
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
@@ -32,20 +31,14 @@ from r1kit.models import load_tokenizer, resolve_model_path
 from r1kit.models.device import device_record, reset_peak_memory, resolve_device
 from r1kit.models.policy import load_policy, reference_for, trainable_parameters
 from r1kit.rewards import RewardStats
-from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint,
-                        load_trainer_state, lr_factor, record_changes, resume_changes, rng_state, save_checkpoint,
-                        set_rng_state, truncate_jsonl_after, write_config)
+from r1kit.optim import adamw_with_schedule
+from r1kit.runs import GracefulStop, RunDir
 from r1kit.perf import STEP_TIMER
 from r1kit import threads
 from r1kit.threads import apply as apply_threads
 
 RECORDS = ["metrics.jsonl", "eval.jsonl", "summary.json"]
-# options a resumed run may change (each change is logged in config.changes.jsonl)
-SAFE_ON_RESUME = ("steps", "eval.every", "checkpoint_every", "keep_checkpoints", "log_tensorboard", "threads", "device",
-                  "reward_timeout",
-                  "distributed.address", "distributed.num_cpus", "distributed.rollout_timeout",
-                  "distributed.reward_timeout", "distributed.max_actor_restarts", "distributed.sample_log",
-                  "distributed.collective_timeout")
+LOGS = ["metrics.jsonl", "eval.jsonl", "samples.jsonl"]  # cut back to the checkpoint's step on a resume
 
 
 def train_problems(cfg: ZeroConfig) -> list[dict]:
@@ -76,14 +69,9 @@ class GRPOTrainer:
         if ddp.world_size() > 1 and cfg.grpo.dynamic_sampling and cfg.distributed.backend != "ray":
             raise ConfigError("grpo.dynamic_sampling: under torchrun it needs distributed.backend=ray "
                               "(rank 0 then samples for all ranks)")
-        changes = {}
-        if self.main:
-            check_fresh_run_dir(self.out, RECORDS, resume, overwrite, "run")
-            changes = resume_changes(self.out, cfg, SAFE_ON_RESUME, "run") if resume else {}
+        self.run = RunDir(cfg, RECORDS, "run", resume, overwrite, main=self.main)
         self._register_reward_models()
         apply_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
         self.tokenizer = load_tokenizer(cfg.model)
         self.model_path = resolve_model_path(cfg.model)
         self.stream = PromptStream(train_problems(cfg), cfg.seed)
@@ -92,19 +80,11 @@ class GRPOTrainer:
         self.stats = RewardStats()
         self.step = 0
         ddp.barrier()
-        start = latest_checkpoint(self.out) if resume else None
-        self.models = self._load_models(start)
+        self.models = self._load_models(self.run.checkpoint)
         self.policy = self.models.policy
-        if start:
-            self._restore(start)
-        elif resume:  # nothing to resume from: start over, without the records of the lost steps
-            print(f"--resume: no checkpoint in {self.out}; starting from step 0")
-            if self.main:
-                for name in ("metrics.jsonl", "eval.jsonl"):
-                    truncate_jsonl_after(self.out / name, -1)
-        if self.main:
-            record_changes(self.out, changes, self.step)
-            write_config(self.out, cfg)
+        if self.run.checkpoint:
+            self._restore()
+        self.run.begin(self.step, LOGS)
         self.writer = self._tensorboard() if self.main else None
         self.scoring = Scoring(cfg, self.tokenizer, self.stats)
         self.source = SOURCES[cfg.distributed.backend](cfg, self.tokenizer, self.stream, self.scoring, self.sampler)
@@ -136,10 +116,9 @@ class GRPOTrainer:
         self.sampler = strategy.sampling_copy(policy, c.dtype)
         for model in {id(m): m for m in (policy, reference) if m is not None}.values():
             strategy.shard(model)
-        optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=c.optim.lr, weight_decay=c.optim.weight_decay)
-        total = c.steps * c.grpo.mu + 1  # the cosine reaches its floor after the last optimiser step
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, total, c.optim.warmup_steps, c.optim.schedule, 0.1))
+        # the cosine reaches its floor after the last optimiser step
+        optimizer, scheduler = adamw_with_schedule(trainable_parameters(policy), c.optim.lr, c.optim.weight_decay,
+                                                   c.steps * c.grpo.mu + 1, c.optim.warmup_steps, c.optim.schedule, 0.1)
         return Models(policy, reference, optimizer, scheduler, strategy)
 
     def _tensorboard(self):
@@ -151,17 +130,12 @@ class GRPOTrainer:
             return None
         return SummaryWriter(str(self.out / "tensorboard"))
 
-    def _restore(self, checkpoint: Path) -> None:
-        state = load_trainer_state(checkpoint)
-        self.models.strategy.load_extra(self.models.optimizer, checkpoint, state)
+    def _restore(self) -> None:
+        state = self.run.restore(LOGS)
+        self.models.strategy.load_extra(self.models.optimizer, self.run.checkpoint, state)
         self.models.scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
         self.stream.position = state["data_position"]
         self.step = state["step"]
-        for name in ("metrics.jsonl", "eval.jsonl", "samples.jsonl"):
-            if self.main:
-                truncate_jsonl_after(self.out / name, self.step)
-        print(f"resumed from {checkpoint} at step {self.step}")
 
     def _save(self) -> None:
         """``checkpoint-STEP``, written by rank 0. Under fsdp every rank first gathers the full
@@ -175,14 +149,14 @@ class GRPOTrainer:
         staging.mkdir(parents=True, exist_ok=True)
         # prompts taken for a prefetched (not yet trained) round are taken again after a resume
         state = {**strategy.save_extra(self.models.optimizer, staging),
-                 "scheduler": self.models.scheduler.state_dict(), "rng": rng_state(),
-                 "data_position": self.stream.position - self.source.prompts_ahead(), "step": step}
+                 "scheduler": self.models.scheduler.state_dict(),
+                 "data_position": self.stream.position - self.source.prompts_ahead()}
         if every_rank:
             ddp.barrier()
         if self.main:
             stages = [self.out / f".tmp-rank{r}-step{step}" for r in range(ddp.world_size() if every_rank else 1)]
-            save_checkpoint(self.out, step, model, self.tokenizer, state, self.cfg.keep_checkpoints,
-                            [f for folder in stages for f in folder.glob("*")])
+            self.run.save(step, model, self.tokenizer, state, self.cfg.keep_checkpoints,
+                          [f for folder in stages for f in folder.glob("*")])
             for folder in stages:
                 folder.rmdir()
         if every_rank:

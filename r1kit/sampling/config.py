@@ -84,6 +84,7 @@ class SampleConfig:
     out: str = "runs/sample"
     threads: int = 0
 
+    on_resume: ClassVar = ("limit", "threads", "device", "judge_batch_size")  # a resume may change
     ranges: ClassVar = {"train_size": AT_LEAST_1, "limit": AT_LEAST_1, "k": AT_LEAST_1, "temperature": NON_NEGATIVE,
                         "top_p": Range(0, 1, open_low=True), "max_new_tokens": AT_LEAST_1, "batch_size": AT_LEAST_1,
                         "max_per_prompt": NON_NEGATIVE, "judge_threshold": PROBABILITY,

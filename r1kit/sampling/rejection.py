@@ -34,7 +34,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from r1kit.config import ConfigError, to_dict, validate
@@ -51,7 +50,6 @@ from r1kit.threads import apply as apply_threads
 REJECTION_REASONS = ("truncated", "bad_format", "unverifiable", "incorrect", *READABILITY_REASONS,
                      "duplicate", "over_cap")
 RECORDS = ["sft.jsonl", "progress.jsonl", "stats.json"]
-RESUME_FREE = ("limit", "threads", "judge_batch_size")  # options a resumed run may change
 FORMAT_FOR_TEMPLATE = {"r1_zero": "format", "chat": "format_think", "plain": None}
 
 
@@ -214,7 +212,7 @@ class RejectionSampler:
                     raise ConfigError(f"{key}: {exc}") from None
 
     def _check_resume_config(self) -> None:
-        record_changes(self.out, resume_changes(self.out, self.cfg, RESUME_FREE, "sampling run"), len(self.rows))
+        record_changes(self.out, resume_changes(self.out, self.cfg, "sampling run"), len(self.rows))
 
     def _recover(self) -> list[dict]:
         """Finished prompts' progress lines; drops SFT rows of prompts that did not finish."""

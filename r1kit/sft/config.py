@@ -75,6 +75,7 @@ class SFTConfig:
     threads: int = 0
     lora: LoRAConfig = field(default_factory=LoRAConfig)
 
+    on_resume: ClassVar = ("checkpoint_every", "keep_checkpoints", "threads", "device")  # a resume may change
     ranges: ClassVar = {"limit": AT_LEAST_1, "max_length": Range(2), "batch_size": AT_LEAST_1,
                         "grad_accum": AT_LEAST_1, "epochs": AT_LEAST_1, "max_steps": NON_NEGATIVE, "lr": POSITIVE,
                         "weight_decay": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE, "min_lr_ratio": PROBABILITY,
