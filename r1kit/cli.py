@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Callable
 
 from r1kit import __version__
+
+# Each command imports what it runs inside its function: `r1kit --help`, `r1kit config` and option
+# errors answer without loading torch and transformers (seconds of start-up).
 from r1kit.config import ConfigError
 from r1kit.data.jsonl import DataError
 

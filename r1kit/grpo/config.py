@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range
+from r1kit.distributed.cluster import require_ray
 from r1kit.eval.config import DEFAULT_REFLECTION_PHRASES, EvalConfig
+from r1kit.models.device import check_device
 from r1kit.models.lora import LoRAConfig
-from r1kit.rewards import DEFAULT_TIMEOUT_S as DEFAULT_REWARD_TIMEOUT_S
+from r1kit.rewards import DEFAULT_TIMEOUT_S as DEFAULT_REWARD_TIMEOUT_S, available_rewards
 from r1kit.rewards.reward_model import RewardModelConfig
 
 
@@ -251,13 +253,11 @@ class ZeroConfig:
 
     def check(self, prefix: str = "") -> None:
         """Cross-field rules: reward names exist, distributed options fit together."""
-        from r1kit.models.device import check_device
         check_device(self.device, f"{prefix}device")
         import_reward_modules(self.reward_modules, f"{prefix}reward_modules")
         check_reward_names(self, prefix)
         d, g = self.distributed, self.grpo
         if d.backend == "ray":
-            from r1kit.distributed.cluster import require_ray
             require_ray()
         if d.strategy == "fsdp" and (d.backend == "ray" or self.lora.enabled):
             raise ConfigError(f"{prefix}distributed.strategy: fsdp runs with distributed.backend none and "
@@ -289,8 +289,6 @@ def import_reward_modules(names: list[str], key: str = "reward_modules") -> None
 def check_reward_names(cfg: ZeroConfig, prefix: str = "") -> None:
     """Every reward named in ``rewards``, ``rewards_by_kind`` and ``accuracy_reward`` is registered
     (or is one of the run's ``reward_models``)."""
-    from r1kit.rewards import available_rewards
-
     known = set(available_rewards()) | set(cfg.reward_models)
     named = [(f"rewards.{n}", n) for n in cfg.rewards] + [("accuracy_reward", cfg.accuracy_reward)]
     named += [(f"rewards_by_kind.{kind}.{n}", n) for kind, ws in cfg.rewards_by_kind.items() for n in ws]

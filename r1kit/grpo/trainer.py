@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from r1kit import threads
 from r1kit.config import ConfigError, validate
+from r1kit.data import synthetic
 from r1kit.data.benchmarks import load_problems
 from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
 from r1kit.distributed import ddp
@@ -30,11 +32,11 @@ from r1kit.grpo.step import Models, StepStats, accumulate, frozen_logprobs, layo
 from r1kit.models import load_tokenizer, resolve_model_path
 from r1kit.models.device import device_record, reset_peak_memory, resolve_device
 from r1kit.models.policy import load_policy, reference_for, trainable_parameters
-from r1kit.rewards import RewardStats
 from r1kit.optim import adamw_with_schedule
-from r1kit.runs import GracefulStop, RunDir
 from r1kit.perf import STEP_TIMER
-from r1kit import threads
+from r1kit.rewards import RewardStats
+from r1kit.rewards.reward_model import register_reward_models
+from r1kit.runs import GracefulStop, RunDir
 from r1kit.threads import apply as apply_threads
 
 RECORDS = ["metrics.jsonl", "eval.jsonl", "summary.json"]
@@ -43,7 +45,6 @@ LOGS = ["metrics.jsonl", "eval.jsonl", "samples.jsonl"]  # cut back to the check
 
 def train_problems(cfg: ZeroConfig) -> list[dict]:
     """The training prompts: r1kit's synthetic tasks (drawn for ``train_size``) or a data file."""
-    from r1kit.data import synthetic
     if cfg.data == "synthetic":
         return synthetic.train_set(cfg.train_size, seed=synthetic.TRAIN_SEED + cfg.seed)
     if cfg.data == "synthetic_code":
@@ -96,8 +97,6 @@ class GRPOTrainer:
 
     # ---- setup -------------------------------------------------------------------------------
     def _register_reward_models(self) -> None:
-        from r1kit.rewards.reward_model import register_reward_models
-
         for name, rm in self.cfg.reward_models.items():
             if not Path(rm.path).expanduser().exists() and rm.path.startswith((".", "/", "~")):
                 raise ConfigError(f"reward_models.{name}.path: {rm.path} not found")

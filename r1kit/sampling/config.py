@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, PROBABILITY, Range
 
 from r1kit.data.readability import ReadabilityConfig
+from r1kit.models.device import check_device
 
 
 @dataclass
@@ -91,5 +92,4 @@ class SampleConfig:
                         "judge_batch_size": AT_LEAST_1, "threads": NON_NEGATIVE}
 
     def check(self, prefix: str = "") -> None:
-        from r1kit.models.device import check_device
         check_device(self.device, f"{prefix}device")

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
+from r1kit.models.device import check_device
 from r1kit.models.lora import LoRAConfig
 
 
@@ -83,5 +84,4 @@ class SFTConfig:
                         "threads": NON_NEGATIVE}
 
     def check(self, prefix: str = "") -> None:
-        from r1kit.models.device import check_device
         check_device(self.device, f"{prefix}device")
