@@ -1,8 +1,9 @@
 """The ``r1kit`` command line: one sub-command per stage, each a row of the COMMANDS table.
 
 Commands with a config (every one that trains, samples or evaluates) take --config RECIPE.yaml and
-key=value overrides anywhere after the command; `r1kit config COMMAND` lists their options. Errors exit with status 2 and a message naming the bad option or file; Ctrl-C exits with
-130 after saving what it safely can.
+key=value overrides anywhere after the command; `r1kit config COMMAND` lists their options. Errors
+exit with status 2 and a message naming the bad option or file; Ctrl-C exits with 130 after saving
+what it safely can.
 """
 from __future__ import annotations
 

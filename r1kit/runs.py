@@ -210,11 +210,10 @@ def resumable_keys(cls, prefix: str = "") -> tuple[str, ...]:
     """The dotted keys a resumed run of ``cls`` may change: each config class declares its own in
     ``on_resume`` beside ``ranges`` (inherited ones included), nested sections under their names."""
     keys = [f"{prefix}{k}" for klass in reversed(cls.__mro__) for k in vars(klass).get("on_resume", ())]
+    default = cls()
     for f in dataclasses.fields(cls):
-        if isinstance(f.type, type) and dataclasses.is_dataclass(f.type):
-            keys += resumable_keys(f.type, f"{prefix}{f.name}.")
-        elif dataclasses.is_dataclass(default := getattr(cls(), f.name)):
-            keys += resumable_keys(type(default), f"{prefix}{f.name}.")
+        if dataclasses.is_dataclass(section := getattr(default, f.name)):
+            keys += resumable_keys(type(section), f"{prefix}{f.name}.")
     return tuple(dict.fromkeys(keys))
 
 
