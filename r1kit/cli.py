@@ -187,7 +187,7 @@ def cmd_eval(args) -> None:
     problems = eval_problems(cfg)
     started = time.time()
     model, tokenizer = load_model(cfg.model, cfg.dtype, resolve_device(cfg.device)), load_tokenizer(cfg.model)
-    results = run_eval(model, tokenizer, cfg, cfg.out, problems=problems)
+    results = run_eval(model, tokenizer, cfg, cfg.out, problems=problems, model_name=cfg.model)
     figures = ", ".join(f"{k} {v}" for k, v in eval_figures(results).items())
     print(f"Evaluated {cfg.model} on {cfg.data}: {len(problems)} problems x {cfg.k} samples "
           f"(T {cfg.temperature}, top-p {cfg.top_p}) in {duration(time.time() - started)}.\n  {figures}\n"

@@ -51,8 +51,7 @@ def evaluate_model(model_path: str, e: DistillEvalConfig, template: str, out: Pa
     ``template``): writes ``out/samples.jsonl`` and ``out/results.json``."""
     apply_threads(threads)
     model = load_model(model_path, device=resolve_device(device))
-    results = run_eval(model, load_tokenizer(model_path), e.resolved(template=template), out)
-    return {"model": model_path, **results}
+    return run_eval(model, load_tokenizer(model_path), e.resolved(template=template), out, model_name=model_path)
 
 
 def run_distill(cfg: DistillConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:

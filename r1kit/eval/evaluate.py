@@ -61,10 +61,10 @@ def eval_problems(cfg: EvalConfig) -> list[dict]:
 
 
 def run_eval(model, tokenizer, cfg: EvalConfig, out: str | Path | None = None, problems: list[dict] | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, model_name: str | None = None) -> dict:
     """The one evaluation driver: sample ``cfg.k`` completions of every problem, grade, summarise;
     with ``out``, write ``samples.jsonl`` and ``results.json`` there (the results then also
-    record ``data`` and the decoding options). Returns the results.
+    record ``model_name``, ``data`` and the decoding options). Returns the results.
 
     ``cfg``'s unset fields take r1kit's defaults (a trainer resolves them to its run's first,
     :meth:`EvalConfig.resolved`); ``problems``: the already loaded ``eval_problems(cfg)`` (a trainer loads them once). HumanEval prompts are function
@@ -74,8 +74,8 @@ def run_eval(model, tokenizer, cfg: EvalConfig, out: str | Path | None = None, p
     run = evaluate_code if cfg.data == "humaneval" else evaluate
     samples, results = run(model, tokenizer, problems, cfg, progress=progress)
     if out is not None:  # a standalone evaluation's record says what it ran
-        results.update({"data": cfg.data, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                        "max_new_tokens": cfg.max_new_tokens})
+        results.update({**({"model": model_name} if model_name else {}), "data": cfg.data,
+                        "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens})
         write_eval(out, samples, results)
     return results
 
