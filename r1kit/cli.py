@@ -397,25 +397,46 @@ def main(argv: list[str] | None = None) -> int:
     recipe = getattr(args, "recipe", None)
     if recipe and "=" in recipe and not Path(recipe).exists():  # `pipeline --dry-run key=value`: no recipe
         args.recipe, args.overrides = None, [recipe, *args.overrides]
-    from r1kit.data.jsonl import DataError
+    return run_guarded(args.command, lambda: COMMANDS[args.command](args))
+
+
+def run_guarded(command: str, run) -> int:
+    """Run a command and return its exit status. An expected failure (bad option or file, a write
+    that failed, a missing optional package) is one line on stderr, status 2; ``--resume`` of a
+    finished run says so, status 0; Ctrl-C / SIGTERM 130; anything else its traceback and a line
+    saying that it is a bug to report, status 1."""
+    from r1kit.data.jsonl import WriteError
     from r1kit.models.gguf import ModelImportError
-    from r1kit.runs import Interrupted
+    from r1kit.runs import Interrupted, RunFinished
 
     try:
-        COMMANDS[args.command](args)
-    except (ConfigError, DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-            ModelImportError) as exc:
-        print(f"r1kit {args.command}: error: {exc}", file=sys.stderr)
+        run()
+    except RunFinished as exc:
+        print(f"r1kit {command}: {exc}", file=sys.stderr)
+    except (ConfigError, DataError, WriteError, ModelImportError, FileNotFoundError, NotADirectoryError,
+            IsADirectoryError, PermissionError) as exc:
+        print(f"r1kit {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if (exc.name or "r1kit").startswith("r1kit"):
+            raise
+        print(f"r1kit {command}: error: this needs the Python package {exc.name!r}, which is not installed "
+              f"(pip install {exc.name})", file=sys.stderr)
         return 2
     except Interrupted as exc:
-        print(f"r1kit {args.command}: interrupted: {exc}; {_how_to_resume(args.command, exc.run_dir)}",
-              file=sys.stderr)
+        print(f"r1kit {command}: interrupted: {exc}; {_how_to_resume(command, exc.run_dir)}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print(f"\nr1kit {args.command}: interrupted (Ctrl-C); {_how_to_resume(args.command, None)}", file=sys.stderr)
+        print(f"\nr1kit {command}: interrupted (Ctrl-C); {_how_to_resume(command, None)}", file=sys.stderr)
         return 130
-    return 0
+    except Exception:
+        import traceback
 
+        traceback.print_exc()
+        print(f"r1kit {command}: this is a bug in r1kit (a failure it does not expect); please report it "
+              "with the traceback above and the command you ran", file=sys.stderr)
+        return 1
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

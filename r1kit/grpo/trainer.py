@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from r1kit.config import ConfigError, validate
 from r1kit.data.benchmarks import load_problems
-from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
+from r1kit.data.jsonl import DataError, append_jsonl, guarded_write, write_json_atomic
 from r1kit.distributed import ddp
 from r1kit.distributed.strategy import STRATEGIES
 from r1kit.eval.evaluate import EvalConfig, evaluate
@@ -32,7 +32,7 @@ from r1kit.models import load_tokenizer, resolve_model_path
 from r1kit.models.device import device_record, reset_peak_memory, resolve_device
 from r1kit.models.policy import load_policy, reference_for, trainable_parameters
 from r1kit.rewards import RewardStats
-from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint,
+from r1kit.runs import (GracefulStop, check_fresh_run_dir, check_not_finished, lock_run, resume_point,
                         load_trainer_state, lr_factor, record_changes, resume_changes, rng_state, save_checkpoint,
                         set_rng_state, truncate_jsonl_after, write_config)
 from r1kit.perf import STEP_TIMER
@@ -77,9 +77,11 @@ class GRPOTrainer:
             raise ConfigError("grpo.dynamic_sampling: under torchrun it needs distributed.backend=ray "
                               "(rank 0 then samples for all ranks)")
         changes = {}
+        self.lock = lock_run(self.out) if self.main else None
         if self.main:
             check_fresh_run_dir(self.out, RECORDS, resume, overwrite, "run")
             changes = resume_changes(self.out, cfg, SAFE_ON_RESUME, "run") if resume else {}
+            check_not_finished(self.out, cfg.steps) if resume else None
         self._register_reward_models()
         apply_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -93,7 +95,7 @@ class GRPOTrainer:
         self.stats = RewardStats()
         self.step = 0
         ddp.barrier()
-        start = latest_checkpoint(self.out) if resume else None
+        start = resume_point(self.out, cfg, SAFE_ON_RESUME) if resume else None
         self.models = self._load_models(start)
         self.policy = self.models.policy
         if start:
@@ -182,10 +184,11 @@ class GRPOTrainer:
             ddp.barrier()
         if self.main:
             stages = [self.out / f".tmp-rank{r}-step{step}" for r in range(ddp.world_size() if every_rank else 1)]
-            save_checkpoint(self.out, step, model, self.tokenizer, state, self.cfg.keep_checkpoints,
-                            [f for folder in stages for f in folder.glob("*")])
-            for folder in stages:
-                folder.rmdir()
+            with guarded_write(self.out, *stages):  # the staging folders go, whatever happens
+                save_checkpoint(self.out, step, model, self.tokenizer, state, self.cfg.keep_checkpoints,
+                                [f for folder in stages for f in folder.glob("*")], config=self.cfg)
+                for folder in stages:
+                    folder.rmdir()
         if every_rank:
             ddp.barrier()
 
@@ -228,6 +231,7 @@ class GRPOTrainer:
                 return self._train(stop)
         finally:
             self.source.close()
+            self.lock and self.lock.close()
 
     def train_step(self):
         """One GRPO step, phase by phase; returns the sampled batch, the optimiser's figures and the

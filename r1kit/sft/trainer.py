@@ -18,8 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from r1kit.config import ConfigError, validate
-from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
-from r1kit.runs import (GracefulStop, check_fresh_run_dir, latest_checkpoint, load_trainer_state, lr_factor, record_changes,
+from r1kit.data.jsonl import DataError, append_jsonl, guarded_write, write_json_atomic
+from r1kit.runs import (GracefulStop, check_fresh_run_dir, check_not_finished, load_trainer_state, lock_run, lr_factor,
+                        record_changes, resume_point,
                         resume_changes, rng_state, save_checkpoint, set_rng_state, truncate_jsonl_after, write_config)
 from r1kit.models import load_tokenizer, resolve_model_path
 from r1kit.models.device import device_record, reset_peak_memory, resolve_device
@@ -64,6 +65,7 @@ class SFTTrainer:
             raise ConfigError("data: no training data given (--data FILE, hf:NAME or a datasets folder)")
         if cfg.batching == "pack":
             _check_packing_support()
+        self.lock = lock_run(self.out)
         check_fresh_run_dir(self.out, RECORDS, resume, overwrite, "fine-tuning run")
         changes = resume_changes(self.out, cfg, SAFE_ON_RESUME, "fine-tuning run") if resume else {}
         apply_threads(cfg.threads)
@@ -81,7 +83,8 @@ class SFTTrainer:
         self.plan = step_plan([len(ex) for ex in self.examples], cfg)
         self.total_steps = len(self.plan)
         self.step = 0
-        start = latest_checkpoint(self.out) if resume else None
+        check_not_finished(self.out, self.total_steps) if resume else None
+        start = resume_point(self.out, cfg, SAFE_ON_RESUME) if resume else None
         # float32 master weights; dtype bfloat16 is the compute dtype (r1kit.models.precision)
         self.device = resolve_device(cfg.device)
         self.model = load_policy(self.model_path, cfg.model, start, cfg.lora, self.device)
@@ -112,15 +115,17 @@ class SFTTrainer:
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "rng": rng_state(), "step": self.step, "data_hash": self.data_hash,
                  "total_steps": self.total_steps}
-        return save_checkpoint(self.out, self.step, self.model, self.tokenizer, state, self.cfg.keep_checkpoints)
+        return save_checkpoint(self.out, self.step, self.model, self.tokenizer, state, self.cfg.keep_checkpoints,
+                               config=self.cfg)
 
     def _save_final(self) -> Path:
         final, tmp = self.out / "final", self.out / ".tmp-final"
         shutil.rmtree(tmp, ignore_errors=True)
-        plain_model(self.model).save_pretrained(tmp)  # LoRA: the adapters merged in
-        self.tokenizer.save_pretrained(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        with guarded_write(final, tmp):
+            plain_model(self.model).save_pretrained(tmp)  # LoRA: the adapters merged in
+            self.tokenizer.save_pretrained(tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
         return final
 
     def train_step(self, micro_batches: list) -> dict:
@@ -156,8 +161,11 @@ class SFTTrainer:
     def train(self) -> dict:
         """Run the remaining steps; returns the summary (also written to ``summary.json``). Ctrl-C
         stops after the current step with a checkpoint (:class:`r1kit.runs.Interrupted`)."""
-        with GracefulStop() as stop:
-            return self._train(stop)
+        try:
+            with GracefulStop() as stop:
+                return self._train(stop)
+        finally:
+            self.lock and self.lock.close()
 
     def _train(self, stop: GracefulStop) -> dict:
         c, start = self.cfg, time.time()
