@@ -2,6 +2,7 @@
 config.json, a finished run resumed, two writers, SIGTERM, a full disk (a small tmpfs) and a
 read-only one (remounted). Every run is a real ``python -m r1kit.cli zero`` process."""
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -174,3 +175,46 @@ def test_a_disk_turned_read_only_ends_with_one_line(small_disk):
     assert checkpoint_damage(run / "checkpoint-1") is None
     again = zero(run, "steps=200", resume=True)
     assert again.returncode == 2 and "Read-only file system" in one_line_error(again.stderr)
+
+
+POISON = '''
+import time
+from r1kit.rewards import register
+
+@register("test_poison")
+def poison(completion, example):
+    """1e300 for most answers (inf once weighted), a hang for some, 1.0 otherwise."""
+    if len(completion) % 7 == 0:
+        time.sleep(600)
+    return 1e300 if len(completion) % 2 else 1.0
+'''
+
+
+def test_a_huge_or_hanging_reward_cannot_stall_or_poison_a_run(tmp_path):
+    """The default (in-process) backend: a user reward that returns 1e300 or sleeps is a counted
+    failure scored 0 (reward_timeout), and metrics.jsonl stays strict JSON."""
+    (tmp_path / "poison_reward.py").write_text(POISON)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    run = tmp_path / "run"
+    started = time.time()
+    done = subprocess.run(ZERO + ARGS + [f"out={run}", "steps=2", "reward_modules=[poison_reward]",
+                                         "rewards={test_poison: 1.0, format: 0.5}", "reward_timeout=0.2"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert time.time() - started < 300
+    def strict(constant):
+        raise ValueError(f"not JSON: {constant}")
+    rows = [json.loads(line, parse_constant=strict) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    failures = json.loads((run / "summary.json").read_text(), parse_constant=strict)["reward_failures"]["failures"]
+    assert any("out of range" in reason for reason in failures), failures
+    assert any("TimeoutError" in reason for reason in failures), failures
+
+
+def test_metrics_files_never_hold_infinity_or_nan(tmp_path):
+    from r1kit.data.jsonl import append_jsonl, write_json_atomic
+
+    append_jsonl(tmp_path / "m.jsonl", {"step": 1, "loss": float("nan"), "parts": [float("inf"), 1.5]})
+    write_json_atomic(tmp_path / "s.json", {"reward": float("-inf")})
+    assert (tmp_path / "m.jsonl").read_text() == '{"step": 1, "loss": null, "parts": [null, 1.5]}\n'
+    assert json.loads((tmp_path / "s.json").read_text()) == {"reward": None}

@@ -83,7 +83,6 @@ class SFTTrainer:
         self.plan = step_plan([len(ex) for ex in self.examples], cfg)
         self.total_steps = len(self.plan)
         self.step = 0
-        check_not_finished(self.out, self.total_steps) if resume else None
         start = resume_point(self.out, cfg, SAFE_ON_RESUME) if resume else None
         # float32 master weights; dtype bfloat16 is the compute dtype (r1kit.models.precision)
         self.device = resolve_device(cfg.device)
@@ -92,7 +91,8 @@ class SFTTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio))
         if start:
-            self._restore(start)
+            self._restore(start)  # (refuses other data first)
+            check_not_finished(self.out, self.total_steps)
         elif resume:  # nothing to resume from: start over, without the records of the lost steps
             print(f"--resume: no checkpoint in {self.out}; starting from step 0")
             truncate_jsonl_after(self.out / "metrics.jsonl", -1)
