@@ -406,6 +406,7 @@ def run_guarded(command: str, run) -> int:
     finished run says so, status 0; Ctrl-C / SIGTERM 130; anything else its traceback and a line
     saying that it is a bug to report, status 1."""
     from r1kit.data.jsonl import WriteError
+    from r1kit.models import ModelError
     from r1kit.models.gguf import ModelImportError
     from r1kit.runs import Interrupted, RunFinished
 
@@ -413,15 +414,17 @@ def run_guarded(command: str, run) -> int:
         run()
     except RunFinished as exc:
         print(f"r1kit {command}: {exc}", file=sys.stderr)
-    except (ConfigError, DataError, WriteError, ModelImportError, FileNotFoundError, NotADirectoryError,
+    except (ConfigError, DataError, WriteError, ModelError, ModelImportError, FileNotFoundError, NotADirectoryError,
             IsADirectoryError, PermissionError) as exc:
         print(f"r1kit {command}: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
         if (exc.name or "r1kit").startswith("r1kit"):
             raise
-        print(f"r1kit {command}: error: this needs the Python package {exc.name!r}, which is not installed "
-              f"(pip install {exc.name})", file=sys.stderr)
+        extra = {"peft": "lora", "ray": "ray", "gguf": "gguf"}.get(exc.name)
+        how = f"pip install 'r1kit[{extra}]'" if extra else f"pip install {exc.name}"
+        print(f"r1kit {command}: error: this needs the Python package {exc.name!r}, which is not installed ({how})",
+              file=sys.stderr)
         return 2
     except Interrupted as exc:
         print(f"r1kit {command}: interrupted: {exc}; {_how_to_resume(command, exc.run_dir)}", file=sys.stderr)

@@ -212,9 +212,18 @@ def read_rows(path: str | Path) -> list[dict]:
             import pyarrow.parquet as pq
         except ImportError:
             raise DataError(f"{path}: reading .parquet files needs pyarrow (pip install pyarrow)") from None
-        return pq.read_table(path).to_pylist()
+        try:
+            return pq.read_table(path).to_pylist()
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataError(f"{path}: not a readable Parquet file ({str(e).strip().splitlines()[0]})") from None
+    raw = path.read_bytes()
     try:
-        value = json.loads(path.read_text(encoding="utf-8-sig"))
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    try:
+        value = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(value, list):

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from r1kit.config import ConfigError, validate
-from r1kit.data.benchmarks import load_problems
+from r1kit.data.benchmarks import check_prompt_lengths, load_problems
 from r1kit.data.jsonl import DataError, append_jsonl, guarded_write, write_json_atomic
 from r1kit.distributed import ddp
 from r1kit.distributed.strategy import STRATEGIES
@@ -28,7 +28,7 @@ from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.metrics import log_samples, step_metrics
 from r1kit.grpo.sources import SOURCES, PromptStream, Scoring
 from r1kit.grpo.step import Models, StepStats, accumulate, frozen_logprobs, layout, optimiser_step
-from r1kit.models import load_tokenizer, resolve_model_path
+from r1kit.models import load_tokenizer, model_context, resolve_model_path
 from r1kit.models.device import device_record, reset_peak_memory, resolve_device
 from r1kit.models.policy import load_policy, reference_for, trainable_parameters
 from r1kit.rewards import RewardStats
@@ -89,6 +89,7 @@ class GRPOTrainer:
         self.tokenizer = load_tokenizer(cfg.model)
         self.model_path = resolve_model_path(cfg.model)
         self.stream = PromptStream(train_problems(cfg), cfg.seed)
+        check_prompt_lengths(self.stream.problems, self.tokenizer, model_context(self.model_path), cfg.data)
         self.eval_problems = load_problems(cfg.eval.data, cfg.data_dir, cfg.eval.limit) if cfg.eval.every else []
         if cfg.eval.every and not self.eval_problems:
             raise DataError(f"eval.data {cfg.eval.data}: no problems to evaluate on")
