@@ -199,7 +199,7 @@ def cmd_eval(args) -> None:
                     "top_p": args.top_p, "max_new_tokens": args.max_new_tokens})
     write_eval(args.out, samples, results)
     figures = ", ".join(f"{k} {v}" for k, v in eval_figures(results).items())
-    print(f"Evaluated {args.model} on {args.data}: {len(problems)} problems x {args.k} samples "
+    print(f"Evaluated {args.model} on {args.data}: {len(problems)} problems x {args.k} sample{'s' if args.k != 1 else ''} "
           f"(T {args.temperature}, top-p {args.top_p}) in {duration(time.time() - started)}.\n  {figures}\n"
           f"  outputs: {Path(args.out) / 'results.json'}, {Path(args.out) / 'samples.jsonl'}")
 

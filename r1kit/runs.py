@@ -25,6 +25,7 @@ import signal
 import socket
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import torch
@@ -205,7 +206,8 @@ def check_fresh_run_dir(run_dir: Path, records: list[str], resume: bool, overwri
         return
     if not overwrite:
         how = "pass --resume to continue it, --overwrite to replace it" if resumable else "pass --overwrite to replace it"
-        raise ConfigError(f"{run_dir} already holds a {command} ({', '.join(sorted(earlier))}); "
+        article = "an" if command[0] in "aeiou" else "a"
+        raise ConfigError(f"{run_dir} already holds {article} {command} ({', '.join(sorted(earlier))}); "
                           f"{how}, or give another --out")
     for name in earlier:
         path = run_dir / name
@@ -254,25 +256,43 @@ def lock_run(run_dir: str | Path):
     """Take the run folder's lock (an exclusive ``flock`` on ``run_dir/.r1kit.lock``, released when
     the process ends or the returned file is closed) and remove the temporary folders a killed
     writer left. :class:`RunLocked` with the holder's pid and host if another process holds it; a
-    second lock by this same process is granted (one process writes its runs one at a time)."""
+    second lock by this same process is granted (one process writes its runs one at a time). A run
+    that fails before writing anything leaves nothing: the lock file, and the folder if the lock
+    made it, go again."""
     run_dir = check_out_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
-    # held read-only (a file open for writing would keep the file system from being remounted)
-    handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o644), "r", encoding="utf-8")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = handle.read().strip() or "unknown"
+    made = [p for p in (run_dir, path) if not p.exists()]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        # held read-only (a file open for writing would keep the file system from being remounted)
+        handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o644), "r", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            if holder.split(" ")[0] == f"pid={os.getpid()}":
+                return None
+            raise RunLocked(f"{run_dir} is in use by another r1kit process ({holder}); wait for it to finish, "
+                            "stop it, or use another --out") from None
+        if path.exists() and os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+            break  # (not a lock file that its holder removed meanwhile)
         handle.close()
-        if holder.split(" ")[0] == f"pid={os.getpid()}":
-            return None
-        raise RunLocked(f"{run_dir} is in use by another r1kit process ({holder}); wait for it to finish, "
-                        "stop it, or use another --out") from None
     path.write_text(f"pid={os.getpid()} host={socket.gethostname()} since={time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
     for leftover in run_dir.glob(".tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+    weakref.finalize(handle, _unmake_if_unused, run_dir, made)
     return handle
+
+
+def _unmake_if_unused(run_dir: Path, made: list[Path]) -> None:
+    """Remove what :func:`lock_run` made (``made``: the folder, the lock file) if nothing else was written."""
+    try:
+        if [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+            for path in reversed(made):  # the lock file, then the folder
+                path.unlink() if path.name == LOCK_FILE else path.rmdir()
+    except OSError:  # (gone already, or written meanwhile)
+        pass
 
 
 def check_not_finished(run_dir: str | Path, steps: int) -> None:

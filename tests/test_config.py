@@ -73,3 +73,10 @@ def test_every_option_is_documented_and_listed():
         for key in leaves(cls):
             assert f"\n{key} = " in "\n" + listing, key
     assert "grpo.group_size = 8\n    G, completions sampled per prompt." in describe(_load_class(CONFIG_CLASSES["zero"]))
+
+
+def test_an_unknown_key_gets_a_close_match():
+    with pytest.raises(ConfigError, match=r"unknown config key grpo\.grup_size \(did you mean grpo\.group_size\?"):
+        load_config(ZeroConfig, None, ["grpo.grup_size=4"])
+    with pytest.raises(ConfigError, match=r"unknown config key zzz \(known: "):
+        load_config(ZeroConfig, None, ["zzz=4"])

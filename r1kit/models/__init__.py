@@ -30,6 +30,7 @@ PACKAGED_TINY = Path(__file__).resolve().parents[1] / "assets" / "tiny-base"
 # r1kit/assets/tiny-SIZE-base. small: the distillation student; mixed: the R1 pipeline's base; reflect, aha,
 # aha2: attempts at an "aha" base (docs/phenomena.md)
 PACKAGED_SIZES = ("small", "mixed", "reflect", "aha", "aha2")
+_SAID: set[str] = set()
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
@@ -149,7 +150,10 @@ def _model_in_run(name: str) -> str:
     if not candidates:
         raise FileNotFoundError(f"model folder {name}: no model in it (no config.json and weights, no final/, "
                                 "no checkpoint-STEP/)")
-    print(f"{name}: a run directory; using its model {candidates[0]}", file=sys.stderr)
+    note = f"{name}: a run directory; using its model {candidates[0]}"
+    if note not in _SAID:  # (the tokenizer and the model both resolve the name: said once)
+        _SAID.add(note)
+        print(note, file=sys.stderr)
     return str(candidates[0])
 
 
