@@ -16,7 +16,7 @@ from pathlib import Path
 from r1kit.config import ConfigError
 from r1kit.data.jsonl import DataError, write_json_atomic
 from r1kit.distill.config import DistillConfig, DistillEvalConfig
-from r1kit.runs import check_fresh_run_dir, record_changes, resume_changes, write_config
+from r1kit.runs import check_fresh_run_dir, lock_run, record_changes, resume_changes, write_config
 from r1kit.sampling import SampleConfig, run_sample
 from r1kit.sft import SFTConfig, run_sft
 from r1kit.threads import apply as apply_threads
@@ -70,6 +70,7 @@ def run_distill(cfg: DistillConfig, resume: bool = False, overwrite: bool = Fals
     """Sample from the teacher, fine-tune the student, evaluate it; returns the summary."""
     _check_stage_options(cfg)
     out = Path(cfg.out)
+    lock = lock_run(out)  # noqa: F841 (held while the distillation runs)
     check_fresh_run_dir(out, RECORDS, resume, overwrite, "distillation")
     record_changes(out, resume_changes(out, cfg, SAFE_ON_RESUME, "distillation") if resume else {}, 0)
     write_config(out, cfg)

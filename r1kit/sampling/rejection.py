@@ -42,7 +42,7 @@ from r1kit.data.benchmarks import BENCHMARKS, load_problems
 from r1kit.data.cold_start import sft_row, to_cold_start
 from r1kit.data.jsonl import DataError, append_jsonl, read_jsonl_log, read_rows, write_json_atomic, write_jsonl
 from r1kit.data.readability import READABILITY_REASONS, readability_issue
-from r1kit.runs import check_fresh_run_dir, record_changes, resume_changes
+from r1kit.runs import check_fresh_run_dir, lock_run, record_changes, resume_changes
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, get_reward, score
 from r1kit.sampling.config import SampleConfig
@@ -193,6 +193,7 @@ class RejectionSampler:
     def __init__(self, cfg: SampleConfig, resume: bool = False, overwrite: bool = False, progress: bool = True):
         self.cfg, self.progress, self.out = cfg, progress, Path(cfg.out)
         self._check_options()
+        self.lock = lock_run(self.out)
         check_fresh_run_dir(self.out, RECORDS, resume, overwrite, "sampling run")
         self.rows = load_prompts(cfg)
         if resume:
