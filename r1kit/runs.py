@@ -8,8 +8,15 @@
   command declares safe to change (``steps``, evaluation cadence, logging...); each accepted change
   is appended to ``config.changes.jsonl``.
 * **Checkpoints**: ``checkpoint-STEP/`` holds the model (safetensors + config), the tokenizer and ``trainer_state.pt``
-(optimizer, scheduler, RNG states, data position). It is written to a temporary folder and renamed,
-so a crash never leaves a half-written checkpoint that ``--resume`` would pick up.
+(optimizer, scheduler, RNG states, data position), and last ``manifest.json`` (every file's size and
+sha256, the model, the run's options). It is written to a temporary folder and renamed, so a crash
+never leaves a half-written checkpoint; ``--resume`` takes the newest checkpoint that matches its
+manifest (:func:`resume_point`) and refuses one of another model or other options.
+* **One writer**: :func:`lock_run` takes an ``flock`` on ``RUN/.r1kit.lock``; a second process is
+refused with the holder's pid and host. A failed write (full disk, read-only file system) removes
+its temporary files and raises ``WriteError`` (``r1kit.data.jsonl.guarded_write``).
+* **Stopping**: :class:`GracefulStop` turns the first Ctrl-C or SIGTERM into a checkpoint at the
+end of the step; ``--resume`` of a finished run is :class:`RunFinished` (nothing changes).
 """
 from __future__ import annotations
 
@@ -118,10 +125,11 @@ def resume_point(run_dir: Path, config, safe: tuple[str, ...]) -> Path | None:
                               "pass --overwrite to start again")
         return None
     manifest = read_manifest(checkpoint)
-    if manifest.get("model") != config.model:
+    if manifest.get("model") not in (None, config.model):
         raise ConfigError(f"--resume: {checkpoint} holds a checkpoint of model {manifest.get('model')!r}, "
                           f"this run trains {config.model!r}; remove it or use another --out")
-    changes = changed_keys(manifest.get("config") or {}, to_dict(config))
+    recorded = manifest.get("config")
+    changes = changed_keys(recorded, to_dict(config)) if recorded is not None else {}
     changes = {k: v for k, v in changes.items() if k != "out" and not _is_safe(k, safe)}
     if changes:
         detail = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in changes.items())
