@@ -209,9 +209,9 @@ class GRPOTrainer:
         if self.source.sample_log:
             log_samples(self.out / "samples.jsonl", self.step, batch,
                         batch.train if ddp.world_size() == 1 else batch.sampled)
-        bar.update(1)
         bar.set_postfix(reward=f"{m['reward/mean']:.2f}", acc=f"{m.get('accuracy', float('nan')):.2f}",
                         len=f"{m['response_length/mean']:.0f}", refresh=False)
+        bar.update(1)  # (after the figures: tick N shows step N's)
 
     def run_eval(self) -> dict:
         e = self.cfg.eval
@@ -264,7 +264,11 @@ class GRPOTrainer:
     def _train(self, stop: GracefulStop) -> dict:
         c = self.cfg
         started = time.time()
-        last_eval = self.run_eval() if c.eval.every and self.step == 0 and self.main else None
+        last_eval = None
+        if c.eval.every and self.step == 0 and self.main:
+            if self.progress:
+                print(f"step 0: evaluating the model on {len(self.eval_problems)} problems x {c.eval.k} samples", flush=True)
+            last_eval = self.run_eval()
         bar = tqdm(total=c.steps, initial=self.step, desc="GRPO", disable=not (self.progress and self.main),
                    mininterval=1)
         while self.step < c.steps:

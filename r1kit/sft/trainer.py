@@ -180,8 +180,8 @@ class SFTTrainer:
             row = {"step": self.step, "epoch": epoch, **metrics, "lr": lr, "step_seconds": seconds,
                    "tokens_per_s": metrics["tokens"] / max(seconds, 1e-9)}
             append_jsonl(self.out / "metrics.jsonl", row)
-            bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", epoch=f"{epoch + 1}/{self.plan[-1][0] + 1}", refresh=False)
+            bar.update(1)
             if stop.checkpoint_due(self.step, self.total_steps, c.checkpoint_every):
                 self._save()
             stop.stop_here(self.step, self.total_steps, self.out)
