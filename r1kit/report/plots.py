@@ -153,7 +153,8 @@ def plot_rewards(run: RunData, path: Path) -> str | None:
 
 def plot_training(run: RunData, path: Path) -> str | None:
     """A grid of optimisation health metrics: KL, entropy, clip fraction, grad norm, throughput."""
-    panels = [(k, label) for k, label in TRAINING_PANELS if has_series(run.metrics, k)]
+    panels = [(k, label) for k, label in TRAINING_PANELS
+              if has_series(run.metrics, k) and len(set(series(run.metrics, k)[1])) > 1]  # constant: left out
     if not panels:
         return "none of " + ", ".join(k for k, _ in TRAINING_PANELS) + " in metrics.jsonl"
     ncols = min(3, len(panels))
@@ -192,6 +193,7 @@ PLOTS = [
     Plot("language.png", "Language consistency of the chains of thought and the share below 0.9 "
          "(mixing languages).", plot_language),
     Plot("rewards.png", "Mean reward overall and per reward function.", plot_rewards),
-    Plot("training.png", "Optimisation health: KL, entropy, clipped fraction, gradient norm, throughput.",
+    Plot("training.png", "Optimisation health: KL to the reference (runs with beta > 0), entropy, clipped "
+         "fraction, gradient norm, throughput; a figure constant over the run is left out.",
          plot_training),
 ]
