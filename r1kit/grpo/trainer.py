@@ -81,7 +81,7 @@ class GRPOTrainer:
         if self.main:
             check_fresh_run_dir(self.out, RECORDS, resume, overwrite, "run")
             changes = resume_changes(self.out, cfg, SAFE_ON_RESUME, "run") if resume else {}
-            check_not_finished(self.out, cfg.steps) if resume else None
+        check_not_finished(self.out, cfg.steps) if resume else None  # (every rank: all stop)
         self._register_reward_models()
         apply_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
