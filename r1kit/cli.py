@@ -418,9 +418,14 @@ def run_guarded(command: str, run) -> int:
             IsADirectoryError, PermissionError) as exc:
         print(f"r1kit {command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an I/O failure on a named file (a read-only or full disk...)
+        if not exc.filename:
+            return _bug(command)
+        print(f"r1kit {command}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as exc:
         if (exc.name or "r1kit").startswith("r1kit"):
-            raise
+            return _bug(command)
         extra = {"peft": "lora", "ray": "ray", "gguf": "gguf"}.get(exc.name)
         how = f"pip install 'r1kit[{extra}]'" if extra else f"pip install {exc.name}"
         print(f"r1kit {command}: error: this needs the Python package {exc.name!r}, which is not installed ({how})",
@@ -433,13 +438,19 @@ def run_guarded(command: str, run) -> int:
         print(f"\nr1kit {command}: interrupted (Ctrl-C); {_how_to_resume(command, None)}", file=sys.stderr)
         return 130
     except Exception:
-        import traceback
-
-        traceback.print_exc()
-        print(f"r1kit {command}: this is a bug in r1kit (a failure it does not expect); please report it "
-              "with the traceback above and the command you ran", file=sys.stderr)
-        return 1
+        return _bug(command)
     return 0
+
+
+def _bug(command: str) -> int:
+    """The traceback of the exception being handled, and a line saying that it is a bug to report."""
+    import traceback
+
+    traceback.print_exc()
+    print(f"r1kit {command}: this is a bug in r1kit (a failure it does not expect); please report it "
+          "with the traceback above and the command you ran", file=sys.stderr)
+    return 1
+
 
 if __name__ == "__main__":
     sys.exit(main())
