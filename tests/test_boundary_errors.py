@@ -101,3 +101,20 @@ def test_an_unexpected_failure_prints_its_traceback_and_says_it_is_a_bug(capsys)
     err = capsys.readouterr().err
     assert "Traceback" in err and "KeyError: 'missing'" in err
     assert err.strip().splitlines()[-1].startswith("r1kit zero: this is a bug in r1kit")
+
+
+def test_a_report_into_a_read_only_run_folder(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        (disk / "run").mkdir()
+        (disk / "run" / "metrics.jsonl").write_text('{"step": 1, "reward/mean": 0.5}\n')
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        done = subprocess.run([sys.executable, "-m", "r1kit.cli", "report", str(disk / "run")],
+                              capture_output=True, text=True)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == f"r1kit report: error: {disk / 'run' / 'report'}: Read-only file system"
