@@ -40,22 +40,10 @@ from r1kit.runs import is_timing_key  # noqa: E402  (wall-clock, memory, thread-
 def run_steps(steps: int, policy: bool, loaded: bool, overrides: list[str]) -> tuple[list[float], list[dict]]:
     """Per-step seconds of one ``r1kit zero`` run (its first step left out) and its metrics
     without the timings (identical runs for one seed, whatever the load)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME")}
-    env["R1KIT_THREAD_POLICY"] = "1" if policy else "0"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    busy = subprocess.Popen([sys.executable, "-c", BUSY]) if loaded else None
-    try:
-        with tempfile.TemporaryDirectory() as out:
-            proc = subprocess.run([sys.executable, "-m", "r1kit.cli", "zero", "--out", out, "--no-report",
-                            f"steps={steps}", "eval.every=0", "checkpoint_every=0", "log_tensorboard=false",
-                            *overrides], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            if proc.returncode:
-                raise SystemExit(f"r1kit zero failed:\n{proc.stderr[-3000:]}")
-            rows = [json.loads(line) for line in Path(out, "metrics.jsonl").read_text().splitlines() if line.strip()]
-    finally:
-        if busy is not None:
-            busy.kill()
-            busy.wait()
+    with tempfile.TemporaryDirectory() as out:
+        r1kit(["zero", "--out", out, "--no-report", f"steps={steps}", "eval.every=0", "checkpoint_every=0",
+               "log_tensorboard=false", *overrides], policy, loaded)
+        rows = [json.loads(line) for line in Path(out, "metrics.jsonl").read_text().splitlines() if line.strip()]
     threads = sorted({row.get("threads") for row in rows[1:]})
     return [row["step_seconds"] for row in rows][1:], [{k: v for k, v in row.items() if not is_timing_key(k)} for row in rows], threads
 
@@ -67,23 +55,27 @@ COMMANDS = {"eval": ["eval", "--model", "tiny", "--data", "synthetic", "--k", "4
 
 def run_command(command: str, policy: bool, loaded: bool) -> float:
     """Wall seconds of one ``r1kit eval`` or ``r1kit sample`` run (``COMMANDS``)."""
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        r1kit([*COMMANDS[command], "--out", out + "/run"], policy, loaded)
+        return time.perf_counter() - t0
+
+
+def r1kit(argv: list[str], policy: bool, loaded: bool) -> None:
+    """Run ``r1kit ARGV`` with the thread policy on or off, beside one busy process if ``loaded``."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME")}
     env["R1KIT_THREAD_POLICY"] = "1" if policy else "0"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     busy = subprocess.Popen([sys.executable, "-c", BUSY]) if loaded else None
     try:
-        with tempfile.TemporaryDirectory() as out:
-            t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "r1kit.cli", *COMMANDS[command], "--out", out + "/run"],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            seconds = time.perf_counter() - t0
-            if proc.returncode:
-                raise SystemExit(f"r1kit {command} failed:\n{proc.stderr[-3000:]}")
+        proc = subprocess.run([sys.executable, "-m", "r1kit.cli", *argv], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
     finally:
         if busy is not None:
             busy.kill()
             busy.wait()
-    return seconds
+    if proc.returncode:
+        raise SystemExit(f"r1kit {argv[0]} failed:\n{proc.stderr[-3000:]}")
 
 
 def compare_command(command: str, compare: bool) -> None:

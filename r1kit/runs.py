@@ -21,7 +21,6 @@ end of the step; ``--resume`` of a finished run is :class:`RunFinished` (nothing
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import math
 import os
@@ -38,7 +37,7 @@ from pathlib import Path
 import torch
 
 from r1kit.config import ConfigError, build, merge, to_dict, validate
-from r1kit.data.jsonl import append_jsonl, guarded_write, write_json_atomic
+from r1kit.data.jsonl import append_jsonl, file_sha256, guarded_write, write_json_atomic
 
 STATE_FILE = "trainer_state.pt"
 MANIFEST_FILE = "manifest.json"
@@ -64,18 +63,10 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(folder: Path, model: str, config: dict | None) -> None:
     """``manifest.json``, written last into a checkpoint: every file's size and sha256, the model
     the run trains (``model``) and the run's options (``config``)."""
-    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
              for p in sorted(folder.rglob("*")) if p.is_file()}
     (folder / MANIFEST_FILE).write_text(json.dumps({"model": model, "config": config, "files": files}, indent=1))
 
@@ -98,7 +89,7 @@ def checkpoint_damage(checkpoint: Path) -> str | None:
             return f"{name} is missing"
         if path.stat().st_size != want["size"]:
             return f"{name} has {path.stat().st_size} bytes, the manifest says {want['size']}"
-        if _sha256(path) != want["sha256"]:
+        if file_sha256(path) != want["sha256"]:
             return f"{name} differs from the manifest (sha256)"
     return None
 

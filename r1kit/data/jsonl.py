@@ -6,6 +6,7 @@ line in a 10,000-row file can be found at once. All errors are :class:`DataError
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
@@ -39,6 +40,15 @@ def _errno_of(exc: BaseException, path: Path) -> int | None:
     if stats.f_flag & os.ST_RDONLY:
         return errno.EROFS
     return errno.ENOSPC if stats.f_bavail * stats.f_frsize < 16 << 20 else None
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes (hex), read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _remove(path: Path) -> None:
