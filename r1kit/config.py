@@ -60,11 +60,20 @@ POSITIVE = Range(0, open_low=True)
 PROBABILITY = Range(0, 1)
 
 
+def class_table(cls, name: str) -> dict:
+    """The class attribute ``name`` (``ranges``) merged over ``cls``'s bases, so that a config
+    class that adds fields to another (``PeriodicEvalConfig(EvalConfig)``) declares only its own."""
+    table: dict = {}
+    for klass in reversed(cls.__mro__):
+        table.update(vars(klass).get(name, {}))
+    return table
+
+
 def validate(config, prefix: str = "", dashes: bool = False) -> None:
     """Check ``config`` (a dataclass) and the dataclasses inside it: every ``ranges`` entry, then
     every ``check(prefix)`` rule. Raises ``ConfigError`` naming the first bad key (as a command-line
     flag, ``--top-p``, with ``dashes``)."""
-    for name, rule in getattr(type(config), "ranges", {}).items():
+    for name, rule in class_table(type(config), "ranges").items():
         value = getattr(config, name)
         values = value.items() if isinstance(value, dict) else [(None, value)]
         for sub, v in values:
@@ -230,19 +239,21 @@ def to_dict(config) -> dict:
 
 def field_docs(cls) -> dict[str, str]:
     """Each field's documentation, read from the class docstring's ``name: text`` entries (several
-    fields may share one: ``temperature/top_p: ...``)."""
+    fields may share one: ``temperature/top_p: ...``); a config class that adds fields to another
+    documents its own, its bases theirs."""
     import re
 
     names = [f.name for f in dataclasses.fields(cls)]
-    text = " ".join((cls.__doc__ or "").split())
     alt = "|".join(sorted(map(re.escape, names), key=len, reverse=True))
     entry = re.compile(rf"(?<![\w.`])((?:{alt})(?:/(?:{alt}))*): ")
-    marks = list(entry.finditer(text))
     docs: dict[str, str] = {}
-    for i, m in enumerate(marks):
-        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        for name in m.group(1).split("/"):
-            docs.setdefault(name, text[m.end():end].strip())
+    for klass in (k for k in cls.__mro__ if dataclasses.is_dataclass(k)):
+        text = " ".join((klass.__doc__ or "").split())
+        marks = list(entry.finditer(text))
+        for i, m in enumerate(marks):
+            end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+            for name in m.group(1).split("/"):
+                docs.setdefault(name, text[m.end():end].strip())
     return docs
 
 

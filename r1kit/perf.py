@@ -72,10 +72,6 @@ def grpo_step_flops(shape: Shape, prompt_tokens: int, completion_tokens: int, me
             + (3 * passes + extra_forwards) * train)
 
 
-def gflops_per_second(flops: float, seconds: float) -> float:
-    return flops / seconds / 1e9
-
-
 class SectionTimer:
     """Wall seconds per named section of a step: ``with timer("sampling"): ...``; ``split()``
     returns and clears them (sections entered several times add up). On CUDA each section waits

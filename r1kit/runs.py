@@ -20,9 +20,9 @@ end of the step; ``--resume`` of a finished run is :class:`RunFinished` (nothing
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
-import math
 import os
 import random
 import re
@@ -105,10 +105,11 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
-def resume_point(run_dir: Path, config, safe: tuple[str, ...]) -> Path | None:
+def resume_point(run_dir: Path, config) -> Path | None:
     """The checkpoint ``--resume`` continues from: the newest intact one (:func:`latest_checkpoint`),
-    which must have been trained on ``config.model`` with ``config``'s options (keys in ``safe``
-    aside). A ConfigError names the difference; checkpoints that are all damaged are one too."""
+    which must have been trained on ``config.model`` with ``config``'s options (the
+    :func:`resumable_keys` aside). A ConfigError names the difference; checkpoints that are all
+    damaged are one too."""
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         if checkpoint_dirs(run_dir):
@@ -121,6 +122,7 @@ def resume_point(run_dir: Path, config, safe: tuple[str, ...]) -> Path | None:
                           f"this run trains {config.model!r}; remove it or use another --out")
     recorded = manifest.get("config")
     changes = changed_keys(recorded, to_dict(config)) if recorded is not None else {}
+    safe = resumable_keys(type(config))
     changes = {k: v for k, v in changes.items() if k != "out" and not _is_safe(k, safe)}
     if changes:
         detail = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in changes.items())
@@ -306,22 +308,6 @@ def check_not_finished(run_dir: str | Path, steps: int) -> None:
                           f"To train further, pass steps=N (more than {done}) with --resume")
 
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
-    """Multiplier of the peak learning rate at optimiser step ``step`` (0-based) of ``total``:
-    linear warm-up over ``warmup`` steps, then ``constant``, ``linear`` or ``cosine`` decay that
-    reaches ``min_ratio`` at the last step."""
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - 1 - warmup))
-    if schedule == "linear":
-        return 1.0 - (1.0 - min_ratio) * progress
-    if schedule == "cosine":
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"unknown schedule {schedule!r}")
-
-
 CONFIG_FILE = "config.json"
 CHANGES_FILE = "config.changes.jsonl"
 
@@ -371,13 +357,26 @@ def config_to_run(cls, given: dict, resume: bool):
     return config
 
 
-def resume_changes(run_dir: str | Path, config, safe: tuple[str, ...], command: str) -> dict[str, tuple]:
+def resumable_keys(cls, prefix: str = "") -> tuple[str, ...]:
+    """The dotted keys a resumed run of ``cls`` may change: each config class declares its own in
+    ``on_resume`` beside ``ranges`` (inherited ones included), nested sections under their names."""
+    keys = [f"{prefix}{k}" for klass in reversed(cls.__mro__) for k in vars(klass).get("on_resume", ())]
+    for f in dataclasses.fields(cls):
+        if isinstance(f.type, type) and dataclasses.is_dataclass(f.type):
+            keys += resumable_keys(f.type, f"{prefix}{f.name}.")
+        elif dataclasses.is_dataclass(default := getattr(cls(), f.name)):
+            keys += resumable_keys(type(default), f"{prefix}{f.name}.")
+    return tuple(dict.fromkeys(keys))
+
+
+def resume_changes(run_dir: str | Path, config, command: str) -> dict[str, tuple]:
     """How ``config`` differs from the one recorded in ``run_dir`` (``key -> (old, new)``). A
-    changed key outside ``safe`` is a ConfigError naming it, since the record of how the run was
-    trained would be lost; ``out`` may always differ (a moved folder)."""
+    changed key outside :func:`resumable_keys` is a ConfigError naming it, since the record of how
+    the run was trained would be lost; ``out`` may always differ (a moved folder)."""
     recorded = recorded_config(type(config), run_dir)
     if recorded is None:
         return {}
+    safe = resumable_keys(type(config))
     changes = changed_keys(to_dict(recorded), to_dict(config))
     changes.pop("out", None)
     refused = [k for k in changes if not _is_safe(k, safe)]
@@ -403,6 +402,88 @@ def record_changes(run_dir: str | Path, changes: dict[str, tuple], step: int) ->
 def write_config(run_dir: str | Path, config) -> None:
     """``config.json``: the options the run is trained with (atomically replaced)."""
     write_json_atomic(Path(run_dir) / CONFIG_FILE, to_dict(config))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's generators (a run's initial RNG state; a resume restores the saved one)."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+
+
+class RunDir:
+    """A run's folder and its lifecycle, the same for every trainer (``zero``, ``sft``; the
+    pipeline runs them): open it before any model loads, find where to resume, restore, record.
+
+    * ``RunDir(cfg, records, what, resume, overwrite)``: the folder is writable and holds no earlier
+      run unless resumed (``--resume``) or replaced (``--overwrite``); a resumed run's options are
+      checked against its recorded ``config.json`` (:func:`resume_changes`).
+    * ``checkpoint``: the newest checkpoint to resume from (None: start at step 0).
+    * :meth:`restore`: the checkpoint's trainer state, with the RNG state set and the logs cut
+      after its step, so a resumed run appends where the checkpoint was taken.
+    * :meth:`begin`: record the accepted changes and write ``config.json``.
+    * :meth:`save`: ``checkpoint-STEP`` with its manifest; :meth:`close`: the run lock released
+      (taken when the folder is opened: a second writer is refused, :func:`lock_run`).
+
+    ``main``: this process writes the records (rank 0 under ``torchrun``; the others only read).
+
+    Usage::
+
+        run = RunDir(cfg, ["metrics.jsonl", "summary.json"], "fine-tuning run", resume=True)
+        model = load(run.checkpoint or cfg.model)
+        step = run.restore(["metrics.jsonl"])["step"] if run.checkpoint else 0
+        run.begin(step, ["metrics.jsonl"])
+    """
+
+    def __init__(self, cfg, records: list[str], what: str, resume: bool = False, overwrite: bool = False,
+                 main: bool = True):
+        self.path, self.cfg, self.resume, self.main = Path(cfg.out), cfg, resume, main
+        self.changes: dict[str, tuple] = {}
+        self.lock = lock_run(self.path) if main else None  # before anything is read or removed
+        if main:
+            check_fresh_run_dir(self.path, records, resume, overwrite, what)
+            self.changes = resume_changes(self.path, cfg, what) if resume else {}
+        seed_everything(cfg.seed)
+        self.checkpoint: Path | None = resume_point(self.path, cfg) if resume else None
+
+    def refuse_finished(self, steps: int) -> None:
+        """A resumed run that already trained ``steps`` steps: :class:`RunFinished` (nothing changes)."""
+        if self.resume:
+            check_not_finished(self.path, steps)
+
+    def close(self) -> None:
+        """Release the run lock (the run has ended)."""
+        if self.lock is not None:
+            self.lock.close()
+
+    def restore(self, logs: list[str]) -> dict:
+        """:attr:`checkpoint`'s trainer state; sets the saved RNG state and (``main``) drops the
+        lines of ``logs`` written after its step."""
+        state = load_trainer_state(self.checkpoint)
+        set_rng_state(state["rng"])
+        self.truncate(logs, state["step"])
+        print(f"resumed from {self.checkpoint} at step {state['step']}")
+        return state
+
+    def truncate(self, logs: list[str], step: int) -> None:
+        """Drop the lines of ``logs`` (JSONL files of the run) logged after ``step``."""
+        if self.main:
+            for name in logs:
+                truncate_jsonl_after(self.path / name, step)
+
+    def begin(self, step: int, logs: list[str]) -> None:
+        """Record the resume's accepted changes and write ``config.json``. Resuming a folder with
+        no checkpoint starts over, without the records of the lost steps."""
+        if self.resume and step == 0 and self.checkpoint is None:
+            print(f"--resume: no checkpoint in {self.path}; starting from step 0")
+            self.truncate(logs, -1)
+        if self.main:
+            record_changes(self.path, self.changes, step)
+            write_config(self.path, self.cfg)
+
+    def save(self, step: int, model, tokenizer, state: dict, keep: int, extra_files: list[Path] = ()) -> Path:
+        """``checkpoint-STEP`` with ``state`` and the RNG state (:func:`save_checkpoint`)."""
+        return save_checkpoint(self.path, step, model, tokenizer, {**state, "rng": rng_state(), "step": step},
+                               keep, extra_files, config=self.cfg)
 
 
 class Interrupted(Exception):

@@ -180,7 +180,8 @@ def test_model_run_dir_means_its_newest_checkpoint(tmp_path):
 def test_overrides_may_follow_flags(tmp_path):
     proc = r1kit("pipeline", "--dry-run", "--out", tmp_path / "p", "r1_zero.grpo.steps=7")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert_refused(r1kit("eval", "--k", "1", "steps=3"), "steps=3")  # eval takes no key=value options
+    assert_refused(r1kit("eval", "--k", "1", "steps=3"), "unknown config key steps")  # not an eval option
+    assert_refused(r1kit("eval", "--k", "1", "--sterps", "3"), "--sterps")  # a flag is no key=value
 
 
 def _interrupt_when(proc, ready) -> None:

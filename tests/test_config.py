@@ -54,7 +54,7 @@ def test_every_option_is_documented_and_listed():
     """``r1kit config COMMAND`` lists every key with its default; each option has a doc line."""
     import dataclasses
 
-    from r1kit.cli import CONFIG_CLASSES, _load_class
+    from r1kit.cli import COMMANDS, _load_class
     from r1kit.config import describe, field_docs
 
     def leaves(cls, prefix=""):
@@ -67,12 +67,38 @@ def test_every_option_is_documented_and_listed():
                 assert f.name in field_docs(cls), f"{cls.__name__}.{f.name} has no doc line"
                 yield f"{prefix}{f.name}"
 
-    for spec in CONFIG_CLASSES.values():
+    for spec in (c.config for c in COMMANDS.values() if c.config):
         cls = _load_class(spec)
         listing = describe(cls)
         for key in leaves(cls):
             assert f"\n{key} = " in "\n" + listing, key
-    assert "grpo.group_size = 8\n    G, completions sampled per prompt." in describe(_load_class(CONFIG_CLASSES["zero"]))
+    assert "grpo.group_size = 8\n    G, completions sampled per prompt." in describe(_load_class(COMMANDS["zero"].config))
+
+
+def test_resumable_keys_are_declared_beside_the_fields_and_name_real_ones():
+    """What a resumed run may change is declared on each config class (``on_resume``); every key
+    names a field, so a renamed field cannot silently break a resume rule."""
+    import dataclasses
+
+    from r1kit.cli import COMMANDS, _load_class
+    from r1kit.runs import resumable_keys
+
+    def has_key(cls, dotted):
+        head, _, rest = dotted.partition(".")
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        if head not in names:
+            return False
+        value = getattr(cls(), head)
+        return has_key(type(value), rest) if rest else not dataclasses.is_dataclass(value)
+
+    for spec in (c.config for c in COMMANDS.values() if c.config):
+        cls = _load_class(spec)
+        for key in resumable_keys(cls):
+            assert has_key(cls, key), f"{cls.__name__}: on_resume names {key}, which is not an option"
+    zero = resumable_keys(_load_class(COMMANDS["zero"].config))
+    assert {"steps", "eval.every", "eval.batch_size", "distributed.sample_log", "reward_timeout"} <= set(zero)
+    assert "grpo.beta" not in zero and "eval.k" not in zero
+    assert "sft.checkpoint_every" in resumable_keys(_load_class(COMMANDS["distill"].config))
 
 
 def test_an_unknown_key_gets_a_close_match():

@@ -76,24 +76,6 @@ def test_rewards_route_by_prompt_kind():
     assert Scoring.weights_for(fake, EX) == fake.default_weights  # no kind: the default weights
 
 
-@pytest.fixture(scope="module")
-def random_rm(tmp_path_factory, tiny_path):
-    """A randomly initialised tiny sequence-classification model saved as an HF folder."""
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    from r1kit.models import load_tokenizer
-
-    torch.manual_seed(0)
-    tok = load_tokenizer(tiny_path)
-    model = LlamaForSequenceClassification(LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, num_labels=1, pad_token_id=tok.pad_token_id))
-    path = tmp_path_factory.mktemp("rm")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 def test_response_parts():
     text = " <think> rude? </think> <answer> 8 is even. </answer>"
     assert response_part(text, "summary") == " <answer> 8 is even. </answer>"

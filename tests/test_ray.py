@@ -207,3 +207,45 @@ def test_off_policy_lag_is_explicit_and_recorded(cluster, tmp_path):
     metrics = _rows(tmp_path / "lag" / "metrics.jsonl")
     assert [m["weight_lag/max"] for m in metrics] == [0, 1, 1]
     assert all(m["grad_norm"] > 0 for m in metrics)
+
+
+def test_reward_workers_score_by_prompt_kind_with_reward_models_as_the_trainer_does(cluster, random_rm):
+    """Ray reward workers score each sample with its own kind's weights, reward models included
+    (registered in the worker from the config), exactly as ``score_batch`` does in this process."""
+    from r1kit.distributed.ray_rewards import RayRewardPool
+    from r1kit.rewards import score_batch
+    from r1kit.rewards.reward_model import RewardModelConfig, register_reward_models
+
+    models = {"helpfulness": RewardModelConfig(path=random_rm, part="whole")}
+    texts = [" <think> 3 + 4 = 7. </think> <answer> 7 </answer>", " <think> no. </think> <answer> 9 </answer>",
+             " <think> eight. </think> Eight is a number."]
+    examples = [{"problem": "Compute 3 + 4", "answer": "7"}] * 2 + [{"problem": "Describe 8.", "answer": "-",
+                                                                       "kind": "general"}]
+    weights = [{"accuracy_math": 1.0, "format": 0.5}] * 2 + [{"helpfulness": 1.0, "format": 2.0}]
+    pool = RayRewardPool(1, [], timeout=120, reward_models=models)
+    stats = RewardStats()
+    [remote] = pool.results([pool.submit(texts, examples, weights)], stats)
+    pool.shutdown()
+    register_reward_models(models)
+    local = score_batch(texts, examples, weights, RewardStats())
+    assert [parts for _, parts in remote] == [parts for _, parts in local]
+    assert [t for t, _ in remote] == pytest.approx([t for t, _ in local])
+    assert remote[0][0] == pytest.approx(1.5) and remote[1][0] == pytest.approx(0.5)
+    assert set(remote[2][1]) == {"helpfulness", "format"} and not stats.failures
+    assert stats.calls["helpfulness"] == 1 and stats.calls["accuracy_math"] == 2
+
+
+def test_a_ray_run_trains_with_rewards_by_kind_and_a_reward_model(cluster, tmp_path, random_rm):
+    """All-scenario RL under Ray: reasoning rows score by rule, general rows by the reward model."""
+    from r1kit.data import general, synthetic
+
+    rows = synthetic.train_set(6, seed=3) + general.prompts(6, "train")
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _ray_run(tmp_path / "run", "steps=2", f"data={data}", "rewards_by_kind.general.helpfulness=1.0",
+             f"reward_models.helpfulness.path={random_rm}", "reward_models.helpfulness.part=summary")
+    metrics = _rows(tmp_path / "run" / "metrics.jsonl")
+    assert len(metrics) == 2 and all(m["grad_norm"] > 0 for m in metrics)
+    assert any(m.get("reward/helpfulness/mean") is not None for m in metrics)
+    assert any(m.get("reward/accuracy_math/mean") is not None for m in metrics)
+    assert all(m["reward_failures"] == 0 for m in metrics)

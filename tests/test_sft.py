@@ -13,7 +13,7 @@ from r1kit.runs import is_timing_key
 from r1kit.sft import SFTConfig, SFTTrainer, run_sft
 from r1kit.sft.data import (IGNORE, Example, build_examples, chat_segments, collate, epoch_micro_batches,
                             masked_lm_loss, pack, tokenize_row)
-from r1kit.runs import lr_factor
+from r1kit.optim import lr_factor
 
 ROW = {"prompt": "User: Compute 3 + 4 - 2. Assistant:",
        "completion": " <think> 3 + 4 = 7. 7 - 2 = 5. </think> <answer> 5 </answer>"}

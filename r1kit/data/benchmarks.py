@@ -22,6 +22,7 @@ import json
 import os
 from pathlib import Path
 
+from r1kit.data import synthetic, word_arithmetic
 from r1kit.data.jsonl import DataError, read_rows, require_fields
 
 BENCHMARKS = {
@@ -83,13 +84,10 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
     if limit is not None and limit <= 0:
         raise ValueError(f"limit must be positive, got {limit}")
     if spec == "synthetic":
-        from r1kit.data import synthetic
         return synthetic.test_set(limit or 200)
     if spec == "synthetic_code":
-        from r1kit.data import synthetic
         return synthetic.code_test_set(limit or 200)
     if spec in ("synthetic_words", "synthetic_words_train"):
-        from r1kit.data import word_arithmetic
         if spec == "synthetic_words":
             return word_arithmetic.test_set(limit or 200)
         return word_arithmetic.train_set()[:limit]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 import re
+from r1kit.prompts import r1_zero_prompt
 
 PROMPTS = ("Describe the number {n}.", "Tell me about the number {n}.", "What can you say about {n}?")
 EVASIVE = ("I can not say.", "That is hard to tell.", "Maybe, maybe not.")
@@ -97,8 +98,6 @@ def sft_rows(n: int, seed: int = TRAIN_SEED, unhelpful_rate: float = 0.3, rude_r
     """``n`` non-reasoning SFT rows ``{id, prompt, completion, kind: general}`` in the R1-Zero
     template; ``unhelpful_rate`` of them have an unhelpful summary and, independently,
     ``rude_rate`` have a rude sentence in the thinking (which only a whole-response judge sees)."""
-    from r1kit.prompts import r1_zero_prompt
-
     rng = random.Random(seed + 1)
     rows = []
     for i, p in enumerate(prompts(n, "train", seed)):

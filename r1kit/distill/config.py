@@ -2,38 +2,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
-from r1kit.config import AT_LEAST_1, NON_NEGATIVE, Range
+
+from r1kit.eval.config import EvalConfig
 
 from r1kit.sampling.config import SampleConfig
 from r1kit.sft.config import SFTConfig
 
 
 @dataclass
-class DistillEvalConfig:
-    """Evaluation of the student with the paper's protocol (as ``r1kit eval``).
+class DistillEvalConfig(EvalConfig):
+    """The student's evaluation: :class:`r1kit.eval.config.EvalConfig`'s options (its unset
+    template is ``sample.template``), and:
 
-    data: benchmark name, ``synthetic`` (the held-out set) or a file. data_dir: where benchmark
-        names are resolved. limit: first N problems (null: all; ``synthetic``: 200).
-    k: samples per problem. temperature/top_p: the paper's 0.6 / 0.95. max_new_tokens: cap.
-    batch_size: problems per sampling call. seed: sampling seed.
     base: also evaluate the student before distillation (``OUT/eval-base``), for comparison.
     """
 
-    data: str = "synthetic"
-    data_dir: str | None = None
-    limit: int | None = 200
-    k: int = 8
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 128
-    batch_size: int = 32
-    seed: int = 0
     base: bool = False
-
-    ranges: ClassVar = {"limit": AT_LEAST_1, "k": AT_LEAST_1, "temperature": NON_NEGATIVE,
-                        "top_p": Range(0, 1, open_low=True), "max_new_tokens": AT_LEAST_1, "batch_size": AT_LEAST_1}
 
 
 @dataclass

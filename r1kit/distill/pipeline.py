@@ -16,6 +16,9 @@ from pathlib import Path
 from r1kit.config import ConfigError
 from r1kit.data.jsonl import DataError, write_json_atomic
 from r1kit.distill.config import DistillConfig, DistillEvalConfig
+from r1kit.eval.evaluate import run_eval
+from r1kit.models import load_model, load_tokenizer
+from r1kit.models.device import resolve_device
 from r1kit.runs import check_fresh_run_dir, lock_run, record_changes, resume_changes, write_config
 from r1kit.sampling import SampleConfig, run_sample
 from r1kit.sft import SFTConfig, run_sft
@@ -44,26 +47,12 @@ def stage_configs(cfg: DistillConfig) -> tuple[SampleConfig, SFTConfig]:
 
 def evaluate_model(model_path: str, e: DistillEvalConfig, template: str, out: Path, threads: int = 0,
                    device: str = "auto") -> dict:
-    """``r1kit eval`` of ``model_path`` on ``device``: writes ``out/samples.jsonl`` and ``out/results.json``."""
-    from r1kit.data.benchmarks import load_problems
-    from r1kit.eval.evaluate import EvalConfig, evaluate, write_eval
-    from r1kit.models import load_model, load_tokenizer
-    from r1kit.models.device import resolve_device
-
+    """:func:`r1kit.eval.run_eval` of ``model_path`` on ``device`` (``e``'s unset template:
+    ``template``): writes ``out/samples.jsonl`` and ``out/results.json``."""
     apply_threads(threads)
-    problems = load_problems(e.data, e.data_dir, e.limit)
-    cfg = EvalConfig(k=e.k, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens,
-                     template=template, batch_size=e.batch_size, seed=e.seed)
-    samples, results = evaluate(load_model(model_path, device=resolve_device(device)), load_tokenizer(model_path), problems, cfg)
-    results.update({"model": model_path, "data": e.data, "temperature": e.temperature, "top_p": e.top_p,
-                    "max_new_tokens": e.max_new_tokens})
-    write_eval(out, samples, results)
-    return results
-
-
-# options a resumed distillation may change
-SAFE_ON_RESUME = ("sample.threads", "sample.device", "sft.device", "sample.judge_batch_size", "sft.checkpoint_every", "sft.keep_checkpoints",
-                  "sft.threads", "eval.batch_size")
+    model = load_model(model_path, device=resolve_device(device))
+    results = run_eval(model, load_tokenizer(model_path), e.resolved(template=template), out)
+    return {"model": model_path, **results}
 
 
 def run_distill(cfg: DistillConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
@@ -72,7 +61,7 @@ def run_distill(cfg: DistillConfig, resume: bool = False, overwrite: bool = Fals
     out = Path(cfg.out)
     lock = lock_run(out)  # noqa: F841 (held while the distillation runs)
     check_fresh_run_dir(out, RECORDS, resume, overwrite, "distillation")
-    record_changes(out, resume_changes(out, cfg, SAFE_ON_RESUME, "distillation") if resume else {}, 0)
+    record_changes(out, resume_changes(out, cfg, "distillation") if resume else {}, 0)
     write_config(out, cfg)
     sample_cfg, sft_cfg = stage_configs(cfg)
     seconds: dict[str, float] = {}

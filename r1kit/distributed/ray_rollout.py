@@ -17,11 +17,12 @@ nothing for ``distributed.rollout_timeout`` seconds (a stuck process or node): i
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from r1kit.rollout import Rollout, SamplingParams
+from r1kit.models import load_model, load_tokenizer
+from r1kit.rollout import Rollout, SamplingParams, sample
 from r1kit.threads import apply as apply_threads
 
 
@@ -56,8 +57,6 @@ class RolloutWorker:
     def __init__(self, model: str, dtype: str, threads: int, device: str):
         """``model``: a name resolved on the actor's node (``tiny``, a hub id, or a folder that
         exists there); the trainer's weights replace the loaded ones before any sampling."""
-        from r1kit.models import load_model, load_tokenizer
-
         apply_threads(threads)
         self.model = load_model(model, dtype, device)
         self.tokenizer = load_tokenizer(model)
@@ -73,10 +72,6 @@ class RolloutWorker:
         return version
 
     def sample(self, task: RolloutTask, params: SamplingParams) -> tuple[list[Rollout], int]:
-        from dataclasses import replace
-
-        from r1kit.rollout import sample
-
         if self.version < task.min_version:
             raise StaleWeightsError(f"actor holds weights v{self.version}, task needs >= v{task.min_version}")
         rollouts = sample(self.model, self.tokenizer, task.prompts, replace(params, seed=task.seed))

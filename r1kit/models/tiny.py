@@ -256,7 +256,7 @@ def build_tiny_base(out_dir: str | Path, cfg: TinyModelConfig = TinyModelConfig(
     torch.manual_seed(cfg.seed)
     documents = corpus_documents(cfg)
     if cfg.init_from:
-        from r1kit.models import load_model, load_tokenizer
+        from r1kit.models import load_model, load_tokenizer  # the package resolves its aliases with this module
         tokenizer, model = load_tokenizer(cfg.init_from), load_model(cfg.init_from)
     else:
         tokenizer = train_tokenizer(documents, cfg.vocab_size)

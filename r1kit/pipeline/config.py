@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from r1kit.config import ConfigError
-from r1kit.distill.config import DistillEvalConfig
-from r1kit.grpo.config import ZeroConfig
+from r1kit.eval.config import EvalConfig
+from r1kit.grpo.config import PeriodicEvalConfig, ZeroConfig
+from r1kit.models.device import check_device
 from r1kit.pipeline.reward_models import RewardModelTrainConfig
 from r1kit.sampling.config import SampleConfig
 from r1kit.sft.config import SFTConfig
@@ -171,7 +172,7 @@ class EvaluateStage:
     """
 
     enabled: bool = True
-    reasoning: DistillEvalConfig = field(default_factory=lambda: DistillEvalConfig(k=4))
+    reasoning: EvalConfig = field(default_factory=EvalConfig)
     general_limit: int = 60
 
 
@@ -215,7 +216,6 @@ class PipelineConfig:
     evaluate: EvaluateStage = field(default_factory=EvaluateStage)
 
     def check(self, prefix: str = "") -> None:
-        from r1kit.models.device import check_device
         check_device(self.device, f"{prefix}device")
 
 
@@ -225,7 +225,6 @@ def _rl_stage_grpo() -> ZeroConfig:
 
 
 def _no_periodic_eval():
-    from r1kit.grpo.config import PeriodicEvalConfig
     return PeriodicEvalConfig(every=0)
 
 

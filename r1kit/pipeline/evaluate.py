@@ -12,10 +12,18 @@ already done) and the whole table to ``evaluate/table.md`` and ``evaluate/table.
 """
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 
-from r1kit.data.jsonl import write_json_atomic
+from r1kit.data import general
+from r1kit.data.jsonl import write_json_atomic, write_jsonl
+from r1kit.eval.evaluate import run_eval
+from r1kit.models import load_model, load_tokenizer
+from r1kit.models.device import resolve_device
+from r1kit.prompts import build_prompt
+from r1kit.rewards.language import language_consistency
+from r1kit.rewards.reward_model import RewardModelConfig, load_reward_model
+from r1kit.rollout import sample
 from r1kit.pipeline.runner import StageContext, read_json
 from r1kit.threads import apply as apply_threads
 
@@ -35,31 +43,17 @@ def models_of(ctx: StageContext) -> list[tuple[str, str, str]]:
 
 
 def reasoning_eval(model, tokenizer, ctx: StageContext, out: Path) -> dict:
-    from r1kit.data.benchmarks import load_problems
-    from r1kit.eval.evaluate import EvalConfig, evaluate, write_eval
-
+    """:func:`r1kit.eval.run_eval` on ``evaluate.reasoning`` (template and language: the run's)."""
     e = ctx.cfg.evaluate.reasoning
-    problems = [{**p, "language": ctx.cfg.language} for p in load_problems(e.data, e.data_dir, e.limit)]
-    cfg = EvalConfig(k=e.k, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens,
-                     template=ctx.cfg.template, batch_size=e.batch_size, seed=e.seed)
-    samples, results = evaluate(model, tokenizer, problems, cfg, progress=ctx.progress)
-    write_eval(out, samples, results)
-    return results
+    cfg = replace(e, language=e.language or ctx.cfg.language).resolved(template=ctx.cfg.template)
+    return run_eval(model, tokenizer, cfg, out, progress=ctx.progress)
 
 
 def general_eval(model, tokenizer, ctx: StageContext, out: Path) -> dict:
     """Helpful and rude shares (rules) and mean reward-model scores on the held-out general prompts."""
-    from r1kit.data import general
-    from r1kit.data.jsonl import write_jsonl
-    from r1kit.prompts import build_prompt
-    from r1kit.rewards.language import language_consistency
-    from r1kit.rewards.reward_model import RewardModelConfig, load_reward_model
-    from r1kit.rollout import SamplingParams, sample
-
     e = ctx.cfg.evaluate
     rows = general.prompts(e.general_limit, "test")
-    params = SamplingParams(n=e.reasoning.k, temperature=e.reasoning.temperature, top_p=e.reasoning.top_p,
-                            max_new_tokens=e.reasoning.max_new_tokens, seed=e.reasoning.seed)
+    params = e.reasoning.sampling_params()  # the reasoning evaluation's decoding options
     rollouts = sample(model, tokenizer, [build_prompt(r["problem"], ctx.cfg.template, tokenizer) for r in rows], params)
     samples = []
     for r in rollouts:
@@ -81,9 +75,6 @@ def general_eval(model, tokenizer, ctx: StageContext, out: Path) -> dict:
 
 def evaluate_one(key: str, path: str, ctx: StageContext) -> dict:
     """Evaluate one model into ``evaluate/<key>/`` (reasoning + general)."""
-    from r1kit.models import load_model, load_tokenizer
-    from r1kit.models.device import resolve_device
-
     out = ctx.dir / key
     model, tokenizer = load_model(path, device=resolve_device(ctx.cfg.device)), load_tokenizer(path)
     result = {"model": path, "reasoning": reasoning_eval(model, tokenizer, ctx, out / "reasoning")}

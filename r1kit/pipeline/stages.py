@@ -19,9 +19,22 @@ from dataclasses import replace
 from pathlib import Path
 
 from r1kit.config import ConfigError
+from r1kit.data import general, synthetic
+from r1kit.data.benchmarks import load_problems
+from r1kit.data.cold_start import ColdStartConfig, run_cold_start, sft_row
 from r1kit.data.jsonl import DataError, read_rows, write_jsonl
+from r1kit.data.readability import ReadabilityConfig
+from r1kit.distill import DistillConfig, DistillEvalConfig, run_distill
+from r1kit.grpo.trainer import GRPOTrainer
 from r1kit.pipeline.config import PipelineConfig
+from r1kit.pipeline.evaluate import evaluate_models
+from r1kit.pipeline.reward_models import train_reward_model
 from r1kit.pipeline.runner import Stage, StageContext
+from r1kit.rewards.reward_model import META_FILE, RewardModelConfig
+from r1kit.runs import latest_checkpoint
+from r1kit.sampling import run_sample
+from r1kit.sft import run_sft
+from r1kit.sft.data import row_kind
 
 MODEL_STAGES = ("r1_zero", "cold_start", "reasoning_rl", "sft", "all_scenario_rl")
 FORMAT_FOR_TEMPLATE = {"r1_zero": "format", "chat": "format_think", "plain": None}
@@ -31,9 +44,6 @@ FORMAT_FOR_TEMPLATE = {"r1_zero": "format", "chat": "format_think", "plain": Non
 def reasoning_prompts(cfg: PipelineConfig, n: int) -> list[dict]:
     """Reasoning prompt rows ``{id, problem, answer, kind: reasoning, language}`` (first ``n``;
     synthetic: ``n`` training problems drawn with the pipeline's seed)."""
-    from r1kit.data import synthetic
-    from r1kit.data.benchmarks import load_problems
-
     if cfg.reasoning_data == "synthetic":
         rows = synthetic.train_set(n, seed=synthetic.TRAIN_SEED + cfg.seed)
     else:
@@ -68,9 +78,6 @@ def _device(cfg: PipelineConfig, value: str) -> str:
 
 
 def _run_grpo(ctx: StageContext, grpo, **fields) -> dict:
-    from r1kit.runs import latest_checkpoint
-    from r1kit.grpo.trainer import GRPOTrainer
-
     c = ctx.cfg
     run = replace(grpo, out=str(ctx.dir / "grpo"), template=c.template, seed=c.seed,
                   threads=_threads(c, grpo.threads), device=_device(c, grpo.device), **fields)
@@ -79,8 +86,6 @@ def _run_grpo(ctx: StageContext, grpo, **fields) -> dict:
 
 
 def _run_sft(ctx: StageContext, sft, model: str, data: str) -> dict:
-    from r1kit.sft import run_sft
-
     c = ctx.cfg
     run = replace(sft, model=model, data=data, out=str(ctx.dir / "sft"), seed=c.seed, threads=_threads(c, sft.threads),
                   device=_device(c, sft.device))
@@ -91,9 +96,6 @@ def _run_sft(ctx: StageContext, sft, model: str, data: str) -> dict:
 # ---- the stages ----------------------------------------------------------------------------------
 def cold_start_rows(cfg: PipelineConfig) -> list[dict]:
     """Readable cold-start SFT rows: step-by-step (some self-checking) English chains of thought."""
-    from r1kit.data import synthetic
-    from r1kit.data.cold_start import sft_row
-
     style = synthetic.SyntheticConfig(style_weights=(0.0, 0.8, 0.2), worded=True)
     examples = synthetic.train_set(cfg.cold_start.size, seed=synthetic.TRAIN_SEED + cfg.seed + 17, cfg=style)
     return [sft_row(ex["id"], ex["problem"], ex["solution"], cfg.template, "prompt_completion",
@@ -108,9 +110,6 @@ def run_cold_start_stage(ctx: StageContext) -> dict:
         data = ctx.dir / "data.jsonl"
         write_jsonl(data, rows)
     else:
-        from r1kit.data.cold_start import ColdStartConfig, run_cold_start
-        from r1kit.data.readability import ReadabilityConfig
-
         if c.template not in ("r1_zero", "plain"):
             raise ConfigError(f"cold_start.data: a file is formatted for the r1_zero or plain template, not {c.template}")
         run_cold_start(ColdStartConfig(data=c.cold_start.data, out=str(ctx.dir / "cold-start"), template=c.template,
@@ -132,9 +131,6 @@ def run_reasoning_rl_stage(ctx: StageContext) -> dict:
 
 def non_reasoning_rows(cfg: PipelineConfig) -> list[dict]:
     """The non-reasoning SFT rows of ``rejection_sampling.non_reasoning_data``."""
-    from r1kit.data import general
-    from r1kit.sft.data import row_kind
-
     spec = cfg.rejection_sampling.non_reasoning_data
     if not spec:
         return []
@@ -148,8 +144,6 @@ def non_reasoning_rows(cfg: PipelineConfig) -> list[dict]:
 
 def run_rejection_sampling_stage(ctx: StageContext) -> dict:
     """Rejection sampling from the reasoning-RL model (correct + readable), plus non-reasoning data."""
-    from r1kit.sampling import run_sample
-
     c, s = ctx.cfg, ctx.cfg.rejection_sampling
     prompts = write_prompts(ctx.dir / "prompts.jsonl", reasoning_prompts(c, s.sample.train_size))
     run = replace(s.sample, model=ctx.inputs["reasoning_rl"]["model"], data=prompts, out=str(ctx.dir / "sample"),
@@ -178,10 +172,6 @@ ASPECT_PART = {"helpfulness": "summary", "harmlessness": "whole"}
 
 def run_reward_models_stage(ctx: StageContext) -> dict:
     """The two preference reward models: given paths, or tiny Bradley-Terry models trained here."""
-    from r1kit.data import general
-    from r1kit.pipeline.reward_models import train_reward_model
-    from r1kit.rewards.reward_model import META_FILE
-
     c, s = ctx.cfg, ctx.cfg.reward_models
     outputs = {}
     for aspect, part in ASPECT_PART.items():
@@ -205,8 +195,6 @@ def run_reward_models_stage(ctx: StageContext) -> dict:
 
 def all_scenario_prompts(cfg: PipelineConfig) -> list[dict]:
     """The all-scenario RL prompt pool: reasoning and general prompts, shuffled with the seed."""
-    from r1kit.data import general
-
     s = cfg.all_scenario_rl
     n_general = round(s.prompts * s.general_fraction)
     rows = reasoning_prompts(cfg, s.prompts - n_general)
@@ -226,8 +214,6 @@ def all_scenario_prompts(cfg: PipelineConfig) -> list[dict]:
 
 def run_all_scenario_rl_stage(ctx: StageContext) -> dict:
     """GRPO from the SFT model over reasoning (rule rewards) and general (reward models) prompts."""
-    from r1kit.rewards.reward_model import RewardModelConfig
-
     c, s = ctx.cfg, ctx.cfg.all_scenario_rl
     prompts = write_prompts(ctx.dir / "prompts.jsonl", all_scenario_prompts(c))
     rms = ctx.inputs["reward_models"]
@@ -250,8 +236,6 @@ def student_folder(student: str) -> str:
 
 def run_distill_stage(ctx: StageContext) -> dict:
     """``r1kit distill`` of the final model into each student (a finished student is not redone)."""
-    from r1kit.distill import DistillConfig, run_distill
-
     c, s = ctx.cfg, ctx.cfg.distill
     prompts = write_prompts(ctx.dir / "prompts.jsonl", reasoning_prompts(c, s.sample.train_size))
     students = {}
@@ -264,7 +248,7 @@ def run_distill_stage(ctx: StageContext) -> dict:
                                                              device=_device(c, s.sample.device)),
                                 sft=replace(s.sft, seed=c.seed, threads=_threads(c, s.sft.threads),
                                             device=_device(c, s.sft.device)),
-                                eval=replace(c.evaluate.reasoning))
+                                eval=DistillEvalConfig(**vars(c.evaluate.reasoning)))
             run_distill(run, resume=(out / "config.json").exists(), progress=ctx.progress)
         summary = json.loads((out / "summary.json").read_text())
         students[student] = {"model": summary["student_final"], "folder": out.name}
@@ -279,8 +263,6 @@ def run_r1_zero_stage(ctx: StageContext) -> dict:
 
 
 def run_evaluate_stage(ctx: StageContext) -> dict:
-    from r1kit.pipeline.evaluate import evaluate_models
-
     return evaluate_models(ctx)
 
 

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from .data import RunData
+from r1kit.report.figures import before_after
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;
@@ -85,8 +86,6 @@ def _table(caption: str, row: dict) -> str:
 def first_last_table(run: RunData) -> str:
     """The run at a glance: every ``FIRST_LAST`` figure at the first and last held-out evaluation
     (or training step, without evaluations), with the change."""
-    from r1kit.report.figures import before_after
-
     rows, source = (run.evals, "eval") if run.evals else (run.metrics, "metrics")
     if not rows:
         return ""

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, PROBABILITY, Range
 
 from r1kit.data.readability import ReadabilityConfig
+from r1kit.models.device import check_device
 
 
 @dataclass
@@ -84,11 +85,11 @@ class SampleConfig:
     out: str = "runs/sample"
     threads: int = 0
 
+    on_resume: ClassVar = ("limit", "threads", "device", "judge_batch_size")  # a resume may change
     ranges: ClassVar = {"train_size": AT_LEAST_1, "limit": AT_LEAST_1, "k": AT_LEAST_1, "temperature": NON_NEGATIVE,
                         "top_p": Range(0, 1, open_low=True), "max_new_tokens": AT_LEAST_1, "batch_size": AT_LEAST_1,
                         "max_per_prompt": NON_NEGATIVE, "judge_threshold": PROBABILITY,
                         "judge_batch_size": AT_LEAST_1, "threads": NON_NEGATIVE}
 
     def check(self, prefix: str = "") -> None:
-        from r1kit.models.device import check_device
         check_device(self.device, f"{prefix}device")

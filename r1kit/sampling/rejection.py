@@ -34,24 +34,27 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from r1kit.config import ConfigError, to_dict, validate
+from r1kit.data import synthetic
 from r1kit.data.benchmarks import BENCHMARKS, load_problems
 from r1kit.data.cold_start import sft_row, to_cold_start
 from r1kit.data.jsonl import DataError, append_jsonl, read_jsonl_log, read_rows, write_json_atomic, write_jsonl
 from r1kit.data.readability import READABILITY_REASONS, readability_issue
-from r1kit.runs import check_fresh_run_dir, lock_run, record_changes, resume_changes
+from r1kit.models import load_model, load_tokenizer
+from r1kit.models.device import resolve_device
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, get_reward, score
+from r1kit.rollout import SamplingParams, sample
+from r1kit.runs import check_fresh_run_dir, lock_run, record_changes, resume_changes
 from r1kit.sampling.config import SampleConfig
+from r1kit.sampling.judge import Judge
 from r1kit.threads import apply as apply_threads
 
 REJECTION_REASONS = ("truncated", "bad_format", "unverifiable", "incorrect", *READABILITY_REASONS,
                      "duplicate", "over_cap")
 RECORDS = ["sft.jsonl", "progress.jsonl", "stats.json"]
-RESUME_FREE = ("limit", "threads", "judge_batch_size")  # options a resumed run may change
 FORMAT_FOR_TEMPLATE = {"r1_zero": "format", "chat": "format_think", "plain": None}
 
 
@@ -77,8 +80,6 @@ def load_prompts(cfg: SampleConfig) -> list[dict]:
     Raises :class:`DataError` for a missing file or field (file:line), a row that nothing can grade,
     or a repeated id.
     """
-    from r1kit.data import synthetic
-
     if cfg.data == "synthetic":
         rows = synthetic.train_set(cfg.train_size)
     elif cfg.data == "synthetic_code":
@@ -215,7 +216,7 @@ class RejectionSampler:
                     raise ConfigError(f"{key}: {exc}") from None
 
     def _check_resume_config(self) -> None:
-        record_changes(self.out, resume_changes(self.out, self.cfg, RESUME_FREE, "sampling run"), len(self.rows))
+        record_changes(self.out, resume_changes(self.out, self.cfg, "sampling run"), len(self.rows))
 
     def _recover(self) -> list[dict]:
         """Finished prompts' progress lines; drops SFT rows of prompts that did not finish."""
@@ -231,16 +232,12 @@ class RejectionSampler:
         return progress
 
     def _load_models(self, need_judge: bool) -> None:
-        from r1kit.models import load_model, load_tokenizer
-        from r1kit.models.device import resolve_device
-
         if self.model is None:
             apply_threads(self.cfg.threads)
             device = resolve_device(self.cfg.device)
             self.model = load_model(self.cfg.model, self.cfg.dtype, device)
             self.tokenizer = load_tokenizer(self.cfg.model)
         if need_judge and self.judge is None and self.cfg.judge:
-            from r1kit.sampling.judge import Judge
             self.judge = Judge(self.cfg.judge, self.cfg.dtype, self.cfg.judge_threshold, self.cfg.judge_batch_size,
                                resolve_device(self.cfg.device))
 
@@ -270,8 +267,6 @@ class RejectionSampler:
 
     def _process_chunk(self, chunk_index: int, rows: list[dict]) -> None:
         """Sample, grade and write the unfinished prompts of one chunk."""
-        from r1kit.rollout import SamplingParams, sample
-
         c = self.cfg
         t0 = time.time()
         self._load_models(need_judge=any(grading_kind(r) == "general" for r in rows))

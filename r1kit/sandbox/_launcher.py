@@ -67,10 +67,6 @@ _libc.unshare.argtypes = [ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
 
-class SetupError(Exception):
-    """The sandbox could not be set up; the program is not started."""
-
-
 def _check(ret: int, what: str) -> None:
     """Raise OSError with errno for a failed libc call."""
     if ret != 0:

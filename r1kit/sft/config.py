@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
+from r1kit.models.device import check_device
 from r1kit.models.lora import LoRAConfig
 
 
@@ -75,6 +76,7 @@ class SFTConfig:
     threads: int = 0
     lora: LoRAConfig = field(default_factory=LoRAConfig)
 
+    on_resume: ClassVar = ("checkpoint_every", "keep_checkpoints", "threads", "device")  # a resume may change
     ranges: ClassVar = {"limit": AT_LEAST_1, "max_length": Range(2), "batch_size": AT_LEAST_1,
                         "grad_accum": AT_LEAST_1, "epochs": AT_LEAST_1, "max_steps": NON_NEGATIVE, "lr": POSITIVE,
                         "weight_decay": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE, "min_lr_ratio": PROBABILITY,
@@ -82,5 +84,4 @@ class SFTConfig:
                         "threads": NON_NEGATIVE}
 
     def check(self, prefix: str = "") -> None:
-        from r1kit.models.device import check_device
         check_device(self.device, f"{prefix}device")

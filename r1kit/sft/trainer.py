@@ -9,7 +9,6 @@ RNG, step) written atomically, ``--resume`` from the newest one, and the final m
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import time
 from pathlib import Path
@@ -19,9 +18,8 @@ from tqdm.auto import tqdm
 
 from r1kit.config import ConfigError, validate
 from r1kit.data.jsonl import DataError, append_jsonl, guarded_write, write_json_atomic
-from r1kit.runs import (GracefulStop, check_fresh_run_dir, check_not_finished, load_trainer_state, lock_run, lr_factor,
-                        record_changes, resume_point,
-                        resume_changes, rng_state, save_checkpoint, set_rng_state, truncate_jsonl_after, write_config)
+from r1kit.optim import adamw_with_schedule
+from r1kit.runs import GracefulStop, RunDir
 from r1kit.models import load_tokenizer, resolve_model_path
 from r1kit.models.device import device_record, reset_peak_memory, resolve_device
 from r1kit.models.policy import load_policy, plain_model, trainable_parameters
@@ -31,7 +29,7 @@ from r1kit.sft.data import build_examples, collate, epoch_micro_batches, fingerp
 from r1kit.threads import apply as apply_threads
 
 RECORDS = ["metrics.jsonl", "summary.json", "final"]
-SAFE_ON_RESUME = ("checkpoint_every", "keep_checkpoints", "threads", "device")  # options a resumed run may change
+LOGS = ["metrics.jsonl"]  # cut back to the checkpoint's step on a resume
 
 
 def step_plan(lengths: list[int], cfg: SFTConfig) -> list[tuple[int, list]]:
@@ -65,12 +63,8 @@ class SFTTrainer:
             raise ConfigError("data: no training data given (--data FILE, hf:NAME or a datasets folder)")
         if cfg.batching == "pack":
             _check_packing_support()
-        self.lock = lock_run(self.out)
-        check_fresh_run_dir(self.out, RECORDS, resume, overwrite, "fine-tuning run")
-        changes = resume_changes(self.out, cfg, SAFE_ON_RESUME, "fine-tuning run") if resume else {}
+        self.run = RunDir(cfg, RECORDS, "fine-tuning run", resume, overwrite)
         apply_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
         self.model_path = resolve_model_path(cfg.model)
         self.tokenizer = load_tokenizer(cfg.model)
         rows = load_sft_rows(cfg.data, cfg.limit)
@@ -83,40 +77,30 @@ class SFTTrainer:
         self.plan = step_plan([len(ex) for ex in self.examples], cfg)
         self.total_steps = len(self.plan)
         self.step = 0
-        start = resume_point(self.out, cfg, SAFE_ON_RESUME) if resume else None
         # float32 master weights; dtype bfloat16 is the compute dtype (r1kit.models.precision)
         self.device = resolve_device(cfg.device)
-        self.model = load_policy(self.model_path, cfg.model, start, cfg.lora, self.device)
-        self.optimizer = torch.optim.AdamW(trainable_parameters(self.model), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio))
-        if start:
-            self._restore(start)  # (refuses other data first)
-            check_not_finished(self.out, self.total_steps)
-        elif resume:  # nothing to resume from: start over, without the records of the lost steps
-            print(f"--resume: no checkpoint in {self.out}; starting from step 0")
-            truncate_jsonl_after(self.out / "metrics.jsonl", -1)
-        record_changes(self.out, changes, self.step)
-        write_config(self.out, cfg)
+        self.model = load_policy(self.model_path, cfg.model, self.run.checkpoint, cfg.lora, self.device)
+        self.optimizer, self.scheduler = adamw_with_schedule(
+            trainable_parameters(self.model), cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup_steps,
+            cfg.schedule, cfg.min_lr_ratio)
+        if self.run.checkpoint:
+            self._restore()  # (refuses other data first)
+            self.run.refuse_finished(self.total_steps)
+        self.run.begin(self.step, LOGS)
 
-    def _restore(self, checkpoint: Path) -> None:
-        state = load_trainer_state(checkpoint)
+    def _restore(self) -> None:
+        state = self.run.restore(LOGS)
         if state.get("data_hash") != self.data_hash or state.get("total_steps") != self.total_steps:
-            raise ConfigError(f"{checkpoint}: the data or the step plan changed since this checkpoint "
+            raise ConfigError(f"{self.run.checkpoint}: the data or the step plan changed since this checkpoint "
                               "(same data, epochs, max_steps, batching, batch_size and grad_accum needed to resume)")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
         self.step = state["step"]
-        truncate_jsonl_after(self.out / "metrics.jsonl", self.step)
-        print(f"resumed from {checkpoint} at step {self.step}")
 
     def _save(self) -> Path:
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "rng": rng_state(), "step": self.step, "data_hash": self.data_hash,
-                 "total_steps": self.total_steps}
-        return save_checkpoint(self.out, self.step, self.model, self.tokenizer, state, self.cfg.keep_checkpoints,
-                               config=self.cfg)
+                 "data_hash": self.data_hash, "total_steps": self.total_steps}
+        return self.run.save(self.step, self.model, self.tokenizer, state, self.cfg.keep_checkpoints)
 
     def _save_final(self) -> Path:
         final, tmp = self.out / "final", self.out / ".tmp-final"
@@ -165,7 +149,7 @@ class SFTTrainer:
             with GracefulStop() as stop:
                 return self._train(stop)
         finally:
-            self.lock and self.lock.close()
+            self.run.close()
 
     def _train(self, stop: GracefulStop) -> dict:
         c, start = self.cfg, time.time()
