@@ -148,7 +148,7 @@ def test_patching_builtins_does_not_fool_the_tests():
 
 
 def test_registered_and_failures_are_counted():
-    assert get_reward("code") is code_reward
+    assert get_reward("code").fn is code_reward and not get_reward("code").batched
     stats = RewardStats()
     total, values = score(fenced("def add(a, b):\n    return a + b"), ADD_EXAMPLE, {"code": 1.0}, stats)
     assert total == 1.0 and values == {"code": 1.0} and stats.total() == 0

@@ -12,7 +12,7 @@ from r1kit.rewards.time_limit import with_alarm as _with_alarm
 import r1kit.rewards as rewards
 from r1kit.rewards import MAX_ABS_REWARD, REWARD_FUNCS, RewardStats, get_reward, register, score, score_batch
 from r1kit.rewards.format import format_strict, format_think
-from r1kit.rewards.language import LANGUAGES, chain_of_thought, language_consistency, words
+from r1kit.data.language import LANGUAGES, chain_of_thought, language_consistency, words
 from r1kit.rewards.math import (
     _HELPER, VERIFY_FAILURES, accuracy_math, answers_equivalent, extract_answer,
     extract_answer_lenient,

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 
 from r1kit.prompts import COLD_START_MARKER
-from r1kit.rewards.language import LANGUAGES, words
+from r1kit.data.language import LANGUAGES, words
 
 READABILITY_REASONS = ("mixed_language", "long_paragraph", "code_block", "repetition")
 _LAYOUT = re.compile("|".join(re.escape(t) for t in ("<think>", "</think>", "<answer>", "</answer>",

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
+from r1kit.eval.config import EvalConfig
 from r1kit.eval.metrics import summarize
 from r1kit.rewards.code import TestPlan, TestReport, extract_program, plan_tests
 from r1kit.rollout import sample
@@ -99,7 +100,7 @@ def grade_code_samples(problems: Sequence[dict], completions_per_problem: Sequen
 CODE_STOP = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```"]
 
 
-def evaluate_code(model, tokenizer, problems: list[dict], cfg, progress: bool = True):
+def evaluate_code(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: bool = True):
     """The paper's protocol on a code benchmark: K continuations of each prompt, run in the sandbox.
 
     Prompts are used as they are (HumanEval's prompt is a function header to continue); sampling

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from r1kit.rewards.language import language_consistency
+from r1kit.data.language import language_consistency
 
 MIXING_THRESHOLD = 0.9
 _EQUATION = re.compile(r"(-?\d+(?:\s*[-+*/×]\s*-?\d+)+)\s*=\s*(-?\d+)")

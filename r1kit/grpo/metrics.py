@@ -8,9 +8,10 @@ import torch
 
 from r1kit.data.jsonl import append_jsonl
 from r1kit.eval.probes import has_reflection, rollout_phenomena
+from r1kit.grpo.config import ZeroConfig
 
 
-def step_metrics(cfg, step: int, batch, opt: dict, times: dict, reward_names: list[str], counters: dict,
+def step_metrics(cfg: ZeroConfig, step: int, batch, opt: dict, times: dict, reward_names: list[str], counters: dict,
                  lr: float, reward_failures: int) -> dict:
     """Rewards, accuracy, lengths, truncation, reflection and weight versions of every group
     sampled at ``step`` (``batch.sampled``), the rollout source's ``counters``, the optimiser's

@@ -25,10 +25,12 @@ from r1kit.distributed.cluster import connect, private_cluster_cpus, shutdown, w
 from r1kit.distributed.ray_rewards import RayRewardPool
 from r1kit.distributed.ray_rollout import Pending, RayRollout, make_tasks
 from r1kit.grpo import core
+from r1kit.grpo.config import ZeroConfig
 from r1kit.perf import STEP_TIMER
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, score_batch
-from r1kit.rollout import Rollout, SamplingParams, sample
+from r1kit.rollout import Rollout, SamplingParams
+from r1kit.rollout.engines import ENGINES
 
 
 @dataclass
@@ -89,7 +91,7 @@ class PromptStream:
 class Scoring:
     """The run's rewards: weights per prompt kind, the soft overlong penalty, grouping."""
 
-    def __init__(self, cfg, tokenizer, stats: RewardStats):
+    def __init__(self, cfg: ZeroConfig, tokenizer, stats: RewardStats):
         self.cfg, self.tokenizer, self.stats = cfg, tokenizer, stats
         # the accuracy reward is always scored (weight 0 when it is not part of the reward)
         self.default_weights = {cfg.accuracy_reward: 0.0, **cfg.rewards}
@@ -101,8 +103,8 @@ class Scoring:
     def items(self, texts: list[str], examples: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
         """What :func:`r1kit.rewards.score_batch` takes for ``texts`` (G per example, prompt by prompt):
         the completions, each one's example and each one's reward weights."""
-        n = self.cfg.grpo.group_size
-        rows = [examples[i // n] for i in range(len(texts))]
+        group_size = self.cfg.grpo.group_size
+        rows = [examples[i // group_size] for i in range(len(texts))]
         return texts, rows, [self.weights_for(ex) for ex in rows]
 
     def score(self, rollouts: list[Rollout], examples: list[dict]) -> list[tuple[float, dict]]:
@@ -111,14 +113,15 @@ class Scoring:
 
     def groups(self, examples, prompts, rollouts, scored, prompt_ids, versions, actors) -> list[Group]:
         """Groups from flat rollouts/scores (G per prompt, prompt by prompt), soft penalty applied."""
-        c, n = self.cfg, self.cfg.grpo.group_size
+        cfg, group_size = self.cfg, self.cfg.grpo.group_size
         out = []
         for i, (ex, prompt) in enumerate(zip(examples, prompts)):
-            mine, mine_scored = rollouts[i * n: (i + 1) * n], scored[i * n: (i + 1) * n]
+            rows = slice(i * group_size, (i + 1) * group_size)  # this prompt's G completions
+            mine, mine_scored = rollouts[rows], scored[rows]
             rewards = [total for total, _ in mine_scored]
-            if c.grpo.overlong == "soft":
+            if cfg.grpo.overlong == "soft":
                 lengths = torch.tensor([len(r.token_ids) for r in mine])
-                penalty = core.overlong_soft_penalty(lengths, c.rollout.max_new_tokens, c.grpo.overlong_buffer)
+                penalty = core.overlong_soft_penalty(lengths, cfg.rollout.max_new_tokens, cfg.grpo.overlong_buffer)
                 rewards = [r + p for r, p in zip(rewards, penalty.tolist())]
             ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
             out.append(Group(ex, ids, mine, rewards, [parts for _, parts in mine_scored],
@@ -126,13 +129,13 @@ class Scoring:
         return out
 
 
-def sampling_params(cfg, seed: int) -> SamplingParams:
-    r = cfg.rollout
-    return SamplingParams(n=cfg.grpo.group_size, temperature=r.temperature, top_p=r.top_p,
-                          top_k=r.top_k, max_new_tokens=r.max_new_tokens, seed=seed)
+def sampling_params(cfg: ZeroConfig, seed: int) -> SamplingParams:
+    rollout = cfg.rollout
+    return SamplingParams(n=cfg.grpo.group_size, temperature=rollout.temperature, top_p=rollout.top_p,
+                          top_k=rollout.top_k, max_new_tokens=rollout.max_new_tokens, seed=seed)
 
 
-def step_seed(cfg, step: int, round_: int = 0) -> int:
+def step_seed(cfg: ZeroConfig, step: int, round_: int = 0) -> int:
     """The sampling seed of a step's ``round_``-th sampling round."""
     return cfg.seed * 1_000_003 + step * 101 + round_
 
@@ -180,32 +183,40 @@ class RolloutSource:
 
 
 class LocalSource(RolloutSource):
-    """Samples with ``sampler`` (the policy's sampling copy, refreshed by the trainer after every
-    optimiser step) and scores in this process."""
+    """Samples with a rollout engine in this process (``TorchEngine`` over ``sampler.model``, the
+    policy's sampling copy that the trainer refreshes in place after every optimiser step) and
+    scores here."""
 
-    def __init__(self, cfg, tokenizer, stream: PromptStream, scoring: Scoring, sampler):
-        self.cfg, self.tokenizer, self.stream, self.scoring, self.sampler = cfg, tokenizer, stream, scoring, sampler
+    def __init__(self, cfg: ZeroConfig, tokenizer, stream: PromptStream, scoring: Scoring, sampler):
+        self.cfg, self.tokenizer, self.stream, self.scoring = cfg, tokenizer, stream, scoring
+        self.engine = ENGINES["torch"](sampler.model, tokenizer)
 
     def sample_groups(self, prompt_ids: list[int], examples: list[dict], seed: int, step: int) -> list[Group]:
         prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
         with STEP_TIMER("sampling"):
-            rollouts = sample(self.sampler.model, self.tokenizer, prompts, sampling_params(self.cfg, seed))
+            rollouts = self.engine.generate(prompts, sampling_params(self.cfg, seed))
         with STEP_TIMER("rewards"):
             scores = self.scoring.score(rollouts, examples)
         return self.scoring.groups(examples, prompts, rollouts, scores, prompt_ids,
                                    [step] * len(examples), [-1] * len(examples))
+
+    def push_weights(self, policy: torch.nn.Module, version: int) -> None:
+        self.engine.update_weights(policy, version)
+
+    def close(self) -> None:
+        self.engine.close()
 
     def _round(self, step: int, round_: int) -> list[Group]:
         ids, examples = self.stream.take_indexed(self.cfg.grpo.prompts_per_step)
         return self.sample_groups(ids, examples, step_seed(self.cfg, step, round_), step)
 
     def collect(self, step: int) -> StepBatch:
-        g = self.cfg.grpo
+        grpo = self.cfg.grpo
         if ddp.world_size() == 1:
-            return fill_batch(lambda r: self._round(step, r), g.prompts_per_step, g.dynamic_sampling,
-                              g.max_refill_rounds)
+            return fill_batch(lambda r: self._round(step, r), grpo.prompts_per_step, grpo.dynamic_sampling,
+                              grpo.max_refill_rounds)
         # torchrun: every rank takes the same global prompts and samples its own share, own seed
-        ids, examples = self.stream.take_indexed(g.prompts_per_step)
+        ids, examples = self.stream.take_indexed(grpo.prompts_per_step)
         seed = step_seed(self.cfg, step) + 7919 * ddp.rank()
         mine = self.sample_groups(ddp.shard(ids), ddp.shard(examples), seed, step)
         return StepBatch(mine, [grp for part in ddp.gather_objects(mine) for grp in part], 0)
@@ -231,7 +242,7 @@ class RaySource(RolloutSource):
 
     REWARD_WORKER_CPUS = 0.5  # Ray CPUs reserved per reward worker (the sandbox's programs run on top)
 
-    def __init__(self, cfg, tokenizer, stream: PromptStream, scoring: Scoring, sampler):
+    def __init__(self, cfg: ZeroConfig, tokenizer, stream: PromptStream, scoring: Scoring, sampler):
         self.cfg, self.tokenizer, self.stream, self.scoring = cfg, tokenizer, stream, scoring
         self.sample_log = cfg.distributed.sample_log
         self.rollout = self.rewards = None
@@ -242,14 +253,14 @@ class RaySource(RolloutSource):
     def _start_workers(self) -> None:
         """Start (or join) the cluster and the actors; the model is resolved on each node and the
         weights come by push."""
-        c, d = self.cfg, self.cfg.distributed
-        needed = d.rollout_actors * d.actor_cpus + d.reward_workers * self.REWARD_WORKER_CPUS
-        self._started = connect(d.address, private_cluster_cpus(d.num_cpus, d.address, needed))
-        self.rollout = RayRollout(c.model, c.dtype, d.rollout_actors, d.actor_cpus, d.actor_threads,
-                                  d.actor_device, d.max_actor_restarts, d.rollout_timeout)
-        if d.reward_workers:
-            self.rewards = RayRewardPool(d.reward_workers, c.reward_modules, d.reward_timeout,
-                                         self.REWARD_WORKER_CPUS, c.reward_models, c.reward_timeout)
+        cfg, distributed = self.cfg, self.cfg.distributed
+        needed = distributed.rollout_actors * distributed.actor_cpus + distributed.reward_workers * self.REWARD_WORKER_CPUS
+        self._started = connect(distributed.address, private_cluster_cpus(distributed.num_cpus, distributed.address, needed))
+        self.rollout = RayRollout(cfg.model, cfg.dtype, distributed.rollout_actors, distributed.actor_cpus, distributed.actor_threads,
+                                  distributed.actor_device, distributed.max_actor_restarts, distributed.rollout_timeout)
+        if distributed.reward_workers:
+            self.rewards = RayRewardPool(distributed.reward_workers, cfg.reward_modules, distributed.reward_timeout,
+                                         self.REWARD_WORKER_CPUS, cfg.reward_models, cfg.reward_timeout)
         wait_started(self.rollout.actors + (self.rewards.workers if self.rewards else []), needed)
 
     def _submit(self, step: int, round_: int) -> RaySubmission:
@@ -287,13 +298,13 @@ class RaySource(RolloutSource):
         return self.scoring.groups(sub.examples, sub.prompts, rollouts, scored, sub.prompt_ids, versions, actors)
 
     def _collect_here(self, step: int) -> StepBatch:
-        g = self.cfg.grpo
+        grpo = self.cfg.grpo
         first, self._prefetched = self._prefetched, None
 
         def sample_round(r: int) -> list[Group]:
             return self._finish(first if (r == 0 and first is not None) else self._submit(step, r))
 
-        batch = fill_batch(sample_round, g.prompts_per_step, g.dynamic_sampling, g.max_refill_rounds)
+        batch = fill_batch(sample_round, grpo.prompts_per_step, grpo.dynamic_sampling, grpo.max_refill_rounds)
         if self.cfg.distributed.max_weight_lag > 0 and step + 1 < self.cfg.steps:
             self._prefetched = self._submit(step + 1, 0)
         return batch

@@ -110,11 +110,11 @@ def micro_batches(groups: list[Group], pad_id: int, token_budget: int, mask_trun
 
 def layout(groups: list[Group], models: Models, cfg: ZeroConfig, pad_id: int) -> LossBatch:
     """Phase 1: micro-batches, advantages and the global normalisers of a step's groups."""
-    g = cfg.grpo
+    grpo = cfg.grpo
     device = next(models.policy.parameters()).device
     rewards = torch.tensor([r for grp in groups for r in grp.rewards], device=device)       # [N]
-    advantages = core.group_advantages(rewards, g.group_size, g.advantage_scale)             # [N]
-    micro = micro_batches(groups, pad_id, g.micro_batch_tokens, g.overlong == "mask", device)
+    advantages = core.group_advantages(rewards, grpo.group_size, grpo.advantage_scale)       # [N]
+    micro = micro_batches(groups, pad_id, grpo.micro_batch_tokens, grpo.overlong == "mask", device)
     local_tokens = sum((m.loss_mask.sum() for m in micro), torch.zeros((), device=device))
     if models.strategy.lockstep:  # every rank runs as many passes as the busiest: empty ones (mask 0)
         most = int(ddp.global_max(len(micro)))
@@ -162,7 +162,7 @@ def frozen_logprobs(lb: LossBatch, groups: list[Group], models: Models, cfg: Zer
 def accumulate(lb: LossBatch, models: Models, cfg: ZeroConfig, stats: StepStats) -> float:
     """Phase 3a: one pass of forward/backward over the micro-batches; leaves the gradients of the
     global batch's loss in ``.grad`` (summed over the ranks) and returns that loss."""
-    g, policy = cfg.grpo, models.policy
+    grpo, policy = cfg.grpo, models.policy
     models.optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
     for k, mb in enumerate(lb.micro):
@@ -173,9 +173,9 @@ def accumulate(lb: LossBatch, models: Models, cfg: ZeroConfig, stats: StepStats)
             old = lb.old_logp[k] if lb.old_logp else logp.detach()                            # [B, Wc]
             ref = lb.ref_logp[k] if lb.ref_logp else None                                     # [B, Wc] or None
             loss, mb_stats = core.grpo_loss(
-                logp, old, ref, lb.advantages[mb.rows], mb.loss_mask, eps_low=g.eps_low, eps_high=g.eps_high,
-                beta=g.beta, agg=g.loss_agg, max_len=cfg.rollout.max_new_tokens, num_seqs=lb.num_seqs,
-                num_tokens=lb.num_tokens, policy_loss=g.policy_loss)                           # scalar
+                logp, old, ref, lb.advantages[mb.rows], mb.loss_mask, eps_low=grpo.eps_low, eps_high=grpo.eps_high,
+                beta=grpo.beta, agg=grpo.loss_agg, max_len=cfg.rollout.max_new_tokens, num_seqs=lb.num_seqs,
+                num_tokens=lb.num_tokens, policy_loss=grpo.policy_loss)                        # scalar
         with STEP_TIMER("backward"):
             (loss * models.strategy.backward_scale()).backward()
         step_loss += loss.item()

@@ -108,18 +108,18 @@ class GRPOTrainer:
             raise ConfigError(str(exc)) from None
 
     def _load_models(self, start: Path | None) -> Models:
-        c = self.cfg
-        strategy = STRATEGIES[c.distributed.strategy]()
-        policy = load_policy(self.model_path, c.model, start, c.lora, self.device)
-        reference = reference_for(policy, self.model_path, c.lora, c.dtype, self.device) if c.grpo.beta > 0 else None
+        cfg = self.cfg
+        strategy = STRATEGIES[cfg.distributed.strategy]()
+        policy = load_policy(self.model_path, cfg.model, start, cfg.lora, self.device)
+        reference = reference_for(policy, self.model_path, cfg.lora, cfg.dtype, self.device) if cfg.grpo.beta > 0 else None
         # float32 master weights; dtype bfloat16 is the compute dtype (r1kit.models.precision). The
         # sampling copy (LoRA: adapters merged; fsdp: gathered) is made before any sharding
-        self.sampler = strategy.sampling_copy(policy, c.dtype)
+        self.sampler = strategy.sampling_copy(policy, cfg.dtype)
         for model in {id(m): m for m in (policy, reference) if m is not None}.values():
             strategy.shard(model)
         # the cosine reaches its floor after the last optimiser step
-        optimizer, scheduler = adamw_with_schedule(trainable_parameters(policy), c.optim.lr, c.optim.weight_decay,
-                                                   c.steps * c.grpo.mu + 1, c.optim.warmup_steps, c.optim.schedule, 0.1)
+        optimizer, scheduler = adamw_with_schedule(trainable_parameters(policy), cfg.optim.lr, cfg.optim.weight_decay,
+                                                   cfg.steps * cfg.grpo.mu + 1, cfg.optim.warmup_steps, cfg.optim.schedule, 0.1)
         return Models(policy, reference, optimizer, scheduler, strategy)
 
     def _tensorboard(self):
@@ -167,10 +167,10 @@ class GRPOTrainer:
     # ---- logging and evaluation --------------------------------------------------------------
     def _log(self, batch, opt: dict, times: dict, bar) -> None:
         """Rank 0's record of a finished step: metrics.jsonl (+ TensorBoard), samples.jsonl, progress bar."""
-        c = self.cfg
+        cfg = self.cfg
         names = list(dict.fromkeys([*self.scoring.default_weights,
-                                    *(n for ws in c.rewards_by_kind.values() for n in ws)]))
-        m = step_metrics(c, self.step, batch, opt, times, names, self.source.counters(),
+                                    *(n for ws in cfg.rewards_by_kind.values() for n in ws)]))
+        m = step_metrics(cfg, self.step, batch, opt, times, names, self.source.counters(),
                          self.models.scheduler.get_last_lr()[0], self.stats.total())
         append_jsonl(self.out / "metrics.jsonl", m)
         if self.writer:
@@ -205,50 +205,52 @@ class GRPOTrainer:
     def train_step(self):
         """One GRPO step, phase by phase; returns the sampled batch, the optimiser's figures and the
         step's timings (``seconds/<phase>`` from the step timer)."""
-        c, models = self.cfg, self.models
+        cfg, models = self.cfg, self.models
         reset_peak_memory(self.device)
+        STEP_TIMER.split()  # the split covers this step only (not sections timed between steps)
         t0 = time.time()
         batch = self.source.collect(self.step)  # G completions per prompt, scored ("sampling", "rewards")
         t1 = time.time()
         threads.reset()
         with STEP_TIMER("layout"):  # micro-batches, group-normalised advantages, global normalisers
-            lb = layout(batch.train, models, c, self.tokenizer.pad_token_id)
-        frozen_logprobs(lb, batch.train, models, c, self.step)  # pi_old, pi_ref ("logprobs")
+            lb = layout(batch.train, models, cfg, self.tokenizer.pad_token_id)
+        frozen_logprobs(lb, batch.train, models, cfg, self.step)  # pi_old, pi_ref ("logprobs")
         stats = StepStats()
         models.policy.train()
-        for _ in range(c.grpo.mu):  # mu optimiser steps on the same samples, all against pi_old
-            stats.loss.append(accumulate(lb, models, c, stats))  # "forward", "backward"
-            stats.grad_norm.append(optimiser_step(models, c))    # "optimiser"
+        for _ in range(cfg.grpo.mu):  # mu optimiser steps on the same samples, all against pi_old
+            stats.loss.append(accumulate(lb, models, cfg, stats))  # "forward", "backward"
+            stats.grad_norm.append(optimiser_step(models, cfg))    # "optimiser"
         models.policy.eval()
         with STEP_TIMER("weight_sync"):  # the samplers get the new weights before the next collect
             self.sampler.refresh()
             self.step += 1
             self.source.push_weights(self.policy, self.step)
         t2 = time.time()
-        opt = {**stats.summary(), **device_record(self.device, c.dtype)}
+        opt = {**stats.summary(), **device_record(self.device, cfg.dtype)}
         split = {f"seconds/{name}": round(sec, 4) for name, sec in STEP_TIMER.split().items()}
         return batch, opt, {"rollout_seconds": t1 - t0, "train_seconds": t2 - t1, "step_seconds": t2 - t0, **split}
 
     def _train(self, stop: GracefulStop) -> dict:
-        c = self.cfg
+        cfg = self.cfg
         started = time.time()
         last_eval = None
-        if c.eval.every and self.step == 0 and self.main:
+        if cfg.eval.every and self.step == 0 and self.main:
             if self.progress:
-                print(f"step 0: evaluating the model on {len(self.eval_problems)} problems x {c.eval.k} samples", flush=True)
+                print(f"step 0: evaluating the model on {len(self.eval_problems)} problems x {cfg.eval.k} samples",
+                      flush=True)
             last_eval = self.run_eval()
-        bar = tqdm(total=c.steps, initial=self.step, desc="GRPO", disable=not (self.progress and self.main),
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="GRPO", disable=not (self.progress and self.main),
                    mininterval=1)
-        while self.step < c.steps:
+        while self.step < cfg.steps:
             batch, opt, times = self.train_step()
             if self.main:
                 self._log(batch, opt, times, bar)
-                if c.eval.every and (self.step % c.eval.every == 0 or self.step == c.steps):
+                if cfg.eval.every and (self.step % cfg.eval.every == 0 or self.step == cfg.steps):
                     last_eval = self.run_eval()
-                    bar.write(eval_line(self.step, last_eval, c.eval.k))
-            if stop.checkpoint_due(self.step, c.steps, c.checkpoint_every):
+                    bar.write(eval_line(self.step, last_eval, cfg.eval.k))
+            if stop.checkpoint_due(self.step, cfg.steps, cfg.checkpoint_every):
                 self._save()
-            stop.stop_here(self.step, c.steps, self.out)
+            stop.stop_here(self.step, cfg.steps, self.out)
         bar.close()
         ddp.barrier()
         if self.writer:

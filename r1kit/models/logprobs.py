@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from r1kit.rollout.engine import forward_kwargs
+from r1kit.models import forward_kwargs
 
 # logits kept alive at once in the chunked LM head: ``CHUNK_ELEMENTS / vocab`` tokens per chunk.
 # Not smaller: every chunk's backward adds a full [V, H] product into the weight's gradient.

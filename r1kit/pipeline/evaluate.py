@@ -21,7 +21,7 @@ from r1kit.eval.evaluate import run_eval
 from r1kit.models import load_model, load_tokenizer
 from r1kit.models.device import resolve_device
 from r1kit.prompts import build_prompt
-from r1kit.rewards.language import language_consistency
+from r1kit.data.language import language_consistency
 from r1kit.rewards.reward_model import RewardModelConfig, load_reward_model
 from r1kit.rollout import sample
 from r1kit.pipeline.runner import StageContext, read_json
@@ -44,16 +44,16 @@ def models_of(ctx: StageContext) -> list[tuple[str, str, str]]:
 
 def reasoning_eval(model, tokenizer, ctx: StageContext, out: Path) -> dict:
     """:func:`r1kit.eval.run_eval` on ``evaluate.reasoning`` (template and language: the run's)."""
-    e = ctx.cfg.evaluate.reasoning
-    cfg = replace(e, language=e.language or ctx.cfg.language).resolved(template=ctx.cfg.template)
+    reasoning = ctx.cfg.evaluate.reasoning
+    cfg = replace(reasoning, language=reasoning.language or ctx.cfg.language).resolved(template=ctx.cfg.template)
     return run_eval(model, tokenizer, cfg, out, progress=ctx.progress)
 
 
 def general_eval(model, tokenizer, ctx: StageContext, out: Path) -> dict:
     """Helpful and rude shares (rules) and mean reward-model scores on the held-out general prompts."""
-    e = ctx.cfg.evaluate
-    rows = general.prompts(e.general_limit, "test")
-    params = e.reasoning.sampling_params()  # the reasoning evaluation's decoding options
+    eval_cfg = ctx.cfg.evaluate
+    rows = general.prompts(eval_cfg.general_limit, "test")
+    params = eval_cfg.reasoning.sampling_params()  # the reasoning evaluation's decoding options
     rollouts = sample(model, tokenizer, [build_prompt(r["problem"], ctx.cfg.template, tokenizer) for r in rows], params)
     samples = []
     for r in rollouts:

@@ -37,6 +37,7 @@ from typing import Callable
 
 from r1kit.config import ConfigError, to_dict
 from r1kit.data.jsonl import append_jsonl, write_json_atomic
+from r1kit.pipeline.config import PipelineConfig
 
 MARKER, STAGE_FILE = "COMPLETE.json", "stage.json"
 SHARED_KEYS = ("base", "seed", "template", "language", "reasoning_data")
@@ -109,7 +110,7 @@ def stage_status(stage_dir: Path, fp: str) -> tuple[str, str]:
 class Pipeline:
     """Plans and runs ``stages`` (in list order) for a config into ``run_dir``."""
 
-    def __init__(self, cfg, run_dir: str | Path, stages: list[Stage], progress: bool = True):
+    def __init__(self, cfg: PipelineConfig, run_dir: str | Path, stages: list[Stage], progress: bool = True):
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
         self.stages = {s.name: s for s in stages}
         self.order = [s.name for s in stages]

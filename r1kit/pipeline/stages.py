@@ -78,17 +78,17 @@ def _device(cfg: PipelineConfig, value: str) -> str:
 
 
 def _run_grpo(ctx: StageContext, grpo, **fields) -> dict:
-    c = ctx.cfg
-    run = replace(grpo, out=str(ctx.dir / "grpo"), template=c.template, seed=c.seed,
-                  threads=_threads(c, grpo.threads), device=_device(c, grpo.device), **fields)
+    cfg = ctx.cfg
+    run = replace(grpo, out=str(ctx.dir / "grpo"), template=cfg.template, seed=cfg.seed,
+                  threads=_threads(cfg, grpo.threads), device=_device(cfg, grpo.device), **fields)
     summary = GRPOTrainer(run, resume=ctx.resume, progress=ctx.progress).train()
     return {"model": str(latest_checkpoint(Path(run.out))), "steps": summary["steps"]}
 
 
 def _run_sft(ctx: StageContext, sft, model: str, data: str) -> dict:
-    c = ctx.cfg
-    run = replace(sft, model=model, data=data, out=str(ctx.dir / "sft"), seed=c.seed, threads=_threads(c, sft.threads),
-                  device=_device(c, sft.device))
+    cfg = ctx.cfg
+    run = replace(sft, model=model, data=data, out=str(ctx.dir / "sft"), seed=cfg.seed, threads=_threads(cfg, sft.threads),
+                  device=_device(cfg, sft.device))
     summary = run_sft(run, resume=ctx.resume, progress=ctx.progress)
     return {"model": summary["final"], "steps": summary["steps"], "final_loss": summary["final_loss"]}
 
@@ -104,29 +104,29 @@ def cold_start_rows(cfg: PipelineConfig) -> list[dict]:
 
 def run_cold_start_stage(ctx: StageContext) -> dict:
     """SFT of the base on readable chains of thought (r1kit's own, or a user file via ``r1kit cold-start``)."""
-    c = ctx.cfg
-    if c.cold_start.data == "synthetic":
-        rows = cold_start_rows(c)
+    cfg = ctx.cfg
+    if cfg.cold_start.data == "synthetic":
+        rows = cold_start_rows(cfg)
         data = ctx.dir / "data.jsonl"
         write_jsonl(data, rows)
     else:
-        if c.template not in ("r1_zero", "plain"):
-            raise ConfigError(f"cold_start.data: a file is formatted for the r1_zero or plain template, not {c.template}")
-        run_cold_start(ColdStartConfig(data=c.cold_start.data, out=str(ctx.dir / "cold-start"), template=c.template,
-                                       readability=ReadabilityConfig(language=c.language)))
+        if cfg.template not in ("r1_zero", "plain"):
+            raise ConfigError(f"cold_start.data: a file is formatted for the r1_zero or plain template, not {cfg.template}")
+        run_cold_start(ColdStartConfig(data=cfg.cold_start.data, out=str(ctx.dir / "cold-start"), template=cfg.template,
+                                       readability=ReadabilityConfig(language=cfg.language)))
         data = ctx.dir / "cold-start" / "sft.jsonl"
         rows = read_rows(data)
         if not rows:
-            raise DataError(f"{c.cold_start.data}: no readable row left for the cold start")
-    return {**_run_sft(ctx, c.cold_start.sft, c.base, str(data)), "data": str(data), "rows": len(rows)}
+            raise DataError(f"{cfg.cold_start.data}: no readable row left for the cold start")
+    return {**_run_sft(ctx, cfg.cold_start.sft, cfg.base, str(data)), "data": str(data), "rows": len(rows)}
 
 
 def run_reasoning_rl_stage(ctx: StageContext) -> dict:
     """GRPO from the cold-start model: accuracy + format + λ language consistency."""
-    c, s = ctx.cfg, ctx.cfg.reasoning_rl
-    prompts = write_prompts(ctx.dir / "prompts.jsonl", reasoning_prompts(c, s.grpo.train_size))
-    return _run_grpo(ctx, s.grpo, model=ctx.inputs["cold_start"]["model"], data=prompts,
-                     rewards=rule_rewards(c, s.format_weight, s.language_weight))
+    cfg, stage = ctx.cfg, ctx.cfg.reasoning_rl
+    prompts = write_prompts(ctx.dir / "prompts.jsonl", reasoning_prompts(cfg, stage.grpo.train_size))
+    return _run_grpo(ctx, stage.grpo, model=ctx.inputs["cold_start"]["model"], data=prompts,
+                     rewards=rule_rewards(cfg, stage.format_weight, stage.language_weight))
 
 
 def non_reasoning_rows(cfg: PipelineConfig) -> list[dict]:
@@ -144,17 +144,17 @@ def non_reasoning_rows(cfg: PipelineConfig) -> list[dict]:
 
 def run_rejection_sampling_stage(ctx: StageContext) -> dict:
     """Rejection sampling from the reasoning-RL model (correct + readable), plus non-reasoning data."""
-    c, s = ctx.cfg, ctx.cfg.rejection_sampling
-    prompts = write_prompts(ctx.dir / "prompts.jsonl", reasoning_prompts(c, s.sample.train_size))
-    run = replace(s.sample, model=ctx.inputs["reasoning_rl"]["model"], data=prompts, out=str(ctx.dir / "sample"),
-                  template=c.template, seed=c.seed, threads=_threads(c, s.sample.threads),
-                  device=_device(c, s.sample.device))
+    cfg, stage = ctx.cfg, ctx.cfg.rejection_sampling
+    prompts = write_prompts(ctx.dir / "prompts.jsonl", reasoning_prompts(cfg, stage.sample.train_size))
+    run = replace(stage.sample, model=ctx.inputs["reasoning_rl"]["model"], data=prompts, out=str(ctx.dir / "sample"),
+                  template=cfg.template, seed=cfg.seed, threads=_threads(cfg, stage.sample.threads),
+                  device=_device(cfg, stage.sample.device))
     stats = run_sample(run, resume=ctx.resume and (ctx.dir / "sample" / "config.json").exists(), progress=ctx.progress)
     reasoning = read_rows(ctx.dir / "sample" / "sft.jsonl") if stats["kept"] else []
     if not reasoning:
         raise DataError(f"{ctx.dir / 'sample'}: no sample kept ({stats['sampled']} sampled; rejected: "
                         f"{stats['rejected']}); nothing to fine-tune on")
-    extra = non_reasoning_rows(c)
+    extra = non_reasoning_rows(cfg)
     data = ctx.dir / "sft_data.jsonl"
     write_jsonl(data, reasoning + extra)
     return {"data": str(data), "reasoning_rows": len(reasoning), "non_reasoning_rows": len(extra),
@@ -163,8 +163,8 @@ def run_rejection_sampling_stage(ctx: StageContext) -> dict:
 
 def run_sft_stage(ctx: StageContext) -> dict:
     """SFT of the *base* model on the rejection-sampled + non-reasoning data."""
-    c = ctx.cfg
-    return _run_sft(ctx, c.sft.sft, c.base, ctx.inputs["rejection_sampling"]["data"])
+    cfg = ctx.cfg
+    return _run_sft(ctx, cfg.sft.sft, cfg.base, ctx.inputs["rejection_sampling"]["data"])
 
 
 ASPECT_PART = {"helpfulness": "summary", "harmlessness": "whole"}
@@ -172,10 +172,10 @@ ASPECT_PART = {"helpfulness": "summary", "harmlessness": "whole"}
 
 def run_reward_models_stage(ctx: StageContext) -> dict:
     """The two preference reward models: given paths, or tiny Bradley-Terry models trained here."""
-    c, s = ctx.cfg, ctx.cfg.reward_models
+    cfg, stage = ctx.cfg, ctx.cfg.reward_models
     outputs = {}
     for aspect, part in ASPECT_PART.items():
-        spec = getattr(s, aspect)
+        spec = getattr(stage, aspect)
         if spec != "train":
             if spec.startswith((".", "/", "~")) and not Path(spec).expanduser().exists():
                 raise ConfigError(f"reward_models.{aspect}: {spec} not found")
@@ -184,9 +184,9 @@ def run_reward_models_stage(ctx: StageContext) -> dict:
         folder = ctx.dir / aspect
         meta_path = folder / META_FILE
         if not meta_path.exists():  # a model finished before an interruption is kept
-            pairs = general.preference_pairs(aspect, s.train.pairs, seed=general.TRAIN_SEED + c.seed)
+            pairs = general.preference_pairs(aspect, stage.train.pairs, seed=general.TRAIN_SEED + cfg.seed)
             write_jsonl(ctx.dir / f"{aspect}_pairs.jsonl", pairs)
-            train_reward_model(pairs, folder, replace(s.train, tokenizer=s.train.tokenizer or c.base, seed=c.seed),
+            train_reward_model(pairs, folder, replace(stage.train, tokenizer=stage.train.tokenizer or cfg.base, seed=cfg.seed),
                                part=part, progress=ctx.progress)
         meta = json.loads(meta_path.read_text())
         outputs[aspect] = {"path": str(folder), "part": part, "test_pair_accuracy": meta["test_pair_accuracy"]}
@@ -195,16 +195,16 @@ def run_reward_models_stage(ctx: StageContext) -> dict:
 
 def all_scenario_prompts(cfg: PipelineConfig) -> list[dict]:
     """The all-scenario RL prompt pool: reasoning and general prompts, shuffled with the seed."""
-    s = cfg.all_scenario_rl
-    n_general = round(s.prompts * s.general_fraction)
-    rows = reasoning_prompts(cfg, s.prompts - n_general)
-    if s.general_data == "synthetic_general":
+    stage = cfg.all_scenario_rl
+    n_general = round(stage.prompts * stage.general_fraction)
+    rows = reasoning_prompts(cfg, stage.prompts - n_general)
+    if stage.general_data == "synthetic_general":
         extra = general.prompts(n_general, "train", seed=general.TRAIN_SEED + cfg.seed)
     else:
-        extra = read_rows(s.general_data)[:n_general]
+        extra = read_rows(stage.general_data)[:n_general]
         for i, row in enumerate(extra):
             if row.get("id") is None or row.get("problem") is None:
-                raise DataError(f"{s.general_data}:{i + 1}: a general prompt needs 'id' and 'problem'")
+                raise DataError(f"{stage.general_data}:{i + 1}: a general prompt needs 'id' and 'problem'")
     # general rows carry a reference in 'answer' (the GRPO loader needs the field; no rule grades it)
     rows += [{**r, "kind": "general", "answer": r.get("answer") or r.get("reference") or "-",
               "language": cfg.language} for r in extra]
@@ -214,17 +214,17 @@ def all_scenario_prompts(cfg: PipelineConfig) -> list[dict]:
 
 def run_all_scenario_rl_stage(ctx: StageContext) -> dict:
     """GRPO from the SFT model over reasoning (rule rewards) and general (reward models) prompts."""
-    c, s = ctx.cfg, ctx.cfg.all_scenario_rl
-    prompts = write_prompts(ctx.dir / "prompts.jsonl", all_scenario_prompts(c))
+    cfg, stage = ctx.cfg, ctx.cfg.all_scenario_rl
+    prompts = write_prompts(ctx.dir / "prompts.jsonl", all_scenario_prompts(cfg))
     rms = ctx.inputs["reward_models"]
     reward_models = {aspect: RewardModelConfig(path=rms[aspect]["path"], part=rms[aspect]["part"],
-                                               max_length=c.reward_models.max_length) for aspect in ASPECT_PART}
-    general_weights = {"helpfulness": s.helpfulness_weight, "harmlessness": s.harmlessness_weight}
-    fmt = FORMAT_FOR_TEMPLATE[c.template]
-    if fmt and s.format_weight:
-        general_weights[fmt] = s.format_weight
-    return _run_grpo(ctx, s.grpo, model=ctx.inputs["sft"]["model"], data=prompts,
-                     rewards=rule_rewards(c, s.format_weight, s.language_weight),
+                                               max_length=cfg.reward_models.max_length) for aspect in ASPECT_PART}
+    general_weights = {"helpfulness": stage.helpfulness_weight, "harmlessness": stage.harmlessness_weight}
+    fmt = FORMAT_FOR_TEMPLATE[cfg.template]
+    if fmt and stage.format_weight:
+        general_weights[fmt] = stage.format_weight
+    return _run_grpo(ctx, stage.grpo, model=ctx.inputs["sft"]["model"], data=prompts,
+                     rewards=rule_rewards(cfg, stage.format_weight, stage.language_weight),
                      rewards_by_kind={"general": {k: w for k, w in general_weights.items() if w}},
                      reward_models=reward_models)
 
@@ -236,19 +236,19 @@ def student_folder(student: str) -> str:
 
 def run_distill_stage(ctx: StageContext) -> dict:
     """``r1kit distill`` of the final model into each student (a finished student is not redone)."""
-    c, s = ctx.cfg, ctx.cfg.distill
-    prompts = write_prompts(ctx.dir / "prompts.jsonl", reasoning_prompts(c, s.sample.train_size))
+    cfg, stage = ctx.cfg, ctx.cfg.distill
+    prompts = write_prompts(ctx.dir / "prompts.jsonl", reasoning_prompts(cfg, stage.sample.train_size))
     students = {}
-    for student in s.students:
+    for student in stage.students:
         out = ctx.dir / student_folder(student)
         if not (out / "summary.json").exists():
             run = DistillConfig(teacher=ctx.inputs["all_scenario_rl"]["model"], student=student, data=prompts,
-                                out=str(out), sample=replace(s.sample, template=c.template, seed=c.seed,
-                                                             threads=_threads(c, s.sample.threads),
-                                                             device=_device(c, s.sample.device)),
-                                sft=replace(s.sft, seed=c.seed, threads=_threads(c, s.sft.threads),
-                                            device=_device(c, s.sft.device)),
-                                eval=DistillEvalConfig(**vars(c.evaluate.reasoning)))
+                                out=str(out), sample=replace(stage.sample, template=cfg.template, seed=cfg.seed,
+                                                             threads=_threads(cfg, stage.sample.threads),
+                                                             device=_device(cfg, stage.sample.device)),
+                                sft=replace(stage.sft, seed=cfg.seed, threads=_threads(cfg, stage.sft.threads),
+                                            device=_device(cfg, stage.sft.device)),
+                                eval=DistillEvalConfig(**vars(cfg.evaluate.reasoning)))
             run_distill(run, resume=(out / "config.json").exists(), progress=ctx.progress)
         summary = json.loads((out / "summary.json").read_text())
         students[student] = {"model": summary["student_final"], "folder": out.name}
@@ -257,16 +257,16 @@ def run_distill_stage(ctx: StageContext) -> dict:
 
 def run_r1_zero_stage(ctx: StageContext) -> dict:
     """The R1-Zero baseline: GRPO straight on the base with its own rewards (accuracy + format)."""
-    c, g = ctx.cfg, ctx.cfg.r1_zero.grpo
-    prompts = write_prompts(ctx.dir / "prompts.jsonl", reasoning_prompts(c, g.train_size))
-    return _run_grpo(ctx, g, model=c.base, data=prompts)
+    cfg, grpo = ctx.cfg, ctx.cfg.r1_zero.grpo
+    prompts = write_prompts(ctx.dir / "prompts.jsonl", reasoning_prompts(cfg, grpo.train_size))
+    return _run_grpo(ctx, grpo, model=cfg.base, data=prompts)
 
 
 def run_evaluate_stage(ctx: StageContext) -> dict:
     return evaluate_models(ctx)
 
 
-def enabled_distill(cfg) -> bool:
+def enabled_distill(cfg: PipelineConfig) -> bool:
     return bool(cfg.distill.students)
 
 

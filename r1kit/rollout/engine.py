@@ -16,13 +16,13 @@ over the full vocabulary (top-p/top-k only restrict what is drawn, as in TRL and
 """
 from __future__ import annotations
 
-import inspect
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import torch
 
 from r1kit import threads
+from r1kit.models import forward_kwargs
 from r1kit.rollout.cache import preallocated_cache, splice, supports_preallocated_cache
 from r1kit.rollout.draw import draw
 from r1kit.rollout.lean import lean_decoder
@@ -77,13 +77,6 @@ def _tokenize_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torc
 
 
 @lru_cache(maxsize=None)
-def forward_kwargs(model_class: type) -> tuple[str, bool]:
-    """The KV-cache argument's name (``cache`` from transformers 5.24, ``past_key_values`` before)
-    and whether the model takes ``logits_to_keep``."""
-    params = inspect.signature(model_class.forward).parameters
-    return ("cache" if "cache" in params else "past_key_values"), "logits_to_keep" in params
-
-
 def _forward(model, cache, **inputs):
     """One forward with a KV cache; returns the last position's logits (fp32) and the cache."""
     cache_arg, keeps = forward_kwargs(type(model))

@@ -206,9 +206,9 @@ class RejectionSampler:
         self.reward_stats = RewardStats()
 
     def _check_options(self) -> None:
-        c = self.cfg
-        validate(c)
-        for key, name in (("reward", c.reward), ("format_reward", c.format_reward)):
+        cfg = self.cfg
+        validate(cfg)
+        for key, name in (("reward", cfg.reward), ("format_reward", cfg.format_reward)):
             if name not in ("auto", "none"):
                 try:
                     get_reward(name)
@@ -244,18 +244,18 @@ class RejectionSampler:
     def _grade(self, rows: list[dict], rollouts, early: list[list[str | None]]) -> tuple[list, list, list]:
         """Grade every screened-in sample. Returns, per prompt, the correctness of each sample (None:
         not graded, or unverifiable), the number of failed reward calls and of judged samples."""
-        c = self.cfg
-        correct: list[list[bool | None]] = [[None] * c.k for _ in rows]
+        cfg = self.cfg
+        correct: list[list[bool | None]] = [[None] * cfg.k for _ in rows]
         failures, judged, to_judge = [0] * len(rows), [0] * len(rows), []
         for i, row in enumerate(rows):
             kind, before = grading_kind(row), self.reward_stats.total()
-            for j in range(c.k):
-                text = rollouts[i * c.k + j].text
+            for j in range(cfg.k):
+                text = rollouts[i * cfg.k + j].text
                 if early[i][j] is not None:
                     continue
                 if kind != "general":
-                    total, _ = score(text, row, {reward_name(row, c): 1.0}, self.reward_stats)
-                    correct[i][j] = total >= c.min_reward
+                    total, _ = score(text, row, {reward_name(row, cfg): 1.0}, self.reward_stats)
+                    correct[i][j] = total >= cfg.min_reward
                 elif self.judge is not None:
                     to_judge.append((i, j, (str(row["problem"]), reference_of(row), text)))
                     judged[i] += 1
@@ -267,18 +267,18 @@ class RejectionSampler:
 
     def _process_chunk(self, chunk_index: int, rows: list[dict]) -> None:
         """Sample, grade and write the unfinished prompts of one chunk."""
-        c = self.cfg
+        cfg = self.cfg
         t0 = time.time()
         self._load_models(need_judge=any(grading_kind(r) == "general" for r in rows))
-        prompts = [build_prompt(str(r["problem"]), c.template, self.tokenizer) for r in rows]
-        params = SamplingParams(n=c.k, temperature=c.temperature, top_p=c.top_p, max_new_tokens=c.max_new_tokens,
-                                seed=c.seed * 1_000_003 + chunk_index)
+        prompts = [build_prompt(str(r["problem"]), cfg.template, self.tokenizer) for r in rows]
+        params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                                seed=cfg.seed * 1_000_003 + chunk_index)
         rollouts = sample(self.model, self.tokenizer, prompts, params)
         early, sft_texts = [], []
         for i, (row, prompt) in enumerate(zip(rows, prompts)):
-            mine = rollouts[i * c.k:(i + 1) * c.k]
-            texts = [training_text(prompt, r.text, c) for r in mine]
-            early.append([screen(r.text, r.finish_reason, row, c) or (None if t is not None else "bad_format")
+            mine = rollouts[i * cfg.k:(i + 1) * cfg.k]
+            texts = [training_text(prompt, r.text, cfg) for r in mine]
+            early.append([screen(r.text, r.finish_reason, row, cfg) or (None if t is not None else "bad_format")
                           for r, t in zip(mine, texts)])
             sft_texts.append(texts)
         correct, failures, judged = self._grade(rows, rollouts, early)
@@ -287,9 +287,9 @@ class RejectionSampler:
         for i, (row, prompt) in enumerate(zip(rows, prompts)):
             if str(row["id"]) in done:
                 continue
-            mine = rollouts[i * c.k:(i + 1) * c.k]
+            mine = rollouts[i * cfg.k:(i + 1) * cfg.k]
             texts = [t if t is not None else r.text for t, r in zip(sft_texts[i], mine)]
-            reasons = verdicts(texts, early[i], correct[i], row, c)
+            reasons = verdicts(texts, early[i], correct[i], row, cfg)
             kept_tokens = 0
             for j, (r, text, reason) in enumerate(zip(mine, texts, reasons)):
                 if reason is None:
@@ -298,10 +298,10 @@ class RejectionSampler:
                     if row.get("answer") is not None:
                         extra["answer"] = row["answer"]
                     append_jsonl(self.out / "sft.jsonl", sft_row(f"{row['id']}-s{j}", str(row["problem"]), text,
-                                                                 c.template, c.row_format, self.tokenizer, **extra))
-            record = {"id": str(row["id"]), "sampled": c.k, "kept": reasons.count(None),
+                                                                 cfg.template, cfg.row_format, self.tokenizer, **extra))
+            record = {"id": str(row["id"]), "sampled": cfg.k, "kept": reasons.count(None),
                       "rejected": dict(Counter(r for r in reasons if r is not None)), "kept_tokens": kept_tokens,
-                      "judged": judged[i], "judge_accepted": sum(bool(correct[i][j]) for j in range(c.k))
+                      "judged": judged[i], "judge_accepted": sum(bool(correct[i][j]) for j in range(cfg.k))
                       if judged[i] else 0, "reward_failures": failures[i],
                       "seconds": round(seconds, 4)}
             append_jsonl(self.out / "progress.jsonl", record)
@@ -309,12 +309,12 @@ class RejectionSampler:
 
     def run(self) -> dict:
         """Process every unfinished prompt; returns the stats (also in ``stats.json``)."""
-        c, n = self.cfg, len(self.rows)
+        cfg, n = self.cfg, len(self.rows)
         done = {p["id"] for p in self.done}
         bar = tqdm(total=n, initial=len(done & {str(r["id"]) for r in self.rows}), desc="rejection sampling",
                    unit="prompt", disable=not self.progress, mininterval=1)
-        for chunk_index, lo in enumerate(range(0, n, c.batch_size)):
-            rows = self.rows[lo:lo + c.batch_size]
+        for chunk_index, lo in enumerate(range(0, n, cfg.batch_size)):
+            rows = self.rows[lo:lo + cfg.batch_size]
             todo = [r for r in rows if str(r["id"]) not in done]
             if not todo:
                 continue
