@@ -28,6 +28,7 @@ from r1kit.models import load_model, load_tokenizer
 from r1kit.models.device import resolve_device
 from r1kit.prompts import build_prompt
 from r1kit.rollout.engine import SamplingParams, _tokenize_prompts, sample
+from r1kit.threads import apply as apply_threads
 
 SAMPLES_PER_PROMPT = 8
 
@@ -77,6 +78,7 @@ def main() -> int:
     ap.add_argument("--modes", default="eos,fixed", help="eos (stop at EOS), fixed (EOS ignored), or both")
     ap.add_argument("--headline-batch", type=int, default=64, help="the batch of the last line's ratio")
     args = ap.parse_args()
+    apply_threads(0)  # r1kit's thread policy, as its commands run (the governor adapts to the load)
 
     args.device = str(resolve_device(args.device))
     model = load_model(args.model, args.dtype, device=args.device).eval()

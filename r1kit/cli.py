@@ -189,7 +189,7 @@ def cmd_eval(args) -> None:
     model, tokenizer = load_model(cfg.model, cfg.dtype, resolve_device(cfg.device)), load_tokenizer(cfg.model)
     results = run_eval(model, tokenizer, cfg, cfg.out, problems=problems, model_name=cfg.model)
     figures = ", ".join(f"{k} {v}" for k, v in eval_figures(results).items())
-    print(f"Evaluated {cfg.model} on {cfg.data}: {len(problems)} problems x {cfg.k} samples "
+    print(f"Evaluated {cfg.model} on {cfg.data}: {len(problems)} problems x {cfg.k} sample{'s' if cfg.k != 1 else ''} "
           f"(T {cfg.temperature}, top-p {cfg.top_p}) in {duration(time.time() - started)}.\n  {figures}\n"
           f"  outputs: {Path(cfg.out) / 'results.json'}, {Path(cfg.out) / 'samples.jsonl'}")
 
@@ -424,23 +424,59 @@ def main(argv: list[str] | None = None) -> int:
     recipe = getattr(args, "recipe", None)
     if recipe and "=" in recipe and not Path(recipe).exists():  # `pipeline --dry-run key=value`: no recipe
         args.recipe, args.overrides = None, [recipe, *args.overrides]
+    return run_guarded(args.command, lambda: COMMANDS[args.command].run(args))
+
+
+def run_guarded(command: str, run) -> int:
+    """Run a command and return its exit status. An expected failure (bad option or file, a write
+    that failed, a missing optional package) is one line on stderr, status 2; ``--resume`` of a
+    finished run says so, status 0; Ctrl-C / SIGTERM 130; anything else its traceback and a line
+    saying that it is a bug to report, status 1."""
+    from r1kit.data.jsonl import WriteError
+    from r1kit.models import ModelError
     from r1kit.models.gguf import ModelImportError
-    from r1kit.runs import Interrupted
+    from r1kit.runs import Interrupted, RunFinished
 
     try:
-        COMMANDS[args.command].run(args)
-    except (ConfigError, DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-            ModelImportError) as exc:
-        print(f"r1kit {args.command}: error: {exc}", file=sys.stderr)
+        run()
+    except RunFinished as exc:
+        print(f"r1kit {command}: {exc}", file=sys.stderr)
+    except (ConfigError, DataError, WriteError, ModelError, ModelImportError, FileNotFoundError, NotADirectoryError,
+            IsADirectoryError, PermissionError) as exc:
+        print(f"r1kit {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an I/O failure on a named file (a read-only or full disk...)
+        if not exc.filename:
+            return _bug(command)
+        print(f"r1kit {command}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if (exc.name or "r1kit").startswith("r1kit"):
+            return _bug(command)
+        extra = {"peft": "lora", "ray": "ray", "gguf": "gguf"}.get(exc.name)
+        how = f"pip install 'r1kit[{extra}]'" if extra else f"pip install {exc.name}"
+        print(f"r1kit {command}: error: this needs the Python package {exc.name!r}, which is not installed ({how})",
+              file=sys.stderr)
         return 2
     except Interrupted as exc:
-        print(f"r1kit {args.command}: interrupted: {exc}; {_how_to_resume(args.command, exc.run_dir)}",
-              file=sys.stderr)
+        print(f"r1kit {command}: interrupted: {exc}; {_how_to_resume(command, exc.run_dir)}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print(f"\nr1kit {args.command}: interrupted (Ctrl-C); {_how_to_resume(args.command, None)}", file=sys.stderr)
+        print(f"\nr1kit {command}: interrupted (Ctrl-C); {_how_to_resume(command, None)}", file=sys.stderr)
         return 130
+    except Exception:
+        return _bug(command)
     return 0
+
+
+def _bug(command: str) -> int:
+    """The traceback of the exception being handled, and a line saying that it is a bug to report."""
+    import traceback
+
+    traceback.print_exc()
+    print(f"r1kit {command}: this is a bug in r1kit (a failure it does not expect); please report it "
+          "with the traceback above and the command you ran", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -23,7 +23,13 @@ different token where a uniform falls that close to a boundary. A seeded run on 
 always repeats itself; set ``threads: N`` when bit-exact repeats under any load matter.
 
 ``R1KIT_THREAD_POLICY=0`` turns the governor and the inter-op setting off (torch's defaults;
-``benchmarks/contention.py --compare`` measures both).
+``benchmarks/contention.py --compare`` measures both; ``--command eval`` / ``sample`` the other
+sampling commands).
+
+Every command applies the policy (``zero``, ``sft``, ``sample``, ``eval``, ``distill``, the
+pipeline; the benchmarks too). A program that calls r1kit's functions directly (``r1kit.rollout``'s
+``sample``) keeps torch's fixed count until it calls ``apply(0)`` itself: under load that is the
+collapse described above.
 """
 from __future__ import annotations
 

@@ -99,3 +99,10 @@ def test_resumable_keys_are_declared_beside_the_fields_and_name_real_ones():
     assert {"steps", "eval.every", "eval.batch_size", "distributed.sample_log", "reward_timeout"} <= set(zero)
     assert "grpo.beta" not in zero and "eval.k" not in zero
     assert "sft.checkpoint_every" in resumable_keys(_load_class(COMMANDS["distill"].config))
+
+
+def test_an_unknown_key_gets_a_close_match():
+    with pytest.raises(ConfigError, match=r"unknown config key grpo\.grup_size \(did you mean grpo\.group_size\?"):
+        load_config(ZeroConfig, None, ["grpo.grup_size=4"])
+    with pytest.raises(ConfigError, match=r"unknown config key zzz \(known: "):
+        load_config(ZeroConfig, None, ["zzz=4"])

@@ -234,6 +234,54 @@ def test_no_network_access():
     assert local.stdout == "loopback works\n"
 
 
+@pytest.mark.parametrize("namespaces", [True, False])
+def test_cannot_connect_to_host_unix_sockets(tmp_path, namespaces):
+    """Real listeners on the host: a world-writable path socket and an abstract one. The program
+    can neither connect nor even create an AF_UNIX socket; a private socketpair still works."""
+    import socket
+
+    folder = tempfile.mkdtemp()
+    os.chmod(folder, 0o755)
+    path = os.path.join(folder, "host.sock")
+    abstract = "\0r1kit-test-" + secrets.token_hex(4)
+    listeners = []
+    for address in (path, abstract):
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(address)
+        listener.listen()
+        listener.setblocking(False)
+        listeners.append(listener)
+    os.chmod(path, 0o777)
+    try:
+        result = run(f"""
+            import socket
+            for address in ({path!r}, {abstract!r}):
+                try:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.connect(address)
+                    s.sendall(b"hello host")
+                    print("connected")
+                except OSError as exc:
+                    print("refused", exc.errno)
+            a, b = socket.socketpair()
+            a.sendall(b"x")
+            print("pair", b.recv(1))
+        """, limits=SandboxLimits(namespaces=namespaces))
+        assert result.status == "ok", result
+        assert result.stdout == "refused 13\nrefused 13\npair b'x'\n"
+        for listener in listeners:
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+        # the listeners do work: a host client gets through
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(path)
+            listeners[0].accept()[0].close()
+    finally:
+        for listener in listeners:
+            listener.close()
+        subprocess.run(["rm", "-rf", folder], check=True)
+
+
 def test_cannot_kill_the_parent_or_host_processes():
     bystander = subprocess.Popen(["sleep", "60"])
     try:

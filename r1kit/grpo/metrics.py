@@ -2,11 +2,11 @@
 and (with the Ray backend) one ``samples.jsonl`` row per sample."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from r1kit.data.jsonl import append_jsonl
 from r1kit.eval.probes import has_reflection, rollout_phenomena
 from r1kit.grpo.config import ZeroConfig
 
@@ -55,5 +55,4 @@ def log_samples(path: Path, step: int, batch, trained: list) -> None:
              "weight_version": grp.weight_version, "actor": grp.actor, "reward": grp.rewards[j],
              "trained": id(grp) in kept_ids, "length": len(r.token_ids)}
             for grp in batch.sampled for j, r in enumerate(grp.rollouts)]
-    with Path(path).open("a", encoding="utf-8") as f:
-        f.writelines(json.dumps(row) + "\n" for row in rows)
+    append_jsonl(path, *rows)

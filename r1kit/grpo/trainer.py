@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 from r1kit import threads
 from r1kit.config import ConfigError, validate
 from r1kit.data import synthetic
-from r1kit.data.benchmarks import load_problems
-from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
+from r1kit.data.benchmarks import check_prompt_lengths, load_problems
+from r1kit.data.jsonl import DataError, append_jsonl, guarded_write, write_json_atomic
 from r1kit.distributed import ddp
 from r1kit.distributed.strategy import STRATEGIES
 from r1kit.eval.evaluate import eval_problems, run_eval
@@ -29,7 +29,7 @@ from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.metrics import log_samples, step_metrics
 from r1kit.grpo.sources import SOURCES, PromptStream, Scoring
 from r1kit.grpo.step import Models, StepStats, accumulate, frozen_logprobs, layout, optimiser_step
-from r1kit.models import load_tokenizer, resolve_model_path
+from r1kit.models import load_tokenizer, model_context, resolve_model_path
 from r1kit.models.device import device_record, reset_peak_memory, resolve_device
 from r1kit.models.policy import load_policy, reference_for, trainable_parameters
 from r1kit.optim import adamw_with_schedule
@@ -71,11 +71,13 @@ class GRPOTrainer:
             raise ConfigError("grpo.dynamic_sampling: under torchrun it needs distributed.backend=ray "
                               "(rank 0 then samples for all ranks)")
         self.run = RunDir(cfg, RECORDS, "run", resume, overwrite, main=self.main)
+        self.run.refuse_finished(cfg.steps)
         self._register_reward_models()
         apply_threads(cfg.threads)
         self.tokenizer = load_tokenizer(cfg.model)
         self.model_path = resolve_model_path(cfg.model)
         self.stream = PromptStream(train_problems(cfg), cfg.seed)
+        check_prompt_lengths(self.stream.problems, self.tokenizer, model_context(self.model_path), cfg.data)
         self.eval_cfg = cfg.eval.resolved(cfg.template, cfg.seed, cfg.data_dir, cfg.reflection_phrases)
         self.eval_problems = eval_problems(self.eval_cfg) if cfg.eval.every else []
         self.stats = RewardStats()
@@ -154,10 +156,11 @@ class GRPOTrainer:
             ddp.barrier()
         if self.main:
             stages = [self.out / f".tmp-rank{r}-step{step}" for r in range(ddp.world_size() if every_rank else 1)]
-            self.run.save(step, model, self.tokenizer, state, self.cfg.keep_checkpoints,
-                          [f for folder in stages for f in folder.glob("*")])
-            for folder in stages:
-                folder.rmdir()
+            with guarded_write(self.out, *stages):  # the staging folders go, whatever happens
+                self.run.save(step, model, self.tokenizer, state, self.cfg.keep_checkpoints,
+                              [f for folder in stages for f in folder.glob("*")])
+                for folder in stages:
+                    folder.rmdir()
         if every_rank:
             ddp.barrier()
 
@@ -177,9 +180,9 @@ class GRPOTrainer:
         if self.source.sample_log:
             log_samples(self.out / "samples.jsonl", self.step, batch,
                         batch.train if ddp.world_size() == 1 else batch.sampled)
-        bar.update(1)
         bar.set_postfix(reward=f"{m['reward/mean']:.2f}", acc=f"{m.get('accuracy', float('nan')):.2f}",
                         len=f"{m['response_length/mean']:.0f}", refresh=False)
+        bar.update(1)  # (after the figures: tick N shows step N's)
 
     def run_eval(self) -> dict:
         """The periodic evaluation of the sampling weights; appended to ``eval.jsonl``."""
@@ -197,6 +200,7 @@ class GRPOTrainer:
                 return self._train(stop)
         finally:
             self.source.close()
+            self.run.close()
 
     def train_step(self):
         """One GRPO step, phase by phase; returns the sampled batch, the optimiser's figures and the
@@ -229,7 +233,12 @@ class GRPOTrainer:
     def _train(self, stop: GracefulStop) -> dict:
         cfg = self.cfg
         started = time.time()
-        last_eval = self.run_eval() if cfg.eval.every and self.step == 0 and self.main else None
+        last_eval = None
+        if cfg.eval.every and self.step == 0 and self.main:
+            if self.progress:
+                print(f"step 0: evaluating the model on {len(self.eval_problems)} problems x {cfg.eval.k} samples",
+                      flush=True)
+            last_eval = self.run_eval()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="GRPO", disable=not (self.progress and self.main),
                    mininterval=1)
         while self.step < cfg.steps:

