@@ -72,15 +72,21 @@ def write_manifest(folder: Path, model: str, config: dict | None) -> None:
 
 
 def read_manifest(checkpoint: Path) -> dict:
-    return json.loads((Path(checkpoint) / MANIFEST_FILE).read_text())
+    """The checkpoint's manifest; ``{}`` for one written before r1kit wrote manifests (a checkpoint
+    folder appears whole, renamed from its temporary folder, so it has one unless it is that old)."""
+    path = Path(checkpoint) / MANIFEST_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def checkpoint_damage(checkpoint: Path) -> str | None:
-    """What is wrong with a checkpoint's files against its manifest (None: intact)."""
+    """What is wrong with a checkpoint's files against its manifest (None: intact, or too old to
+    have a manifest: then it is taken as it is, and said so)."""
     try:
-        files = read_manifest(checkpoint)["files"]
-    except FileNotFoundError:
-        return f"no {MANIFEST_FILE} (not written whole by r1kit)"
+        manifest = read_manifest(checkpoint)
+        if not manifest:
+            print(f"{checkpoint}: written by an earlier r1kit without {MANIFEST_FILE}; not verified", flush=True)
+            return None
+        files = manifest["files"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return f"unreadable {MANIFEST_FILE} ({exc})"
     for name, want in files.items():

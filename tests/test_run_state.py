@@ -218,3 +218,15 @@ def test_metrics_files_never_hold_infinity_or_nan(tmp_path):
     write_json_atomic(tmp_path / "s.json", {"reward": float("-inf")})
     assert (tmp_path / "m.jsonl").read_text() == '{"step": 1, "loss": null, "parts": [null, 1.5]}\n'
     assert json.loads((tmp_path / "s.json").read_text()) == {"reward": None}
+
+
+def test_a_checkpoint_from_before_manifests_still_resumes(tmp_path, capsys):
+    """Checkpoints written by an r1kit without manifests are taken as they are (and said so)."""
+    from r1kit.runs import MANIFEST_FILE, checkpoint_damage, latest_checkpoint
+
+    old = tmp_path / "run" / "checkpoint-3"
+    old.mkdir(parents=True)
+    (old / "trainer_state.pt").write_bytes(b"state")
+    assert MANIFEST_FILE not in {p.name for p in old.iterdir()}
+    assert checkpoint_damage(old) is None and latest_checkpoint(tmp_path / "run") == old
+    assert "without manifest.json; not verified" in capsys.readouterr().out
