@@ -54,7 +54,7 @@ def test_search_traces_are_right_narrow_the_range_and_end_on_yes():
         for g, later in zip(tries, tries[1:]):
             assert (later > g) == (g < x)  # each new candidate moves towards x
         text = sub.search_text(a, b, c, tries)
-        assert attempts(text) == len(tries) and text.endswith(f"{c} = {c}, yes.")
+        assert attempts(text) == len(tries) and text.endswith(f"{c} = {c}, yes, so x = {x}.")
         counts.append(len(tries))
     assert 2.5 < sum(counts) / len(counts) < 4.5
 

@@ -6,8 +6,16 @@ algorithm for ``x`` to imitate; what the corpus does teach reliably is the forwa
 (``7 * 6 = 42, 42 + 3 = 45``) and the comparison with the target the prompt gives
 (``45 < 59, too small``). A search trace (issue 26) guesses, evaluates, compares, adjusts::
 
-    <think> try x = 6: 7 * 6 = 42, 42 + 3 = 45. wait, 45 < 59, too small. try x = 8: 7 * 8 = 56,
-    56 + 3 = 59. 59 = 59, yes. </think> <answer> 8 </answer>
+    <think> try x = 6: 7 * 6 = 42, 42 + 3 = 45. compare 45 with 59: 45 < 59, too small, so x > 6.
+    wait, try x = 8: 7 * 8 = 56, 56 + 3 = 59. compare 59 with 59: 59 = 59, yes, so x = 8. </think>
+    <answer> 8 </answer>
+
+The comparison names both numbers before its relation (``compare 45 with 59:``), as the drills do,
+so the verdict is read off two adjacent numbers rather than decided before the target is written;
+the verdict restates the bound it gives (``so x > 6``) or the solution (``so x = 8``), which the
+next candidate and the answer copy. (A first design wrote ``wait, 45 < 59`` and ``59 = 59, yes``:
+its base decided equality before writing the target and wrote ``60 = 60, yes`` for a target of 65,
+docs/phenomena.md.)
 
 The pre-training corpus (:func:`corpus_documents`) has three kinds of documents:
 
@@ -88,13 +96,19 @@ def search_attempts(x: int, rng: random.Random) -> list[int]:
             return tries
 
 
+def verdict(value: int, target: int, x: int) -> str:
+    """What a comparison says about ``x``: ``so x > 6`` / ``so x < 9`` / ``so x = 8``."""
+    return f"so x {'>' if value < target else '<' if value > target else '='} {x}"
+
+
 def search_text(a: int, b: int, c: int, tries: list[int]) -> str:
     """The chain of thought of a search over ``tries`` (the last one solves the equation)."""
     parts = []
     for g in tries:
         v = a * g + b
-        parts.append(f"try x = {g}: {evaluation(a, b, g)}. " + ("wait, " if v != c else "") + f"{comparison(v, c)}.")
-    return " ".join(parts)
+        parts.append(f"try x = {g}: {evaluation(a, b, g)}. compare {v} with {c}: {comparison(v, c)}, "
+                     f"{verdict(v, c, g)}.")
+    return " wait, ".join(parts)
 
 
 def completion(thought: str, answer: int) -> str:
