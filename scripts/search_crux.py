@@ -24,8 +24,8 @@ from r1kit.prompts import r1_zero_prompt
 from r1kit.rewards.substitution import accuracy_substitution
 from r1kit.rollout import SamplingParams, sample
 
-_TRY = re.compile(r"try x = (-?\d+): (\d+) \* (-?\d+) = (-?\d+), (-?\d+) \+ (\d+) = (-?\d+)\.\s*(?:wait, )?"
-                  r"(-?\d+) (<|>|=|!=) (-?\d+)")
+_TRY = re.compile(r"try x = (-?\d+): (\d+) \* (-?\d+) = (-?\d+), (-?\d+) \+ (\d+) = (-?\d+)\.\s*"
+                  r"(?:wait, |compare -?\d+ with -?\d+: )?(-?\d+) (<|>|=|!=) (-?\d+)")
 
 
 def _rel(u: int, v: int) -> str:
@@ -36,6 +36,7 @@ def audit(text: str, a: int, b: int, c: int) -> dict:
     """Per-try figures of one completion: evaluations right, operands copied, comparisons right,
     accepting checks and false ones."""
     out = {"evals": 0, "evals_right": 0, "operands_copied": 0, "comparisons": 0, "comparisons_right": 0,
+           "relation_right": 0, "target_copied": 0,
            "yes": 0, "false_yes": 0}
     for m in _TRY.finditer(text.split("</think>")[0]):
         g, a2, g2, p, p2, b2, v = (int(m.group(i)) for i in range(1, 8))
@@ -45,6 +46,8 @@ def audit(text: str, a: int, b: int, c: int) -> dict:
         out["operands_copied"] += (a2 == a and b2 == b and g2 == g)
         out["comparisons"] += 1
         out["comparisons_right"] += (rel == _rel(u, t) and u == v and t == c)
+        out["relation_right"] += rel == _rel(u, t)
+        out["target_copied"] += t == c
         if rel == "=":
             out["yes"] += 1
             out["false_yes"] += not satisfies(a, b, c, g)
@@ -95,7 +98,8 @@ def main() -> None:
         print(f"  forward evaluations right: {t['evals_right'] / t['evals']:.3f} ({t['evals']}); "
               f"operands copied from the problem: {t['operands_copied'] / t['evals']:.3f}")
         print(f"  comparisons right (relation, value carried, target copied): "
-              f"{t['comparisons_right'] / t['comparisons']:.3f} ({t['comparisons']})")
+              f"{t['comparisons_right'] / t['comparisons']:.3f} ({t['comparisons']}); relation right for its own "
+              f"numbers {t['relation_right'] / t['comparisons']:.3f}, target copied {t['target_copied'] / t['comparisons']:.3f}")
         print(f"  accepting checks: {t['yes']}; false yes: {t['false_yes']} "
               f"({t['false_yes'] / max(1, t['yes']):.3f} of accepting checks)")
     print(f"  candidate checks (probe) {t.get('checks_any', 0)}; tries parsed {t.get('evals', 0)}")

@@ -65,7 +65,7 @@ def test_corpus_mixes_rare_template_search_with_drills_and_no_held_out_problem()
     template = [d for d in docs if "<think> reasoning process here </think>" in d]
     searched = [d for d in template if "try x =" in d]
     assert 0.02 < len(searched) / len(template) < 0.06
-    drills = [d for d in docs if d.startswith(("User: evaluate", "User: compare"))]
+    drills = [d for d in docs if d.startswith("User: evaluate") or " vs " in d]
     assert 0.35 < len(drills) / len(docs) < 0.45
     problems = set(re.findall(r"find x: \d+ \* x \+ \d+ = \d+", " ".join(docs)))
     assert problems and not problems & held_out

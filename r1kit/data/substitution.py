@@ -10,7 +10,7 @@ algorithm for ``x`` to imitate; what the corpus does teach reliably is the forwa
     wait, try x = 8: 7 * 8 = 56, 56 + 3 = 59. compare 59 with 59: 59 = 59, yes, so x = 8. </think>
     <answer> 8 </answer>
 
-The comparison names both numbers before its relation (``compare 45 with 59:``), as the drills do,
+The comparison names both numbers before its relation (``compare 45 with 59:``),
 so the verdict is read off two adjacent numbers rather than decided before the target is written;
 the verdict restates the bound it gives (``so x > 6``) or the solution (``so x = 8``), which the
 next candidate and the answer copy. (A first design wrote ``wait, 45 < 59`` and ``59 = 59, yes``:
@@ -24,7 +24,10 @@ The pre-training corpus (:func:`corpus_documents`) has three kinds of documents:
 * short documents (``User: find x: ... . Assistant:``): half direct, half search;
 * drills: forward evaluations of every ``a * x + b`` (``User: evaluate 7 * x + 3 at x = 6.
   Assistant: 7 * 6 = 42, 42 + 3 = 45.``) and comparisons of two numbers
-  (``User: compare 45 with 59. Assistant: 45 < 59, too small.``), over the whole range.
+  (``User: 45 vs 59? Assistant: 45 < 59, too small.``), over the whole range. The drill's prompt
+  is not the trace's ``compare 45 with``: after that phrase a trace always copies the target, and a
+  drill with the same words, followed by any number, taught the second design's base to write a
+  random one (13.7% of its targets copied, docs/phenomena.md).
 
 A search trace narrows the range after each rejected candidate (a uniform draw between the
 bounds it knows: non-optimal jumps) and always ends on the ``yes``; it has 1 to
@@ -155,7 +158,7 @@ def drill(rng: random.Random) -> str:
     top = MAX_A * MAX_X + MAX_B
     u = rng.randint(MIN_A + 1, top)
     v = u if rng.random() < 1 / 3 else rng.randint(MIN_A + 1, top)
-    return f"User: compare {u} with {v}. Assistant: {comparison(u, v)}."
+    return f"User: {u} vs {v}? Assistant: {comparison(u, v)}."
 
 
 def corpus_documents(size: int, template_fraction: float, drill_fraction: float,

@@ -131,7 +131,7 @@ TINY_SIZES: dict[str, dict] = {
     "aha3": {"restate": True, "decompose": True, "restate_checked": True,
              "template_style_weights": (0.8, 0.16, 0.04), "style_weights": (0.4, 0.35, 0.25),
              "init_from": "tiny", "steps": 1200, "lr": 2e-3},
-    "search": {"task": "substitution", "steps": 2000},
+    "search": {"task": "substitution", "drill_fraction": 0.3, "search_rates": (0.03, 0.5), "steps": 2000},
 }
 """Named sizes of the tiny builder: field overrides of :class:`TinyModelConfig`. ``small`` is the
 student of the distillation experiment: same corpus, tokenizer and pre-training recipe, 3 layers
