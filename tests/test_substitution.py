@@ -95,3 +95,15 @@ def test_attempt_figures_on_hand_written_responses():
     assert out["accuracy_attempts_2"] == 1.0 and out["accuracy_attempts_3plus"] is None
     assert out["accuracy_reflective"] == pytest.approx(2 / 3) and out["accuracy_non_reflective"] == 0.5
     assert out["reflection_fixes"] == pytest.approx(1 / 3)  # SEARCH only: ONE_TRY has no rejection
+
+
+def test_report_draws_attempts_and_accuracy_by_attempts(tmp_path):
+    from r1kit.report.data import RunData
+    from r1kit.report.plots import plot_attempts, plot_attempts_accuracy
+
+    rows = [{"step": s, "attempts_mean": 0.1 * s, "accuracy_attempts_0": 0.1, "accuracy_attempts_1": None,
+             "accuracy_attempts_2": 0.5, "accuracy_attempts_3plus": 0.6} for s in range(1, 6)]
+    run = RunData(run_dir=tmp_path, metrics=rows)
+    assert plot_attempts(run, tmp_path / "a.png") is None and (tmp_path / "a.png").stat().st_size > 1000
+    assert plot_attempts_accuracy(run, tmp_path / "b.png") is None and (tmp_path / "b.png").exists()
+    assert "attempts_mean" in plot_attempts(RunData(run_dir=tmp_path, metrics=[{"step": 1}]), tmp_path / "c.png")
