@@ -37,12 +37,15 @@ def audit(text: str, a: int, b: int, c: int) -> dict:
     accepting checks and false ones."""
     out = {"evals": 0, "evals_right": 0, "operands_copied": 0, "comparisons": 0, "comparisons_right": 0,
            "relation_right": 0, "target_copied": 0,
+           "products_right": 0, "sums_right": 0,
            "yes": 0, "false_yes": 0}
     for m in _TRY.finditer(text.split("</think>")[0]):
         g, a2, g2, p, p2, b2, v = (int(m.group(i)) for i in range(1, 8))
         u, rel, t = int(m.group(8)), m.group(9), int(m.group(10))
         out["evals"] += 1
         out["evals_right"] += (a2 * g2 == p and p2 == p and p2 + b2 == v)
+        out["products_right"] += a2 * g2 == p
+        out["sums_right"] += p2 == p and p2 + b2 == v
         out["operands_copied"] += (a2 == a and b2 == b and g2 == g)
         out["comparisons"] += 1
         out["comparisons_right"] += (rel == _rel(u, t) and u == v and t == c)
@@ -96,7 +99,8 @@ def main() -> None:
     t = totals
     if t.get("evals"):
         print(f"  forward evaluations right: {t['evals_right'] / t['evals']:.3f} ({t['evals']}); "
-              f"operands copied from the problem: {t['operands_copied'] / t['evals']:.3f}")
+              f"operands copied from the problem: {t['operands_copied'] / t['evals']:.3f}; products right "
+              f"{t['products_right'] / t['evals']:.3f}, sums right {t['sums_right'] / t['evals']:.3f}")
         print(f"  comparisons right (relation, value carried, target copied): "
               f"{t['comparisons_right'] / t['comparisons']:.3f} ({t['comparisons']}); relation right for its own "
               f"numbers {t['relation_right'] / t['comparisons']:.3f}, target copied {t['target_copied'] / t['comparisons']:.3f}")
