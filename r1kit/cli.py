@@ -106,7 +106,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output HF folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the builder's)")
-    p.add_argument("--size", default="base", choices=["base", "small", "mixed", "reflect", "aha", "aha2", "aha3", "search"],
+    p.add_argument("--size", default="base", choices=["base", "small", "mixed", "reflect", "aha", "aha2", "aha3"],
                    help="base: 4 layers, hidden 128 (r1kit/assets/tiny-base); small: 3 layers, hidden 96, "
                         "the distillation student (r1kit/assets/tiny-small-base); mixed: the base body on a "
                         "corpus whose chains of thought mix in a second language, the R1 pipeline's base "
@@ -116,8 +116,7 @@ def parser() -> argparse.ArgumentParser:
                         "what is left, whose unchecked steps slip often and whose rare self-checks re-derive "
                         "the operation (r1kit/assets/tiny-aha-base); aha2: restated steps that never slip and rare "
                         "self-checks that re-derive the operation by place value (r1kit/assets/tiny-aha2-base); aha3: aha2 whose checked steps also restate the "
-                        "rest after their first value; search: from scratch on the substitution task "
-                        "(find x: 7 * x + 3 = 59), rare guess-check-retry traces (docs/phenomena.md)")
+                        "rest after their first value")
     _add_eval(sub)
     p = sub.add_parser("grade", help="grade a JSONL of {id, response} against a data file")
     p.add_argument("--data", required=True, help="data file or benchmark name with id, problem, answer")

@@ -15,7 +15,7 @@ Computed the same way on training rollouts (``metrics.jsonl``) and on held-out s
 * ``language_mixing_rate``: share of chains of thought whose language consistency is below
   :data:`MIXING_THRESHOLD` (responses without a consistency figure are left out).
 
-Search (issue 26; the substitution task, :mod:`r1kit.data.substitution`): a *candidate check* is a
+Search (issue 26; the substitution task of docs/phenomena.md, `find x: 7 * x + 3 = 59`): a *candidate check* is a
 comparison of a lone number with another, ``u < v`` / ``u > v`` / ``u = v`` / ``u != v``, whose left
 side is not the end of an arithmetic expression (``45 < 59, too small``, ``59 = 59, yes``; not the
 ``3 = 45`` of ``42 + 3 = 45``). A check of a candidate against the target *is* self-verification:

@@ -72,12 +72,6 @@ class TinyModelConfig:
         (the ``mixed`` size mixes only ``steps`` and ``check`` chains: its direct guesses are English).
     steps/batch_size/lr/warmup: the pre-training run (AdamW, cosine decay to 10%).
     block_size: tokens per packed training row (documents are concatenated, EOS-separated).
-    task: the corpus's task: ``arithmetic`` (``r1kit.data.synthetic``, every size but ``search``) or
-        ``substitution`` (``r1kit.data.substitution``: ``find x: 7 * x + 3 = 59``, the ``search``
-        size); with ``substitution`` the arithmetic fields above are unused.
-    drill_fraction/search_rates: the ``substitution`` corpus: the share of forward-evaluation and
-        comparison drills, and the chance that a template / short document is a search trace
-        (the rest guess directly).
     init_from: null builds from scratch (a new tokenizer and random weights); a model name or
         folder (``tiny``) continues pre-training that model, with its tokenizer, on this corpus.
         The ``mixed`` size does so from ``tiny`` (400 steps instead of 1,500: a few minutes).
@@ -110,9 +104,6 @@ class TinyModelConfig:
     block_size: int = 128
     lr: float = 3e-3
     warmup: int = 30
-    task: str = "arithmetic"
-    drill_fraction: float = 0.4
-    search_rates: tuple[float, float] = (0.03, 0.3)
     init_from: str | None = None
     seed: int = 0
 
@@ -131,7 +122,6 @@ TINY_SIZES: dict[str, dict] = {
     "aha3": {"restate": True, "decompose": True, "restate_checked": True,
              "template_style_weights": (0.8, 0.16, 0.04), "style_weights": (0.4, 0.35, 0.25),
              "init_from": "tiny", "steps": 1200, "lr": 2e-3},
-    "search": {"task": "substitution", "drill_fraction": 0.3, "search_rates": (0.03, 0.5), "steps": 2000},
 }
 """Named sizes of the tiny builder: field overrides of :class:`TinyModelConfig`. ``small`` is the
 student of the distillation experiment: same corpus, tokenizer and pre-training recipe, 3 layers
@@ -165,10 +155,6 @@ def tiny_config(size: str = "base", **overrides) -> TinyModelConfig:
 
 def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     """Pre-training documents: a prompt (full R1-Zero template or its short tail) + one completion."""
-    if cfg.task == "substitution":
-        from r1kit.data import substitution
-        return substitution.corpus_documents(cfg.corpus_size, cfg.template_fraction, cfg.drill_fraction,
-                                             *cfg.search_rates, seed=synthetic.TRAIN_SEED + cfg.seed)
     n_code = int(cfg.corpus_size * cfg.code_fraction)
     n_full = int((cfg.corpus_size - n_code) * cfg.template_fraction)
     seed = synthetic.TRAIN_SEED + cfg.seed
