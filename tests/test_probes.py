@@ -59,3 +59,60 @@ def test_rollout_phenomena_grades_by_the_accuracy_reward_and_measures_mixing():
     assert out["length_correct"] == len(FIXED.split()) and out["length_incorrect"] == len(MIXED.split())
     assert out["language_mixing_rate"] == pytest.approx(1 / 3)  # MIXED: its two words are foreign
     assert out["language_consistency"] == pytest.approx((1 + 0 + 1) / 3)
+
+
+# Search (issue 26): a check of a candidate against the target is self-verification.
+SEARCH = (" <think> try x = 6: 7 * 6 = 42, 42 + 3 = 45. compare 45 with 59: 45 < 59, too small, so x > 6."
+          " wait, try x = 8: 7 * 8 = 56, 56 + 3 = 59. compare 59 with 59: 59 = 59, yes, so x = 8. </think>"
+          " <answer> 8 </answer>")
+ONE_TRY = " <think> try x = 8: 7 * 8 = 56, 56 + 3 = 59. 59 = 59, yes. </think> <answer> 8 </answer>"
+GAVE_UP = " <think> try x = 6: 7 * 6 = 42, 42 + 3 = 45. 45 < 59, too small. </think> <answer> 6 </answer>"
+CHAIN = " <think> 3 + 4 = 7. 7 + 2 = 9. 12 - 3 + 8 = 9 + 8. </think> <answer> 17 </answer>"
+COUNTDOWN = " <think> try 7 + 5 = 12, 12 * 3 = 36. wait, 36 != 16. try 7 * 3 = 21, 21 - 5 = 16. 16 = 16, yes."
+
+
+def test_candidate_checks_are_comparisons_not_equations():
+    from r1kit.eval.probes import attempts, candidate_checks
+
+    assert candidate_checks(SEARCH) == [(45, "<", 59), (59, "=", 59)]
+    assert candidate_checks(CHAIN) == [] and candidate_checks(FIXED) == []  # equations, not checks
+    assert candidate_checks(COUNTDOWN) == [(36, "!=", 16), (16, "=", 16)]
+    assert attempts(GUESS) == 0 and attempts(ONE_TRY) == 1 and attempts(SEARCH) == 2
+
+
+def test_a_candidate_check_is_reflection_and_a_rejected_then_changed_candidate_a_fix():
+    from r1kit.eval.probes import has_reflection, has_search_fix
+
+    assert has_reflection(ONE_TRY, PHRASES) and not has_reflection(CHAIN, PHRASES)
+    assert has_search_fix(SEARCH) and has_correction(SEARCH, PHRASES)
+    assert not has_search_fix(ONE_TRY) and not has_search_fix(GAVE_UP)  # no rejection / no new candidate
+    assert not has_search_fix("45 < 59, too small. 45 < 59, too small.")  # the same value again
+    assert has_search_fix(COUNTDOWN)
+
+
+def test_attempt_figures_on_hand_written_responses():
+    out = phenomena([SEARCH, ONE_TRY, GAVE_UP, GUESS, GUESS], [True, True, False, False, True],
+                    [40, 20, 20, 5, 5], PHRASES)
+    assert out["attempts_mean"] == pytest.approx((2 + 1 + 1) / 5)
+    assert out["accuracy_attempts_0"] == 0.5 and out["accuracy_attempts_1"] == 0.5
+    assert out["accuracy_attempts_2"] == 1.0 and out["accuracy_attempts_3plus"] is None
+    assert out["accuracy_reflective"] == pytest.approx(2 / 3) and out["accuracy_non_reflective"] == 0.5
+    assert out["reflection_fixes"] == pytest.approx(1 / 3)  # SEARCH only: ONE_TRY has no rejection
+
+
+def test_arithmetic_figures_are_unchanged_by_the_search_probes():
+    out = phenomena([FIXED, ECHO, PLAIN, GUESS], [True, False, True, False], [20, 20, 10, 6], PHRASES)
+    assert out["attempts_mean"] == 0 and out["accuracy_attempts_0"] == 0.5
+    assert out["accuracy_reflective"] == 0.5 and out["reflection_fixes"] == 0.5
+
+
+def test_report_draws_attempts_and_accuracy_by_attempts(tmp_path):
+    from r1kit.report.data import RunData
+    from r1kit.report.plots import plot_attempts, plot_attempts_accuracy
+
+    rows = [{"step": s, "attempts_mean": 0.1 * s, "accuracy_attempts_0": 0.1, "accuracy_attempts_1": None,
+             "accuracy_attempts_2": 0.5, "accuracy_attempts_3plus": 0.6} for s in range(1, 6)]
+    run = RunData(run_dir=tmp_path, metrics=rows)
+    assert plot_attempts(run, tmp_path / "a.png") is None and (tmp_path / "a.png").stat().st_size > 1000
+    assert plot_attempts_accuracy(run, tmp_path / "b.png") is None and (tmp_path / "b.png").exists()
+    assert "attempts_mean" in plot_attempts(RunData(run_dir=tmp_path, metrics=[{"step": 1}]), tmp_path / "c.png")

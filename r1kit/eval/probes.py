@@ -15,6 +15,20 @@ Computed the same way on training rollouts (``metrics.jsonl``) and on held-out s
 * ``language_mixing_rate``: share of chains of thought whose language consistency is below
   :data:`MIXING_THRESHOLD` (responses without a consistency figure are left out).
 
+Search (issue 26; the substitution task of docs/phenomena.md, `find x: 7 * x + 3 = 59`): a *candidate check* is a
+comparison of a lone number with another, ``u < v`` / ``u > v`` / ``u = v`` / ``u != v``, whose left
+side is not the end of an arithmetic expression (``45 < 59, too small``, ``59 = 59, yes``; not the
+``3 = 45`` of ``42 + 3 = 45``). A check of a candidate against the target *is* self-verification:
+
+* ``has_reflection`` is true for a response with a phrase *or* a candidate check, so
+  ``reflection_rate`` and the with/without-reflection accuracies count it; the arithmetic task's
+  texts hold no candidate check, so their figures are unchanged.
+* ``has_correction`` is also true for a *search fix*: a check that rejects a candidate (``<``, ``>``,
+  ``!=``) followed by a check of a different value, so ``reflection_fixes`` counts it.
+* ``attempts_mean``: mean number of candidate checks per response (a direct guess: 0), and
+  ``accuracy_attempts_0`` / ``_1`` / ``_2`` / ``_3plus``: accuracy of the responses with that many
+  (None when there is none).
+
 What the phrase counter cannot tell: a model can say "wait" and copy its first value; only
 ``reflection_fixes`` counts re-derivations that changed a value and it understands only
 equations of the form ``<numbers and + - * /> = <number>``.
@@ -28,11 +42,39 @@ from r1kit.data.language import language_consistency
 
 MIXING_THRESHOLD = 0.9
 _EQUATION = re.compile(r"(-?\d+(?:\s*[-+*/×]\s*-?\d+)+)\s*=\s*(-?\d+)")
+_COMPARISON = re.compile(r"(?<![\d.])(-?\d+)\s*(!=|<|>|=)\s*(-?\d+)(?!\s*[-+*/×\d])")
+ATTEMPT_BUCKETS = ("0", "1", "2", "3plus")
+
+
+def candidate_checks(text: str) -> list[tuple[int, str, int]]:
+    """The candidate checks ``(value, relation, target)`` of ``text``, in order: comparisons of a lone
+    number with a number (``45 < 59``, ``59 = 59``, ``36 != 16``), the left side not being the end
+    of an arithmetic expression nor the right side the start of one."""
+    out = []
+    for m in _COMPARISON.finditer(text):
+        before = text[:m.start()].rstrip()
+        if before and before[-1] in "+-*/×=<>!":
+            continue
+        out.append((int(m.group(1)), m.group(2), int(m.group(3))))
+    return out
+
+
+def attempts(text: str) -> int:
+    """Number of candidates checked against a target in ``text`` (a direct guess: 0)."""
+    return len(candidate_checks(text))
+
+
+def has_search_fix(text: str) -> bool:
+    """True when a candidate check rejects (``<``, ``>``, ``!=``) and a later check has another value."""
+    checks = candidate_checks(text)
+    return any(rel != "=" and any(later[0] != value for later in checks[i + 1:])
+               for i, (value, rel, _) in enumerate(checks))
 
 
 def has_reflection(text: str, phrases) -> bool:
-    """True when ``text`` contains any self-verification phrase (case-insensitive, whole words)."""
-    return bool(_phrase_positions(text, phrases))
+    """True when ``text`` contains any self-verification phrase (case-insensitive, whole words) or a
+    candidate check (:func:`candidate_checks`)."""
+    return bool(_phrase_positions(text, phrases)) or bool(candidate_checks(text))
 
 
 def _phrase_positions(text: str, phrases) -> list[int]:
@@ -41,11 +83,14 @@ def _phrase_positions(text: str, phrases) -> list[int]:
 
 
 def has_correction(text: str, phrases) -> bool:
-    """True when an equation is re-written with a different value after a reflection phrase.
+    """True when an equation is re-written with a different value after a reflection phrase, or the
+    text holds a search fix (:func:`has_search_fix`).
 
     Equations ``lhs = value`` are compared on ``lhs`` with spaces removed; a correction is a pair
     (first, later) with equal ``lhs``, different values and a phrase starting between them.
     """
+    if has_search_fix(text):
+        return True
     marks = _phrase_positions(text, phrases)
     if not marks:
         return False
@@ -76,8 +121,24 @@ def phenomena(texts: Sequence[str], correct: Sequence[bool], lengths: Sequence[f
         "length_correct": _mean([n for n, c in zip(lengths, correct) if c]),
         "length_incorrect": _mean([n for n, c in zip(lengths, correct) if not c]),
     }
+    out.update(attempt_figures(texts, correct))
     known = [x for x in (consistency or ()) if x is not None]
     out["language_mixing_rate"] = _mean([float(x < MIXING_THRESHOLD) for x in known])
+    return out
+
+
+def attempt_bucket(n: int) -> str:
+    """The :data:`ATTEMPT_BUCKETS` name of ``n`` attempts."""
+    return ATTEMPT_BUCKETS[min(n, len(ATTEMPT_BUCKETS) - 1)]
+
+
+def attempt_figures(texts: Sequence[str], correct: Sequence[bool]) -> dict:
+    """``attempts_mean`` and ``accuracy_attempts_<bucket>`` (None for an empty bucket)."""
+    counts = [attempts(t) for t in texts]
+    out: dict = {"attempts_mean": _mean([float(n) for n in counts])}
+    for bucket in ATTEMPT_BUCKETS:
+        out[f"accuracy_attempts_{bucket}"] = _mean([float(c) for n, c in zip(counts, correct)
+                                                    if attempt_bucket(n) == bucket])
     return out
 
 

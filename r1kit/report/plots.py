@@ -131,6 +131,21 @@ def plot_reflection_accuracy(run: RunData, path: Path) -> str | None:
                        "Accuracy with vs without reflection", "accuracy")
 
 
+def plot_attempts(run: RunData, path: Path) -> str | None:
+    """Candidates checked against the target per response (r1kit.eval.probes.attempts) vs step."""
+    return _lines_plot(run, path, [Line("attempts_mean", "attempts_mean", "tab:brown", "attempts per response")],
+                       "Search: attempts per response", "candidates checked")
+
+
+def plot_attempts_accuracy(run: RunData, path: Path) -> str | None:
+    """Accuracy of the responses by number of candidates checked (0, 1, 2, 3 or more) vs step."""
+    colours = ("tab:gray", "tab:blue", "tab:orange", "tab:green")
+    return _lines_plot(run, path, [Line(f"accuracy_attempts_{b}", f"accuracy_attempts_{b}", c,
+                                        f"{b.replace('plus', '+')} attempts")
+                                   for b, c in zip(("0", "1", "2", "3plus"), colours)],
+                       "Accuracy by number of attempts", "accuracy")
+
+
 def plot_language(run: RunData, path: Path) -> str | None:
     """Language consistency of the chains of thought and the share that mix languages vs step."""
     return _lines_plot(run, path, [Line("language_consistency", "language_consistency", "tab:blue", "consistency"),
@@ -202,6 +217,10 @@ PLOTS = [
          "and ended right (real fixes).", plot_reflection),
     Plot("reflection_accuracy.png", "Accuracy of responses with and without a reflection phrase.",
          plot_reflection_accuracy),
+    Plot("attempts.png", "Search: candidates checked against the target per response (0 for a direct "
+         "answer).", plot_attempts),
+    Plot("attempts_accuracy.png", "Accuracy of the responses by number of candidates checked.",
+         plot_attempts_accuracy),
     Plot("language.png", "Language consistency of the chains of thought and the share below 0.9 "
          "(mixing languages).", plot_language),
     Plot("rewards.png", "Mean reward overall and per reward function.", plot_rewards),
