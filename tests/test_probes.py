@@ -115,4 +115,7 @@ def test_report_draws_attempts_and_accuracy_by_attempts(tmp_path):
     run = RunData(run_dir=tmp_path, metrics=rows)
     assert plot_attempts(run, tmp_path / "a.png") is None and (tmp_path / "a.png").stat().st_size > 1000
     assert plot_attempts_accuracy(run, tmp_path / "b.png") is None and (tmp_path / "b.png").exists()
-    assert "attempts_mean" in plot_attempts(RunData(run_dir=tmp_path, metrics=[{"step": 1}]), tmp_path / "c.png")
+    for flat in ([{"step": 1}], [{"step": s, "attempts_mean": 0.0} for s in range(1, 6)]):  # no search: no plot
+        assert "not a search task" in plot_attempts(RunData(run_dir=tmp_path, metrics=flat), tmp_path / "c.png")
+        assert "not a search task" in plot_attempts_accuracy(RunData(run_dir=tmp_path, metrics=flat), tmp_path / "c.png")
+    assert not (tmp_path / "c.png").exists()

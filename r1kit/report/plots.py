@@ -131,14 +131,23 @@ def plot_reflection_accuracy(run: RunData, path: Path) -> str | None:
                        "Accuracy with vs without reflection", "accuracy")
 
 
+def _searched(run: RunData) -> bool:
+    """Whether any response of the run checked a candidate against a target (a search task)."""
+    return any(v > 0 for rows in (run.metrics, run.evals) for v in series(rows, "attempts_mean")[1])
+
+
 def plot_attempts(run: RunData, path: Path) -> str | None:
     """Candidates checked against the target per response (r1kit.eval.probes.attempts) vs step."""
+    if not _searched(run):
+        return "no response checked a candidate (not a search task)"
     return _lines_plot(run, path, [Line("attempts_mean", "attempts_mean", "tab:brown", "attempts per response")],
                        "Search: attempts per response", "candidates checked")
 
 
 def plot_attempts_accuracy(run: RunData, path: Path) -> str | None:
     """Accuracy of the responses by number of candidates checked (0, 1, 2, 3 or more) vs step."""
+    if not _searched(run):
+        return "no response checked a candidate (not a search task)"
     colours = ("tab:gray", "tab:blue", "tab:orange", "tab:green")
     return _lines_plot(run, path, [Line(f"accuracy_attempts_{b}", f"accuracy_attempts_{b}", c,
                                         f"{b.replace('plus', '+')} attempts")
