@@ -173,6 +173,7 @@ def cmd_base(args) -> None:
 
 
 def cmd_eval(args) -> None:
+    cfg = _config(args, EVAL_FLAGS)
     from r1kit.eval.evaluate import eval_problems, run_eval
     from r1kit.models import load_model, load_tokenizer
     from r1kit.models.device import resolve_device
@@ -180,7 +181,6 @@ def cmd_eval(args) -> None:
     from r1kit.runs import check_fresh_run_dir
     from r1kit.threads import apply as apply_threads
 
-    cfg = _config(args, _load_class(COMMANDS["eval"].config), EVAL_FLAGS)
     apply_threads(cfg.threads)
     check_fresh_run_dir(cfg.out, ["results.json", "samples.jsonl"], False, args.overwrite, "evaluation",
                         resumable=False)
@@ -210,13 +210,15 @@ def cmd_grade(args) -> None:
           f"  outputs: {Path(args.out) / 'results.json'}, {Path(args.out) / 'graded.jsonl'}")
 
 
-def _config(args, cls, flags: dict[str, str]):
-    """``cls`` from ``--config``, key=value overrides and the named flags (``flags`` maps an argparse
-    attribute to a config field; flags left out change nothing); with ``--resume``, over the run's
-    recorded config instead of the defaults (r1kit.runs.config_to_run)."""
-    from r1kit.config import given_options
-    from r1kit.runs import config_to_run
+def _config(args, flags: dict[str, str]):
+    """The command's config (its class in :data:`COMMANDS`) from ``--config``, key=value overrides
+    and the named flags (``flags`` maps an argparse attribute to a config field; flags left out
+    change nothing); with ``--resume``, over the run's recorded config instead of the defaults
+    (r1kit.config.config_to_run). Checked before the command imports torch: the config modules
+    import none."""
+    from r1kit.config import config_to_run, given_options
 
+    cls = _load_class(COMMANDS[args.command].config)
     given = given_options(args.config, list(args.overrides))
     by_flag = {field: attr for attr, field in flags.items() if getattr(args, attr) is not None}
     given.update({field: getattr(args, attr) for field, attr in by_flag.items()})
@@ -230,13 +232,12 @@ def _config(args, cls, flags: dict[str, str]):
 
 
 def cmd_zero(args) -> None:
+    cfg = _config(args, {"out": "out"})
     from r1kit.data.jsonl import read_jsonl_log
     from r1kit.distributed import ddp
-    from r1kit.grpo.config import ZeroConfig
     from r1kit.grpo.trainer import GRPOTrainer
     from r1kit.report.figures import zero_ending
 
-    cfg = _config(args, ZeroConfig, {"out": "out"})
     summary = GRPOTrainer(cfg, resume=args.resume, overwrite=args.overwrite).train()
     if not ddp.is_main():  # under torchrun, rank 0 reports
         return
@@ -248,10 +249,10 @@ def cmd_zero(args) -> None:
 
 
 def cmd_sft(args) -> None:
+    cfg = _config(args, {"model": "model", "data": "data", "out": "out"})
     from r1kit.report.figures import duration
-    from r1kit.sft import SFTConfig, run_sft
+    from r1kit.sft import run_sft
 
-    cfg = _config(args, SFTConfig, {"model": "model", "data": "data", "out": "out"})
     s = run_sft(cfg, resume=args.resume, overwrite=args.overwrite)
     loss = f"; final loss {s['final_loss']:.4f}" if s.get("final_loss") is not None else ""
     print(f"Fine-tuned {cfg.model} on {cfg.data}: {s['steps']} steps, {s['epochs']} epochs, "
@@ -261,10 +262,10 @@ def cmd_sft(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    from r1kit.sampling import SampleConfig, run_sample
+    cfg = _config(args, {"model": "model", "data": "data", "k": "k", "limit": "limit",
+                         "max_per_prompt": "max_per_prompt", "judge": "judge", "out": "out"})
+    from r1kit.sampling import run_sample
 
-    cfg = _config(args, SampleConfig, {"model": "model", "data": "data", "k": "k", "limit": "limit",
-                                       "max_per_prompt": "max_per_prompt", "judge": "judge", "out": "out"})
     s = run_sample(cfg, resume=args.resume, overwrite=args.overwrite)
     rejected = ", ".join(f"{reason} {n}" for reason, n in s.get("rejected", {}).items() if n)
     print(f"Sampled {s['sampled']} completions of {cfg.model} ({s.get('prompts', '?')} prompts x {cfg.k}): "
@@ -273,10 +274,10 @@ def cmd_sample(args) -> None:
 
 
 def cmd_distill(args) -> None:
-    from r1kit.distill import DistillConfig, run_distill
+    cfg = _config(args, {"teacher": "teacher", "student": "student", "data": "data", "out": "out"})
+    from r1kit.distill import run_distill
     from r1kit.report.figures import duration, eval_figures
 
-    cfg = _config(args, DistillConfig, {"teacher": "teacher", "student": "student", "data": "data", "out": "out"})
     s = run_distill(cfg, resume=args.resume, overwrite=args.overwrite)
     before = ""
     if s.get("eval_base"):
@@ -289,10 +290,10 @@ def cmd_distill(args) -> None:
 
 
 def cmd_cold_start(args) -> None:
-    from r1kit.data.cold_start import ColdStartConfig, run_cold_start
+    cfg = _config(args, {"data": "data", "out": "out"})
+    from r1kit.data.cold_start import run_cold_start
     from r1kit.runs import check_out_dir
 
-    cfg = _config(args, ColdStartConfig, {"data": "data", "out": "out"})
     check_out_dir(cfg.out)
     s = run_cold_start(cfg)
     print(f"Cold-start data: kept {s['kept']} of {s['rows']} rows of {cfg.data} (rejected {s['rejected_total']}: "
@@ -302,11 +303,12 @@ def cmd_cold_start(args) -> None:
 
 def cmd_pipeline(args) -> None:
     from r1kit.pipeline import format_plan, load_pipeline_config, make_pipeline
+
+    cfg = load_pipeline_config(args.recipe, list(args.overrides) + ([f"out={args.out}"] if args.out else []))
     from r1kit.report.figures import duration
     from r1kit.runs import check_out_dir
 
-    overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
-    pipeline = make_pipeline(load_pipeline_config(args.recipe, overrides))
+    pipeline = make_pipeline(cfg)
     if args.dry_run:
         print(f"run directory: {pipeline.run_dir}")
         print(format_plan(pipeline.plan(args.start, args.until)))
@@ -435,7 +437,7 @@ def run_guarded(command: str, run) -> int:
     from r1kit.data.jsonl import WriteError
     from r1kit.models import ModelError
     from r1kit.models.gguf import ModelImportError
-    from r1kit.runs import Interrupted, RunFinished
+    from r1kit.errors import Interrupted, RunFinished
 
     try:
         run()

@@ -13,6 +13,7 @@ any model loads.
 from __future__ import annotations
 
 import dataclasses
+import json
 import difflib
 import types
 import typing
@@ -278,3 +279,30 @@ def describe(cls, prefix: str = "") -> str:
         if doc:
             lines.append(textwrap.fill(doc, 100, initial_indent="    ", subsequent_indent="    "))
     return "\n".join(lines)
+
+
+CONFIG_FILE = "config.json"  # a run's recorded options, in its folder
+
+
+def recorded_config(cls, run_dir: str | Path):
+    """The config a run recorded in ``run_dir/config.json`` (None when it has none)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        return None
+    try:
+        return build(cls, json.loads(path.read_text()))
+    except (json.JSONDecodeError, ConfigError) as exc:
+        raise ConfigError(f"{path}: cannot read the run's recorded config ({exc})") from None
+
+
+def config_to_run(cls, given: dict, resume: bool):
+    """The config of a command: the options ``given`` over the defaults or, with ``resume`` and a
+    recorded run in the ``out`` folder, over that run's recorded ``config.json``. Validated."""
+    config = build(cls, given)
+    validate(config)
+    recorded = recorded_config(cls, config.out) if resume else None
+    if recorded is None:
+        return config
+    config = build(cls, merge(to_dict(recorded), given))
+    validate(config)
+    return config

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import torch
 
-from r1kit.config import ConfigError, build, merge, to_dict, validate
+from r1kit.config import CONFIG_FILE, ConfigError, recorded_config, to_dict
+from r1kit.errors import Interrupted, RunFinished
 from r1kit.data.jsonl import append_jsonl, file_sha256, guarded_write, write_json_atomic
 
 STATE_FILE = "trainer_state.pt"
@@ -255,10 +256,6 @@ class RunLocked(ConfigError):
     """Another live process writes to the run folder."""
 
 
-class RunFinished(Exception):
-    """``--resume`` of a run that already trained all its steps: nothing to do, nothing changed."""
-
-
 def lock_run(run_dir: str | Path):
     """Take the run folder's lock (an exclusive ``flock`` on ``run_dir/.r1kit.lock``, released when
     the process ends or the returned file is closed) and remove the temporary folders a killed
@@ -314,7 +311,6 @@ def check_not_finished(run_dir: str | Path, steps: int) -> None:
                           f"To train further, pass steps=N (more than {done}) with --resume")
 
 
-CONFIG_FILE = "config.json"
 CHANGES_FILE = "config.changes.jsonl"
 
 
@@ -337,30 +333,6 @@ def changed_keys(before: dict, after: dict) -> dict[str, tuple]:
 
 def _is_safe(key: str, safe: tuple[str, ...]) -> bool:
     return any(key == s or key.startswith(s + ".") for s in safe)
-
-
-def recorded_config(cls, run_dir: str | Path):
-    """The config a run recorded in ``run_dir/config.json`` (None when it has none)."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.exists():
-        return None
-    try:
-        return build(cls, json.loads(path.read_text()))
-    except (json.JSONDecodeError, ConfigError) as exc:
-        raise ConfigError(f"{path}: cannot read the run's recorded config ({exc})") from None
-
-
-def config_to_run(cls, given: dict, resume: bool):
-    """The config of a command: the options ``given`` over the defaults or, with ``resume`` and a
-    recorded run in the ``out`` folder, over that run's recorded ``config.json``. Validated."""
-    config = build(cls, given)
-    validate(config)
-    recorded = recorded_config(cls, config.out) if resume else None
-    if recorded is None:
-        return config
-    config = build(cls, merge(to_dict(recorded), given))
-    validate(config)
-    return config
 
 
 def resumable_keys(cls, prefix: str = "") -> tuple[str, ...]:
@@ -489,14 +461,6 @@ class RunDir:
         """``checkpoint-STEP`` with ``state`` and the RNG state (:func:`save_checkpoint`)."""
         return save_checkpoint(self.path, step, model, tokenizer, {**state, "rng": rng_state(), "step": step},
                                keep, extra_files, config=self.cfg)
-
-
-class Interrupted(Exception):
-    """A run stopped by Ctrl-C at a safe point (after ``step`` of ``total``, checkpoint saved)."""
-
-    def __init__(self, step: int, total: int, run_dir: Path):
-        super().__init__(f"stopped at step {step} of {total}; checkpoint-{step} saved in {run_dir}")
-        self.step, self.total, self.run_dir = step, total, Path(run_dir)
 
 
 class GracefulStop:

@@ -106,3 +106,18 @@ def test_an_unknown_key_gets_a_close_match():
         load_config(ZeroConfig, None, ["grpo.grup_size=4"])
     with pytest.raises(ConfigError, match=r"unknown config key zzz \(known: "):
         load_config(ZeroConfig, None, ["zzz=4"])
+
+
+@pytest.mark.parametrize("argv", [["zero", "grpo.group_sise=4"], ["sft", "lr=-1"], ["sample", "--k", "0"],
+                                  ["distill", "sft.lr=-1"], ["eval", "k=0"], ["cold-start", "templat=x"],
+                                  ["pipeline", "--dry-run", "r1_zero.grpo.bet=1"], ["zero", "device=gpu"]])
+def test_options_are_refused_before_torch_loads(argv):
+    """A bad option answers at once: every command checks its config before it imports torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from r1kit.cli import main; rc = main(sys.argv[1:]); "
+            "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded'); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "torch not loaded" in proc.stdout and "error:" in proc.stderr and "Traceback" not in proc.stderr

@@ -18,7 +18,8 @@ from r1kit.distributed import ddp
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.step import StepStats, accumulate, frozen_logprobs, layout
 from r1kit.grpo.trainer import GRPOTrainer
-from r1kit.models.device import check_device, resolve_device
+from r1kit.models.config import check_device
+from r1kit.models.device import resolve_device
 from r1kit.rollout import SamplingParams, sample
 
 SMALL = ["grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=32", "eval.every=0",

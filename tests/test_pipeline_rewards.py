@@ -12,8 +12,10 @@ from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.sources import Scoring
 from r1kit.rewards import score, score_batch
 from r1kit.data.language import language_consistency
-from r1kit.pipeline.reward_models import RewardModelTrainConfig, bradley_terry_loss, train_reward_model
-from r1kit.rewards.reward_model import (RewardModel, RewardModelConfig, load_reward_model, register_reward_models,
+from r1kit.pipeline.config import RewardModelTrainConfig
+from r1kit.pipeline.reward_models import bradley_terry_loss, train_reward_model
+from r1kit.rewards.config import RewardModelConfig
+from r1kit.rewards.reward_model import (RewardModel, load_reward_model, register_reward_models,
                                        response_part)
 
 EX = {"answer": "8", "language": "en"}

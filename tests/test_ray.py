@@ -214,7 +214,8 @@ def test_reward_workers_score_by_prompt_kind_with_reward_models_as_the_trainer_d
     (registered in the worker from the config), exactly as ``score_batch`` does in this process."""
     from r1kit.distributed.ray_rewards import RayRewardPool
     from r1kit.rewards import score_batch
-    from r1kit.rewards.reward_model import RewardModelConfig, register_reward_models
+    from r1kit.rewards.config import RewardModelConfig
+    from r1kit.rewards.reward_model import register_reward_models
 
     models = {"helpfulness": RewardModelConfig(path=random_rm, part="whole")}
     texts = [" <think> 3 + 4 = 7. </think> <answer> 7 </answer>", " <think> no. </think> <answer> 9 </answer>",

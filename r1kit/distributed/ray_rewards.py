@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 
 from r1kit.rewards import DEFAULT_TIMEOUT_S, RewardStats, score_batch
-from r1kit.rewards.reward_model import RewardModelConfig, register_reward_models
+from r1kit.rewards.config import RewardModelConfig
+from r1kit.rewards.reward_model import register_reward_models
 
 WORKER_FAILURE = "reward_worker"
 

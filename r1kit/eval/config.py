@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, Range
+from r1kit.models.config import check_device
 
 # phrases whose presence marks a response as self-verifying (the reflection probes)
 DEFAULT_REFLECTION_PHRASES = ("wait", "let me check", "verify", "re-evaluate", "double-check")
@@ -96,6 +97,4 @@ class EvalCommandConfig(EvalConfig):
     ranges: ClassVar = {"threads": NON_NEGATIVE}
 
     def check(self, prefix: str = "") -> None:
-        from r1kit.models.device import check_device  # imports torch (GPU count): only when checked
-
         check_device(self.device, f"{prefix}device")

@@ -8,10 +8,9 @@ from typing import ClassVar, Literal
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range
 from r1kit.distributed.cluster import require_ray
 from r1kit.eval.config import DEFAULT_REFLECTION_PHRASES, EvalConfig
-from r1kit.models.device import check_device
-from r1kit.models.lora import LoRAConfig
+from r1kit.models.config import LoRAConfig, check_device
 from r1kit.rewards import DEFAULT_TIMEOUT_S as DEFAULT_REWARD_TIMEOUT_S, available_rewards
-from r1kit.rewards.reward_model import RewardModelConfig
+from r1kit.rewards.config import RewardModelConfig
 
 
 @dataclass

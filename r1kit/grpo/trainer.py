@@ -194,7 +194,7 @@ class GRPOTrainer:
     # ---- the loop ----------------------------------------------------------------------------
     def train(self) -> dict:
         """Run the remaining steps; returns the summary (also written to ``summary.json``). Ctrl-C
-        stops after the current step with a checkpoint (:class:`r1kit.runs.Interrupted`)."""
+        stops after the current step with a checkpoint (:class:`r1kit.errors.Interrupted`)."""
         try:
             with GracefulStop() as stop:
                 return self._train(stop)

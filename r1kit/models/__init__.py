@@ -21,8 +21,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from r1kit.models import lora
-from r1kit.models.precision import DTYPES, check_dtype  # noqa: F401 (DTYPES: the dtype names)
+from r1kit.models.config import adapter_base, is_adapter_folder
 
 TINY_ALIASES = ("tiny", "tiny-base", "r1kit/tiny")
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2-135m-instruct")  # r1kit.models.gguf
@@ -66,7 +65,7 @@ def model_context(path: str) -> int | None:
 
 def _config_value(path: str, key: str) -> int | None:
     """An integer of the config.json of the model in folder ``path`` (a LoRA checkpoint: of its base)."""
-    model = resolve_model_path(lora.adapter_base(path)) if lora.is_adapter_folder(path) else path
+    model = resolve_model_path(adapter_base(path)) if is_adapter_folder(path) else path
     try:
         value = json.loads((Path(model) / "config.json").read_text()).get(key)
     except (OSError, ValueError, AttributeError):
@@ -177,10 +176,14 @@ def load_model(name: str | None, dtype: str = "float32", device: str = "cpu"):
     """A causal LM in eval mode on ``device`` (a LoRA checkpoint: its base with the adapters merged)."""
     from transformers import AutoModelForCausalLM
 
+    # torch (and peft) load with the first model: a command checks its options before that
+    from r1kit.models.lora import merge_adapters
+    from r1kit.models.precision import check_dtype
+
     path = resolve_model_path(name)
-    if lora.is_adapter_folder(path):  # its base (named in adapter_config.json) with the adapters merged
-        base = load_model(lora.adapter_base(path), "float32", device)
-        return lora.merge_adapters(base, path).to(check_dtype(dtype)).eval()
+    if is_adapter_folder(path):  # its base (named in adapter_config.json) with the adapters merged
+        base = load_model(adapter_base(path), "float32", device)
+        return merge_adapters(base, path).to(check_dtype(dtype)).eval()
     with loading("model", path):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=check_dtype(dtype))
     return model.to(device).eval()

@@ -8,29 +8,10 @@ reasons, lengths of finished rows) is built on the CPU on purpose.
 from __future__ import annotations
 
 import os
-import re
 import resource
 import sys
 
 import torch
-
-from r1kit.config import ConfigError
-
-DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-def check_device(value: str, key: str = "device") -> None:
-    """A ConfigError naming ``key`` unless ``value`` is auto, cpu, cuda or cuda:N of a visible GPU."""
-    if not isinstance(value, str) or not DEVICE_NAMES.fullmatch(value):
-        raise ConfigError(f"{key}: {value!r} is not a device (auto, cpu, cuda or cuda:N)")
-    if value.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ConfigError(f"{key}: {value} asked for, but torch sees no CUDA GPU (torch {torch.__version__}, "
-                              f"built with CUDA {torch.version.cuda}); use device=cpu or auto")
-        index = int(value.split(":")[1]) if ":" in value else 0
-        if index >= count:
-            raise ConfigError(f"{key}: {value}: only {count} CUDA GPU(s) visible (cuda:0..cuda:{count - 1})")
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -17,51 +17,13 @@ A and B train and sit in the optimiser. The pieces the trainers use:
 from __future__ import annotations
 
 import copy
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 
-from r1kit.config import NON_NEGATIVE, POSITIVE, ConfigError, Range
+from r1kit.config import ConfigError
+from r1kit.models.config import LoRAConfig
 from r1kit.models.precision import check_dtype
-
-ADAPTER_CONFIG = "adapter_config.json"
-
-
-@dataclass
-class LoRAConfig:
-    """Low-rank adapters (LoRA, Hu et al. 2021) instead of full fine-tuning.
-
-    r: the adapters' rank; 0 (default) trains every weight. alpha: scale numerator, the update is
-        (alpha / r) B A. dropout: dropout on the adapters' input during training.
-    target_modules: names of the Linear layers that get adapters (the attention and MLP projections
-        of Llama/Qwen2/SmolLM2 by default); the LM head and embeddings stay frozen.
-    """
-
-    r: int = 0
-    alpha: float = 16.0
-    dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
-                                                               "gate_proj", "up_proj", "down_proj"])
-
-    ranges: ClassVar = {"r": NON_NEGATIVE, "alpha": POSITIVE, "dropout": Range(0, 1, open_high=True)}
-
-    @property
-    def enabled(self) -> bool:
-        return self.r > 0
-
-    def check(self, prefix: str = "") -> None:
-        if not self.enabled:
-            return
-        if not self.target_modules:
-            raise ConfigError(f"{prefix}target_modules: no layer named to put adapters on")
-        try:
-            import peft  # noqa: F401
-        except ImportError:
-            raise ConfigError(f"{prefix}r: LoRA needs the peft package (pip install 'r1kit[lora]')") from None
-
 
 def _peft_config(cfg: LoRAConfig):
     from peft import LoraConfig
@@ -81,17 +43,6 @@ def attach(model: torch.nn.Module, cfg: LoRAConfig, base_name: str):
         raise ConfigError(f"lora.target_modules: {exc}") from None
     peft_model.peft_config["default"].base_model_name_or_path = base_name  # a local folder: no hub lookup
     return peft_model
-
-
-def is_adapter_folder(path: str | Path) -> bool:
-    p = Path(path)
-    return (p / ADAPTER_CONFIG).exists() and not (p / "config.json").exists()
-
-
-def adapter_base(folder: str | Path) -> str:
-    """The base model an adapter checkpoint was trained on (``base_model_name_or_path`` of its
-    ``adapter_config.json``: an alias such as ``tiny`` or a path)."""
-    return json.loads((Path(folder) / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
 
 
 def merge_adapters(base: torch.nn.Module, folder: str | Path) -> torch.nn.Module:

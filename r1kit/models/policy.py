@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from r1kit.models import load_model, load_tokenizer
-from r1kit.models.lora import ADAPTER_CONFIG, LoRAConfig, MergedSamplingCopy, attach, is_adapter_folder
+from r1kit.models.config import ADAPTER_CONFIG, LoRAConfig, is_adapter_folder
+from r1kit.models.lora import MergedSamplingCopy, attach
 from r1kit.models.precision import SamplingCopy
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from r1kit.config import ConfigError, coerce, merge, parse_overrides, read_recipe, validate
 from r1kit.pipeline.config import PipelineConfig, check_config
 from r1kit.pipeline.runner import Pipeline, format_plan
-from r1kit.pipeline.stages import STAGES
 
 
 def load_pipeline_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
@@ -46,6 +45,7 @@ def apply_over(instance, data: dict, prefix: str = ""):
 
 
 def make_pipeline(cfg: PipelineConfig, progress: bool = True) -> Pipeline:
+    from r1kit.pipeline.stages import STAGES  # the trainers (torch): after the recipe is checked
     return Pipeline(cfg, cfg.out, STAGES, progress=progress)
 
 

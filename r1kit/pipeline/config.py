@@ -15,10 +15,31 @@ from typing import Literal
 from r1kit.config import ConfigError
 from r1kit.eval.config import EvalConfig
 from r1kit.grpo.config import PeriodicEvalConfig, ZeroConfig
-from r1kit.models.device import check_device
-from r1kit.pipeline.reward_models import RewardModelTrainConfig
+from r1kit.models.config import check_device
 from r1kit.sampling.config import SampleConfig
 from r1kit.sft.config import SFTConfig
+
+
+@dataclass
+class RewardModelTrainConfig:
+    """Training a tiny Bradley-Terry reward model on a generated preference set.
+
+    tokenizer: the model whose tokenizer the reward model uses (the policy's base, so it reads its
+        text); empty: ``tiny-mixed`` (the pipeline sets its ``base``).
+    pairs: preference pairs generated (``r1kit.data.general.preference_pairs``); 10% are held out
+        to measure pair accuracy. hidden_size/num_layers: the Llama body (one scalar output).
+    steps/batch_size/lr: AdamW on the Bradley-Terry loss. max_length: tokens per text. seed: data and init.
+    """
+
+    tokenizer: str = ""
+    pairs: int = 2000
+    hidden_size: int = 64
+    num_layers: int = 2
+    steps: int = 150
+    batch_size: int = 32
+    lr: float = 2e-3
+    max_length: int = 128
+    seed: int = 0
 
 
 @dataclass

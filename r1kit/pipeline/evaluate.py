@@ -22,7 +22,8 @@ from r1kit.models import load_model, load_tokenizer
 from r1kit.models.device import resolve_device
 from r1kit.prompts import build_prompt
 from r1kit.data.language import language_consistency
-from r1kit.rewards.reward_model import RewardModelConfig, load_reward_model
+from r1kit.rewards.config import RewardModelConfig
+from r1kit.rewards.reward_model import load_reward_model
 from r1kit.rollout import sample
 from r1kit.pipeline.runner import StageContext, read_json
 from r1kit.threads import apply as apply_threads

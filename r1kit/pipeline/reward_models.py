@@ -15,36 +15,15 @@ import json
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from r1kit.models import load_tokenizer
+from r1kit.pipeline.config import RewardModelTrainConfig
 from r1kit.rewards.reward_model import META_FILE, response_part, rm_text
-
-
-@dataclass
-class RewardModelTrainConfig:
-    """Training a tiny Bradley-Terry reward model on a generated preference set.
-
-    tokenizer: the model whose tokenizer the reward model uses (the policy's base, so it reads its
-        text); empty: ``tiny-mixed`` (the pipeline sets its ``base``).
-    pairs: preference pairs generated (``r1kit.data.general.preference_pairs``); 10% are held out
-        to measure pair accuracy. hidden_size/num_layers: the Llama body (one scalar output).
-    steps/batch_size/lr: AdamW on the Bradley-Terry loss. max_length: tokens per text. seed: data and init.
-    """
-
-    tokenizer: str = ""
-    pairs: int = 2000
-    hidden_size: int = 64
-    num_layers: int = 2
-    steps: int = 150
-    batch_size: int = 32
-    lr: float = 2e-3
-    max_length: int = 128
-    seed: int = 0
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:

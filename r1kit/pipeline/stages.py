@@ -30,7 +30,8 @@ from r1kit.pipeline.config import PipelineConfig
 from r1kit.pipeline.evaluate import evaluate_models
 from r1kit.pipeline.reward_models import train_reward_model
 from r1kit.pipeline.runner import Stage, StageContext
-from r1kit.rewards.reward_model import META_FILE, RewardModelConfig
+from r1kit.rewards.config import RewardModelConfig
+from r1kit.rewards.reward_model import META_FILE
 from r1kit.runs import latest_checkpoint
 from r1kit.sampling import run_sample
 from r1kit.sft import run_sft

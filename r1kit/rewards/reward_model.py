@@ -18,30 +18,13 @@ Training the pipeline's tiny reward models is :mod:`r1kit.pipeline.reward_models
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 
 from r1kit.rewards import BatchedRewardFn, register
+from r1kit.rewards.config import RewardModelConfig
 
 PARTS = ("summary", "whole")
 META_FILE = "r1kit_reward_model.json"
-
-
-@dataclass
-class RewardModelConfig:
-    """One reward model used as a reward.
-
-    path: HF folder or hub id of a sequence-classification model with one output (its logit is the reward).
-    part: ``summary`` (text after the last ``</think>``: helpfulness) or ``whole`` (the whole
-        response, thinking included: harmlessness).
-    max_length: tokens the model reads (the start of the prompt is cut first, then the end of the part).
-    """
-
-    path: str = ""
-    part: Literal["summary", "whole"] = "whole"
-    max_length: int = 256
 
 
 def response_part(completion: str, part: str) -> str:

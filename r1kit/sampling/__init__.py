@@ -4,7 +4,9 @@
 (sample k per prompt, grade with the rule rewards or a judge model, filter for readability,
 deduplicate, cap, write SFT rows and ``stats.json``; resumable), :mod:`r1kit.sampling.judge`.
 """
+from r1kit import lazy_attributes
 from r1kit.sampling.config import SampleConfig
-from r1kit.sampling.rejection import REJECTION_REASONS, RejectionSampler, run_sample
 
 __all__ = ["REJECTION_REASONS", "RejectionSampler", "SampleConfig", "run_sample"]
+__getattr__ = lazy_attributes(__name__, {name: "rejection" for name in ("REJECTION_REASONS", "RejectionSampler",
+                                                                        "run_sample")})

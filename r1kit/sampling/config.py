@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, PROBABILITY, Range
 
 from r1kit.data.readability import ReadabilityConfig
-from r1kit.models.device import check_device
+from r1kit.models.config import check_device
 
 
 @dataclass

@@ -4,13 +4,8 @@
 bucketing, gradient accumulation, warm-up + decay, checkpoints, ``--resume``) and
 :mod:`r1kit.sft.data` (rows to masked examples, batching, the masked loss).
 """
+from r1kit import lazy_attributes
 from r1kit.sft.config import SFTConfig
-from r1kit.sft.trainer import SFTTrainer
-
-
-def run_sft(cfg: SFTConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
-    """Fine-tune as ``cfg`` says; returns the summary (the model is in ``cfg.out/final``)."""
-    return SFTTrainer(cfg, resume=resume, overwrite=overwrite, progress=progress).train()
-
 
 __all__ = ["SFTConfig", "SFTTrainer", "run_sft"]
+__getattr__ = lazy_attributes(__name__, {"SFTTrainer": "trainer", "run_sft": "trainer"})

@@ -5,8 +5,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
-from r1kit.models.device import check_device
-from r1kit.models.lora import LoRAConfig
+from r1kit.models.config import LoRAConfig, check_device
 
 
 @dataclass

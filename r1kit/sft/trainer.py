@@ -144,7 +144,7 @@ class SFTTrainer:
 
     def train(self) -> dict:
         """Run the remaining steps; returns the summary (also written to ``summary.json``). Ctrl-C
-        stops after the current step with a checkpoint (:class:`r1kit.runs.Interrupted`)."""
+        stops after the current step with a checkpoint (:class:`r1kit.errors.Interrupted`)."""
         try:
             with GracefulStop() as stop:
                 return self._train(stop)
@@ -181,3 +181,8 @@ class SFTTrainer:
                    "seconds_this_session": round(time.time() - start, 2)}
         write_json_atomic(self.out / "summary.json", summary)
         return summary
+
+
+def run_sft(cfg: SFTConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    """Fine-tune as ``cfg`` says; returns the summary (the model is in ``cfg.out/final``)."""
+    return SFTTrainer(cfg, resume=resume, overwrite=overwrite, progress=progress).train()
