@@ -255,19 +255,19 @@ class ZeroConfig:
         check_device(self.device, f"{prefix}device")
         import_reward_modules(self.reward_modules, f"{prefix}reward_modules")
         check_reward_names(self, prefix)
-        d, g = self.distributed, self.grpo
-        if d.backend == "ray":
+        distributed = self.distributed
+        if distributed.backend == "ray":
             require_ray()
-        if d.strategy == "fsdp" and (d.backend == "ray" or self.lora.enabled):
+        if distributed.strategy == "fsdp" and (distributed.backend == "ray" or self.lora.enabled):
             raise ConfigError(f"{prefix}distributed.strategy: fsdp runs with distributed.backend none and "
                               "without LoRA (not implemented together)")
-        if d.backend == "ray" and self.lora.enabled:
+        if distributed.backend == "ray" and self.lora.enabled:
             raise ConfigError(f"{prefix}lora.r: LoRA runs with distributed.backend none (the Ray actors "
                               "take full weights; merged LoRA pushes are not implemented)")
-        if d.max_weight_lag and d.backend != "ray":
-            raise ConfigError(f"{prefix}distributed.max_weight_lag: {d.max_weight_lag}: off-policy lag needs "
-                              "distributed.backend=ray")
-        if d.max_weight_lag and g.dynamic_sampling:
+        if distributed.max_weight_lag and distributed.backend != "ray":
+            raise ConfigError(f"{prefix}distributed.max_weight_lag: {distributed.max_weight_lag}: off-policy lag "
+                              "needs distributed.backend=ray")
+        if distributed.max_weight_lag and self.grpo.dynamic_sampling:
             raise ConfigError(f"{prefix}distributed.max_weight_lag: not supported with grpo.dynamic_sampling")
         if not self.rewards:
             raise ConfigError(f"{prefix}rewards: no reward given (e.g. rewards: {{accuracy_math: 1.0}})")

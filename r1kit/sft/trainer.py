@@ -152,7 +152,7 @@ class SFTTrainer:
             self.run.close()
 
     def _train(self, stop: GracefulStop) -> dict:
-        c, start = self.cfg, time.time()
+        cfg, start = self.cfg, time.time()
         bar = tqdm(total=self.total_steps, initial=self.step, desc="SFT", disable=not self.progress, mininterval=1)
         while self.step < self.total_steps:
             t0 = time.time()
@@ -166,14 +166,14 @@ class SFTTrainer:
             append_jsonl(self.out / "metrics.jsonl", row)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", epoch=f"{epoch + 1}/{self.plan[-1][0] + 1}", refresh=False)
             bar.update(1)
-            if stop.checkpoint_due(self.step, self.total_steps, c.checkpoint_every):
+            if stop.checkpoint_due(self.step, self.total_steps, cfg.checkpoint_every):
                 self._save()
             stop.stop_here(self.step, self.total_steps, self.out)
         bar.close()
         final = self._save_final()
         metrics = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()] \
             if (self.out / "metrics.jsonl").exists() else []
-        summary = {"model": c.model, "data": c.data, "final": str(final), "steps": self.step,
+        summary = {"model": cfg.model, "data": cfg.data, "final": str(final), "steps": self.step,
                    "epochs": (self.plan[-1][0] + 1) if self.plan else 0, **self.data_counts,
                    "target_tokens": sum(ex.n_targets for ex in self.examples),
                    "final_loss": metrics[-1]["loss"] if metrics else None,
