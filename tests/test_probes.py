@@ -61,7 +61,7 @@ def test_rollout_phenomena_grades_by_the_accuracy_reward_and_measures_mixing():
     assert out["language_consistency"] == pytest.approx((1 + 0 + 1) / 3)
 
 
-# Search (issue 26): a check of a candidate against the target is self-verification.
+# Search (issue 26): checks of a candidate against the target, counted apart from the reflection phrases.
 SEARCH = (" <think> try x = 6: 7 * 6 = 42, 42 + 3 = 45. compare 45 with 59: 45 < 59, too small, so x > 6."
           " wait, try x = 8: 7 * 8 = 56, 56 + 3 = 59. compare 59 with 59: 59 = 59, yes, so x = 8. </think>"
           " <answer> 8 </answer>")
@@ -80,11 +80,12 @@ def test_candidate_checks_are_comparisons_not_equations():
     assert attempts(GUESS) == 0 and attempts(ONE_TRY) == 1 and attempts(SEARCH) == 2
 
 
-def test_a_candidate_check_is_reflection_and_a_rejected_then_changed_candidate_a_fix():
+def test_a_rejected_then_changed_candidate_is_a_search_fix_and_checks_are_not_phrases():
     from r1kit.eval.probes import has_reflection, has_search_fix
 
-    assert has_reflection(ONE_TRY, PHRASES) and not has_reflection(CHAIN, PHRASES)
-    assert has_search_fix(SEARCH) and has_correction(SEARCH, PHRASES)
+    # a candidate check alone is not a reflection phrase (arithmetic restates values as "12 = 12")
+    assert not has_reflection(ONE_TRY, PHRASES) and not has_reflection("12 = 12. 12 + 3 = 15.", PHRASES)
+    assert has_search_fix(SEARCH) and not has_correction(ONE_TRY, PHRASES)
     assert not has_search_fix(ONE_TRY) and not has_search_fix(GAVE_UP)  # no rejection / no new candidate
     assert not has_search_fix("45 < 59, too small. 45 < 59, too small.")  # the same value again
     assert has_search_fix(COUNTDOWN)
@@ -96,13 +97,14 @@ def test_attempt_figures_on_hand_written_responses():
     assert out["attempts_mean"] == pytest.approx((2 + 1 + 1) / 5)
     assert out["accuracy_attempts_0"] == 0.5 and out["accuracy_attempts_1"] == 0.5
     assert out["accuracy_attempts_2"] == 1.0 and out["accuracy_attempts_3plus"] is None
-    assert out["accuracy_reflective"] == pytest.approx(2 / 3) and out["accuracy_non_reflective"] == 0.5
-    assert out["reflection_fixes"] == pytest.approx(1 / 3)  # SEARCH only: ONE_TRY has no rejection
+    assert out["accuracy_reflective"] == 1.0 and out["accuracy_non_reflective"] == 0.5  # SEARCH's "wait"
+    assert out["reflection_fixes"] == 0.0  # SEARCH's "wait" re-writes no equation with a new value
+    assert out["search_fix_rate"] == pytest.approx(1 / 5)  # SEARCH only: ONE_TRY has no rejection
 
 
 def test_arithmetic_figures_are_unchanged_by_the_search_probes():
     out = phenomena([FIXED, ECHO, PLAIN, GUESS], [True, False, True, False], [20, 20, 10, 6], PHRASES)
-    assert out["attempts_mean"] == 0 and out["accuracy_attempts_0"] == 0.5
+    assert out["attempts_mean"] == 0 and out["accuracy_attempts_0"] == 0.5 and out["search_fix_rate"] == 0
     assert out["accuracy_reflective"] == 0.5 and out["reflection_fixes"] == 0.5
 
 

@@ -18,13 +18,13 @@ Computed the same way on training rollouts (``metrics.jsonl``) and on held-out s
 Search (issue 26; the substitution task of docs/phenomena.md, `find x: 7 * x + 3 = 59`): a *candidate check* is a
 comparison of a lone number with another, ``u < v`` / ``u > v`` / ``u = v`` / ``u != v``, whose left
 side is not the end of an arithmetic expression (``45 < 59, too small``, ``59 = 59, yes``; not the
-``3 = 45`` of ``42 + 3 = 45``). A check of a candidate against the target *is* self-verification:
+``3 = 45`` of ``42 + 3 = 45``). Candidate checks are counted apart from the reflection phrases:
+the arithmetic task's responses do hold some (a restated value such as ``12 = 12``; counting them as
+reflection moved the default run's training ``reflection_rate`` at step 33 from 3.1% to 12.5%), so
+``reflection_rate`` and ``reflection_fixes`` stay the phrase-based figures, and:
 
-* ``has_reflection`` is true for a response with a phrase *or* a candidate check, so
-  ``reflection_rate`` and the with/without-reflection accuracies count it; the arithmetic task's
-  texts hold no candidate check, so their figures are unchanged.
-* ``has_correction`` is also true for a *search fix*: a check that rejects a candidate (``<``, ``>``,
-  ``!=``) followed by a check of a different value, so ``reflection_fixes`` counts it.
+* ``search_fix_rate``: share of responses with a search fix (:func:`has_search_fix`: a check that
+  rejects a candidate, ``<``, ``>`` or ``!=``, followed by a check of a different value);
 * ``attempts_mean``: mean number of candidate checks per response (a direct guess: 0), and
   ``accuracy_attempts_0`` / ``_1`` / ``_2`` / ``_3plus``: accuracy of the responses with that many
   (None when there is none).
@@ -72,9 +72,8 @@ def has_search_fix(text: str) -> bool:
 
 
 def has_reflection(text: str, phrases) -> bool:
-    """True when ``text`` contains any self-verification phrase (case-insensitive, whole words) or a
-    candidate check (:func:`candidate_checks`)."""
-    return bool(_phrase_positions(text, phrases)) or bool(candidate_checks(text))
+    """True when ``text`` contains any self-verification phrase (case-insensitive, whole words)."""
+    return bool(_phrase_positions(text, phrases))
 
 
 def _phrase_positions(text: str, phrases) -> list[int]:
@@ -83,14 +82,11 @@ def _phrase_positions(text: str, phrases) -> list[int]:
 
 
 def has_correction(text: str, phrases) -> bool:
-    """True when an equation is re-written with a different value after a reflection phrase, or the
-    text holds a search fix (:func:`has_search_fix`).
+    """True when an equation is re-written with a different value after a reflection phrase.
 
     Equations ``lhs = value`` are compared on ``lhs`` with spaces removed; a correction is a pair
     (first, later) with equal ``lhs``, different values and a phrase starting between them.
     """
-    if has_search_fix(text):
-        return True
     marks = _phrase_positions(text, phrases)
     if not marks:
         return False
@@ -133,9 +129,11 @@ def attempt_bucket(n: int) -> str:
 
 
 def attempt_figures(texts: Sequence[str], correct: Sequence[bool]) -> dict:
-    """``attempts_mean`` and ``accuracy_attempts_<bucket>`` (None for an empty bucket)."""
+    """``attempts_mean``, ``search_fix_rate`` (share with a :func:`has_search_fix`) and
+    ``accuracy_attempts_<bucket>`` (None for an empty bucket)."""
     counts = [attempts(t) for t in texts]
-    out: dict = {"attempts_mean": _mean([float(n) for n in counts])}
+    out: dict = {"attempts_mean": _mean([float(n) for n in counts]),
+                 "search_fix_rate": _mean([float(has_search_fix(t)) for t in texts])}
     for bucket in ATTEMPT_BUCKETS:
         out[f"accuracy_attempts_{bucket}"] = _mean([float(c) for n, c in zip(counts, correct)
                                                     if attempt_bucket(n) == bucket])
