@@ -16,3 +16,8 @@ class Interrupted(Exception):
     def __init__(self, step: int, total: int, run_dir: Path):
         super().__init__(f"stopped at step {step} of {total}; checkpoint-{step} saved in {run_dir}")
         self.step, self.total, self.run_dir = step, total, Path(run_dir)
+
+
+class EngineError(RuntimeError):
+    """A rollout engine's server or endpoint failed for good (it did not start, died, stopped
+    answering or refused a request after the retries): one line naming the server and the cause."""

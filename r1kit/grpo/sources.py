@@ -16,21 +16,24 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 
+from r1kit.config import ConfigError
 from r1kit.distributed import ddp
 from r1kit.distributed.cluster import connect, private_cluster_cpus, shutdown, wait_started
 from r1kit.distributed.ray_rewards import RayRewardPool
 from r1kit.distributed.ray_rollout import Pending, RayRollout, make_tasks
 from r1kit.grpo import core
 from r1kit.grpo.config import ZeroConfig
+from r1kit.models import resolve_model_path
 from r1kit.perf import STEP_TIMER
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, score_batch
 from r1kit.rollout import Rollout, SamplingParams
-from r1kit.rollout.engines import ENGINES
+from r1kit.rollout.engines import EngineSetup, make_engine
 
 
 @dataclass
@@ -183,13 +186,17 @@ class RolloutSource:
 
 
 class LocalSource(RolloutSource):
-    """Samples with a rollout engine in this process (``TorchEngine`` over ``sampler.model``, the
-    policy's sampling copy that the trainer refreshes in place after every optimiser step) and
-    scores here."""
+    """Samples with the run's rollout engine (``rollout.engine``: ``torch`` over ``sampler.model``,
+    the policy's sampling copy that the trainer refreshes in place after every optimiser step, or a
+    vLLM server that gets that copy's weights) and scores in this process."""
 
     def __init__(self, cfg: ZeroConfig, tokenizer, stream: PromptStream, scoring: Scoring, sampler):
         self.cfg, self.tokenizer, self.stream, self.scoring = cfg, tokenizer, stream, scoring
-        self.engine = ENGINES["torch"](sampler.model, tokenizer)
+        if cfg.rollout.engine != "torch" and ddp.world_size() > 1:
+            raise ConfigError(f"rollout.engine: {cfg.rollout.engine} runs in a single process, not under torchrun")
+        self.engine = make_engine(cfg.rollout.engine, EngineSetup(
+            tokenizer, lambda: sampler.model, resolve_model_path(cfg.model), cfg.dtype, cfg.rollout.endpoint,
+            Path(cfg.out) / "vllm-server.log", trains=True))
 
     def sample_groups(self, prompt_ids: list[int], examples: list[dict], seed: int, step: int) -> list[Group]:
         prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
