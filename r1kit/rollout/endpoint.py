@@ -79,31 +79,33 @@ class OpenAIEngine(RolloutEngine):
         with ThreadPoolExecutor(self.endpoint.concurrency) as pool:
             return [r for part in pool.map(one, range(len(prompts))) for r in part]
 
-    def request(self, prompt: str, params: SamplingParams, seed: int | None) -> dict:
-        """The request's arguments (the API's names; ``extra_body`` for what only some servers take)."""
-        args = {"model": self.model, "n": params.n, "temperature": params.temperature, "top_p": params.top_p,
-                "max_tokens": params.max_new_tokens, "seed": seed, "stop": params.stop or None}
+    def request(self, prompt, params: SamplingParams, seed: int | None) -> dict:
+        """The request's arguments (the API's names; ``extra_body`` for what only some servers
+        take). Greedy decoding asks for one completion (servers refuse n > 1 without sampling)."""
+        args = {"model": self.model, "n": params.n if params.temperature > 0 else 1,
+                "temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_new_tokens,
+                "seed": seed, "stop": params.stop or None}
         if params.top_k:
             args["extra_body"] = {"top_k": params.top_k}
         if self.endpoint.api == "chat":
             return {**args, "messages": [{"role": "user", "content": prompt}]}
         return {**args, "prompt": prompt}
 
-    def complete(self, index: int, prompt: str, params: SamplingParams, seed: int | None) -> list[Rollout]:
-        """The ``params.n`` completions of prompt ``index``."""
+    def complete(self, index: int, prompt, params: SamplingParams, seed: int | None) -> list[Rollout]:
+        """The ``params.n`` completions of prompt ``index`` (greedy: one, repeated)."""
         chat = self.endpoint.api == "chat"
         create = self.client.chat.completions.create if chat else self.client.completions.create
-        answer = self._call(create, **self.request(prompt, params, seed))
-        if len(answer.choices) != params.n:
-            raise EngineError(f"endpoint {self.url}: asked for n={params.n} completions, got {len(answer.choices)} "
-                              "(a server without n > 1: sample with k 1 per request is not supported yet)")
-        out = []
-        for choice in sorted(answer.choices, key=lambda c: c.index):
-            text = (choice.message.content or "") if chat else choice.text
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            out.append(Rollout(index, ids, [0.0] * len(ids), text,
-                               FINISH_REASONS.get(choice.finish_reason, "eos")))
-        return out
+        args = self.request(prompt, params, seed)
+        choices = sorted(self._call(create, **args).choices, key=lambda c: c.index)
+        if len(choices) != args["n"]:
+            raise EngineError(f"endpoint {self.url}: asked for n={args['n']} completions, got {len(choices)}")
+        return [self.rollout(index, choice) for choice in choices * (params.n // args["n"])]
+
+    def rollout(self, index: int, choice) -> Rollout:
+        """One API choice as a :class:`Rollout` (text in, text out: ids re-tokenised, no log-probs)."""
+        text = (choice.message.content or "") if self.endpoint.api == "chat" else choice.text
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return Rollout(index, ids, [0.0] * len(ids), text, FINISH_REASONS.get(choice.finish_reason, "eos"))
 
     def update_weights(self, policy, version: int) -> None:
         raise EngineError(f"endpoint {self.url}: an OpenAI-compatible endpoint cannot take new weights "

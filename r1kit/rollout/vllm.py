@@ -190,16 +190,12 @@ class VLLMEngine(OpenAIEngine):
                               "refusing to sample with unknown weights")
         return super().generate(prompts, params, prompt_seeds, progress)
 
-    def complete(self, index, prompt, params, seed) -> list[Rollout]:
-        answer = self._call(self.client.completions.create, **self.request(prompt, params, seed))
-        out = []
-        for choice in sorted(answer.choices, key=lambda c: c.index):
-            ids = [int(token.rsplit(":", 1)[1]) for token in choice.logprobs.tokens]  # "token_id:17"
-            logprobs = [float(lp) for lp in choice.logprobs.token_logprobs]
-            finish = "length" if choice.finish_reason == "length" else \
-                "eos" if ids and ids[-1] == self.tokenizer.eos_token_id else "stop"
-            out.append(Rollout(index, ids, logprobs, choice.text, finish))
-        return out
+    def rollout(self, index: int, choice) -> Rollout:
+        ids = [int(token.rsplit(":", 1)[1]) for token in choice.logprobs.tokens]  # "token_id:17"
+        logprobs = [float(lp) for lp in choice.logprobs.token_logprobs]
+        finish = "length" if choice.finish_reason == "length" else \
+            "eos" if ids and ids[-1] == self.tokenizer.eos_token_id else "stop"
+        return Rollout(index, ids, logprobs, choice.text, finish)
 
     def update_weights(self, policy: torch.nn.Module, version: int) -> None:
         """Push the sampling copy's weights (``policy`` when the engine was given no copy)."""
