@@ -49,7 +49,7 @@ def compare(model_name: str, dtype: str, args) -> dict[str, float]:
     tok = load_tokenizer(model_name)
     model = load_model(model_name, dtype)
     prompts = [build_prompt(p["problem"], "r1_zero", tok) for p in synthetic.test_set(PROMPTS)]
-    endpoint = EndpointConfig(python=args.vllm_python, server_args=["--enforce-eager", "--max-model-len", "1024"])
+    endpoint = EndpointConfig(python=args.vllm_python, server_args=["--enforce-eager"])
     log = Path(tempfile.mkdtemp(prefix="r1kit-bench-")) / "vllm-server.log"
     engines = {"torch": make_engine("torch", EngineSetup(tok, lambda: model)),
                "vllm": make_engine("vllm", EngineSetup(tok, None, resolve_model_path(model_name), dtype, endpoint, log))}
