@@ -113,6 +113,22 @@ def test_weights_changed_behind_the_engine_are_refused(server):
         engine._rpc("r1kit_load_weights", resolve_model_path("tiny"), 0)
 
 
+def test_a_server_that_stops_answering_is_an_error_not_a_hang(server):
+    """The server frozen (SIGSTOP): the request times out, the call fails with the endpoint named."""
+    from r1kit.rollout.endpoint import OpenAIEngine
+
+    engine, _, tok = server
+    client = OpenAIEngine(EndpointConfig(url=engine.url, model="r1kit", timeout=5, max_retries=0), tok)
+    os.killpg(engine.server.process.pid, signal.SIGSTOP)
+    try:
+        started = time.time()
+        with pytest.raises(EngineError, match=f"endpoint {engine.url}: APITimeoutError"):
+            client.generate(prompts_of(tok, 1), SamplingParams(max_new_tokens=4))
+        assert time.time() - started < 30
+    finally:
+        os.killpg(engine.server.process.pid, signal.SIGCONT)
+
+
 def test_the_official_openai_client_samples_the_same_server(server):
     """The openai engine (text in and out, the official client) on the server the vllm engine runs."""
     from r1kit.rollout.endpoint import OpenAIEngine

@@ -47,7 +47,8 @@ class EndpointConfig:
     startup_timeout: seconds a started vLLM server may take to answer ``/health``.
     timeout: seconds one request may take before it is retried.
     max_retries: retries of a request that failed (connection refused or reset, timeout, HTTP 429 or
-        5xx), with exponential backoff; then the step (or chunk) fails with the server's error.
+        5xx), with exponential backoff; then the step (or chunk) fails with the server's error. A
+        server that stops answering is an error after about timeout x (max_retries + 1) seconds.
     concurrency: requests in flight at once (one request per prompt, ``n`` samples each).
     """
 
@@ -59,7 +60,7 @@ class EndpointConfig:
     server_args: list[str] = field(default_factory=list)
     startup_timeout: float = 600.0
     timeout: float = 600.0
-    max_retries: int = 5
+    max_retries: int = 2
     concurrency: int = 16
 
     ranges: ClassVar = {"startup_timeout": POSITIVE, "timeout": POSITIVE, "max_retries": NON_NEGATIVE,
