@@ -142,6 +142,19 @@ def test_the_official_openai_client_samples_the_same_server(server):
     assert [r.prompt_index for r in by_text] == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
+def test_the_endpoint_judge_reads_the_servers_top_logprobs(server):
+    """The judge through the chat API and the top 20 log-probs of one token. The tiny base is no
+    judge: yes/no get ~1e-6 of its probability, below its 20th token, so P(yes) is 0 (neither
+    listed: rejected), which is the rule; an instruct model answers yes/no (not run here)."""
+    from r1kit.sampling.judge import EndpointJudge
+
+    engine, _, _ = server
+    items = [("What is 2 + 3?", "5", "<think> 2 + 3 = 5 </think> <answer> 5 </answer>"),
+             ("What is 7 * 6?", "42", "<answer> 48 </answer>")]
+    judge = EndpointJudge(EndpointConfig(url=engine.url, api="chat"))
+    assert judge.p_yes(items) == [0.0, 0.0] and judge.accepts(items) == [False, False]
+
+
 def test_eval_of_an_endpoint(server, tmp_path):
     engine, _, _ = server
     out = tmp_path / "eval"

@@ -96,8 +96,9 @@ class EndpointJudge:
     """The same judge served by an OpenAI-compatible endpoint (``judge_endpoint``): the prompt of
     :class:`Judge` (as one user message with ``api: chat``, else followed by ``Answer:``), one
     token at temperature 0 with its top 20 log-probs; ``p_yes`` is the probability of the listed
-    tokens that read ``yes`` over that of ``yes`` and ``no`` (case and spaces ignored; 0 when the
-    endpoint lists neither). Requests go ``concurrency`` at a time, retried like the engine's.
+    tokens that begin ``yes`` over that of those beginning ``yes`` or ``no`` (case and spaces
+    ignored; the first token of the word, as for :class:`Judge`; 0 when the endpoint lists none).
+    Requests go ``concurrency`` at a time, retried like the engine's.
     """
 
     TOP = 20
@@ -124,8 +125,9 @@ class EndpointJudge:
         mass = {"yes": 0.0, "no": 0.0}
         for token, logprob in top.items():
             word = token.strip().lower()
-            if word in mass:
-                mass[word] += math.exp(logprob)
+            for answer in mass:  # a token that starts the word counts, as the first token of "yes" does for Judge
+                if word and answer.startswith(word):
+                    mass[answer] += math.exp(logprob)
         total = mass["yes"] + mass["no"]
         return mass["yes"] / total if total > 0 else 0.0
 
