@@ -148,3 +148,10 @@ def make_environment(name: str, tools: ToolConfig | None = None) -> Environment 
 
 
 from r1kit.environments import calculator, python  # noqa: E402,F401  (built-ins register)
+
+
+def prompt_for(environment: Environment | None, example: dict, template: str, tokenizer=None) -> str:
+    """``example``'s prompt: the environment's, or the template's around its problem without one."""
+    if environment is None:
+        return build_prompt(example["problem"], template, tokenizer)
+    return environment.prompt(example, template, tokenizer)

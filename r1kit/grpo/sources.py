@@ -24,6 +24,7 @@ from r1kit.distributed import ddp
 from r1kit.distributed.cluster import connect, private_cluster_cpus, shutdown, wait_started
 from r1kit.distributed.ray_rewards import RayRewardPool
 from r1kit.distributed.ray_rollout import Pending, RayRollout, make_tasks
+from r1kit.environments import make_environment, prompt_for
 from r1kit.grpo import core
 from r1kit.grpo.config import ZeroConfig
 from r1kit.perf import STEP_TIMER
@@ -190,11 +191,13 @@ class LocalSource(RolloutSource):
     def __init__(self, cfg: ZeroConfig, tokenizer, stream: PromptStream, scoring: Scoring, sampler):
         self.cfg, self.tokenizer, self.stream, self.scoring = cfg, tokenizer, stream, scoring
         self.engine = ENGINES["torch"](sampler.model, tokenizer)
+        self.environment = make_environment(cfg.environment, cfg.tools)  # None: single-turn
 
     def sample_groups(self, prompt_ids: list[int], examples: list[dict], seed: int, step: int) -> list[Group]:
-        prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
+        prompts = [prompt_for(self.environment, ex, self.cfg.template, self.tokenizer) for ex in examples]
         with STEP_TIMER("sampling"):
-            rollouts = self.engine.generate(prompts, sampling_params(self.cfg, seed))
+            rollouts = self.engine.generate(prompts, sampling_params(self.cfg, seed), environment=self.environment,
+                                            examples=examples if self.environment else None)
         with STEP_TIMER("rewards"):
             scores = self.scoring.score(rollouts, examples)
         return self.scoring.groups(examples, prompts, rollouts, scores, prompt_ids,

@@ -29,7 +29,7 @@ PACKAGED_TINY = Path(__file__).resolve().parents[1] / "assets" / "tiny-base"
 # the other shipped tiny bases, by ``r1kit base --size``: alias ``tiny-SIZE`` or ``tiny-SIZE-base``, folder
 # r1kit/assets/tiny-SIZE-base. small: the distillation student; mixed: the R1 pipeline's base; reflect, aha,
 # aha2: attempts at an "aha" base (docs/phenomena.md)
-PACKAGED_SIZES = ("small", "mixed", "reflect", "aha", "aha2")
+PACKAGED_SIZES = ("small", "mixed", "reflect", "aha", "aha2", "calc")
 _SAID: set[str] = set()
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 

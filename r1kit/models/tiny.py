@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from r1kit.data import synthetic
+from r1kit.data import calc, synthetic
 from r1kit.prompts import r1_zero_prompt
 
 EOS = "<|endoftext|>"
@@ -70,6 +70,10 @@ class TinyModelConfig:
     mix_word_rate/mix_styles: the ``SyntheticConfig`` fields of those names: in a mixing document,
         the chance that each word is in the second language, and the answer styles that may mix
         (the ``mixed`` size mixes only ``steps`` and ``check`` chains: its direct guesses are English).
+    calc_fraction/calc_tool_rate: share of documents from the calculator task (r1kit.data.calc,
+        products and sums of 3-4 digit numbers, always under the full R1-Zero template) and the
+        share of their answers that call the calculator (``<calc>...</calc><output>...</output>``).
+        0 (every size but ``calc``) writes the corpus exactly as before.
     steps/batch_size/lr/warmup: the pre-training run (AdamW, cosine decay to 10%).
     block_size: tokens per packed training row (documents are concatenated, EOS-separated).
     init_from: null builds from scratch (a new tokenizer and random weights); a model name or
@@ -99,6 +103,8 @@ class TinyModelConfig:
     mix_language_rate: float = 0.0
     mix_word_rate: float = 0.5
     mix_styles: tuple[str, ...] = synthetic.STYLES
+    calc_fraction: float = 0.0
+    calc_tool_rate: float = 0.0
     steps: int = 1500
     batch_size: int = 16
     block_size: int = 128
@@ -122,6 +128,7 @@ TINY_SIZES: dict[str, dict] = {
     "aha3": {"restate": True, "decompose": True, "restate_checked": True,
              "template_style_weights": (0.8, 0.16, 0.04), "style_weights": (0.4, 0.35, 0.25),
              "init_from": "tiny", "steps": 1200, "lr": 2e-3},
+    "calc": {"calc_fraction": 0.5, "calc_tool_rate": 0.04, "init_from": "tiny", "steps": 800, "lr": 2e-3},
 }
 """Named sizes of the tiny builder: field overrides of :class:`TinyModelConfig`. ``small`` is the
 student of the distillation experiment: same corpus, tokenizer and pre-training recipe, 3 layers
@@ -143,7 +150,10 @@ and checking is what makes it right. ``aha2`` (``tiny-aha2``, docs/phenomena.md)
 plain steps never slip: their errors are the model's own one-shot arithmetic; its checks (4% of the
 template documents, 25% of the short ones) re-derive the operation by place value (units digit, then
 the round rest), a form that appears only after the check phrase. ``aha3`` is ``aha2`` whose checked
-steps also restate the rest after their first value (not shipped; docs/phenomena.md)."""
+steps also restate the rest after their first value (not shipped; docs/phenomena.md).
+``calc`` (``tiny-calc``, docs/tools.md) is the ``base`` body pre-trained further on a corpus half of
+which is the calculator task under the R1-Zero template, 4% of whose answers call the calculator and
+copy its output: the base of the tool-use demo (``recipes/zero_tools.yaml``)."""
 
 
 def tiny_config(size: str = "base", **overrides) -> TinyModelConfig:
@@ -173,6 +183,11 @@ def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     docs += [f"User: {ex['problem']}. Assistant:" + ex["solution"] for ex in short]
     docs += [(r1_zero_prompt(ex["problem"]) if rng.random() < cfg.template_fraction
               else f"User: {ex['problem']}. Assistant:") + ex["solution"] for ex in code]
+    if cfg.calc_fraction > 0:  # only then: the other sizes' corpora stay as they were
+        n_calc = int(cfg.corpus_size * cfg.calc_fraction)
+        docs = docs[: cfg.corpus_size - n_calc]
+        docs += [r1_zero_prompt(ex["problem"]) + ex["solution"]
+                 for ex in calc.train_set(n_calc, calc.TRAIN_SEED + cfg.seed, cfg.calc_tool_rate)]
     random.Random(cfg.seed).shuffle(docs)
     return docs
 

@@ -327,7 +327,7 @@ class _Engine:
             return False
         self.calls[orig] += 1
         self.errors[orig] += int(observation.error)
-        ids = self.tokenizer(observation.text, add_special_tokens=False)["input_ids"][: self.params.max_new_tokens - gen]
+        ids = self.tokenizer(observation.text, add_special_tokens=False, split_special_tokens=True)["input_ids"][: self.params.max_new_tokens - gen]
         self.forced[orig, gen: gen + len(ids)] = torch.tensor(ids, dtype=torch.long, device="cpu")
         self.turn_start[orig], self.turns[orig] = gen + len(ids), self.turns[orig] + 1
         return True
