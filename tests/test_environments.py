@@ -33,12 +33,12 @@ def test_calculator_is_exact(expr, value):
                                           ("1 + 2</calc>", "no <calc> before </calc>")])
 def test_calculator_failures_are_error_observations(turn, needle):
     obs = make_environment("calculator").step(turn, {})
-    assert obs.error and needle in obs.text and obs.text.startswith("<output>error:")
+    assert obs.error and needle in obs.text and obs.text.startswith("<output> error:")
 
 
 def test_calculator_reads_the_last_call_of_the_turn():
     obs = make_environment("calculator").step(" <think> <calc>1 + 1</calc> no, <calc>3 * 3</calc>", {})
-    assert obs.text == "<output>9</output>" and not obs.error
+    assert obs.text == "<output> 9 </output>" and not obs.error
 
 
 def test_python_tool_runs_in_the_sandbox_and_bounds_failures():
@@ -216,3 +216,19 @@ def test_zero_with_an_environment_logs_the_tool_probes(tmp_path):
     assert row["response_length/mean"] < 64  # policy tokens only: observations are not counted
     evals = [json.loads(line) for line in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
     assert all("tool_call_rate" in e for e in evals)
+
+
+def test_calculator_task_sets():
+    from r1kit.data import calc
+    from r1kit.environments.calculator import calculate
+
+    test = calc.test_set(200)
+    train = calc.train_set(2000, tool_rate=0.04)
+    assert not {ex["problem"] for ex in test} & {ex["problem"] for ex in train}
+    assert all(show(calculate(ex["problem"].removeprefix("Compute "))) == ex["answer"] for ex in test + train)
+    tools = [ex for ex in train if ex["style"] == "tool"]
+    assert 0.02 < len(tools) / len(train) < 0.06
+    env = make_environment("calculator")
+    for ex in tools[:20]:  # the corpus's calls read exactly what the environment answers
+        call, rest = ex["solution"].split("</calc>")
+        assert rest.startswith(env.step(call + "</calc>", ex).text)

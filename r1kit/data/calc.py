@@ -4,8 +4,9 @@
 model to do in one shot, one call for the ``calculator`` environment (r1kit.environments). The
 pre-training corpus of the ``calc`` tiny base (``r1kit base --size calc``) answers in two styles:
 
-* ``direct``: a short thought and the right answer (which the model cannot reproduce);
-* ``tool``: ``<think> <calc>1234 * 567</calc><output>699678</output> </think> <answer> 699678
+* ``direct``: a short thought (half of the time one that states the value) and the right answer,
+  which the model cannot reproduce; the stated values teach it to copy a long number into the answer;
+* ``tool``: ``<think> <calc>1234 * 567</calc><output> 699678 </output> </think> <answer> 699678
   </answer>``, the value copied from the calculator's output: the form the calculator environment's
   observations take, so that RL on the base can select it (rare in the corpus: ``tool_rate``).
 
@@ -34,8 +35,9 @@ def make_problem(rng: random.Random) -> tuple[str, int]:
 def solution_text(expr: str, value: int, style: str, rng: random.Random) -> str:
     """The completion of a corpus document in ``style`` (see the module docstring)."""
     if style == "tool":
-        return f" <think> <calc>{expr}</calc><output>{value}</output> </think> <answer> {value} </answer>"
-    return f" <think> {rng.choice(DIRECT_THOUGHTS)} </think> <answer> {value} </answer>"
+        return f" <think> <calc>{expr}</calc><output> {value} </output> </think> <answer> {value} </answer>"
+    thought = f"It is {value}." if rng.random() < 0.5 else rng.choice(DIRECT_THOUGHTS)
+    return f" <think> {thought} </think> <answer> {value} </answer>"
 
 
 def generate_examples(n: int, seed: int, tool_rate: float = 0.0, exclude: set[str] | None = None,

@@ -10,7 +10,7 @@ Environments register by name (:func:`register_environment`) and are named by ``
 GRPO config; ``environment_modules`` lists user modules to import first. Built-ins:
 
 * ``calculator`` (:mod:`r1kit.environments.calculator`): ``<calc>1234 * 5678</calc>`` ->
-  ``<output>7006652</output>``; exact integer/rational arithmetic by a small parser, no ``eval``;
+  ``<output> 7006652 </output>``; exact integer/rational arithmetic by a small parser, no ``eval``;
 * ``python`` (:mod:`r1kit.environments.python`): ``<python>print(2 ** 10)</python>`` -> the program's
   stdout and errors, run in r1kit's sandbox (``r1kit.sandbox``).
 

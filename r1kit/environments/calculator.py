@@ -1,7 +1,8 @@
 """The ``calculator`` environment: exact integer and rational arithmetic, parsed, never ``eval``-ed.
 
-The model writes ``<calc>1234 * (56 - 7) / 3</calc>`` and reads ``<output>60466/3</output>``
-(integers print as integers, other rationals as ``p/q``). Grammar (usual precedence, ``^``/``**``
+The model writes ``<calc>1234 * (56 - 7) / 3</calc>`` and reads ``<output> 60466/3 </output>``
+(integers print as integers, other rationals as ``p/q``; the spaces make the value's tokens those
+of the same value in ``<answer> 60466/3 </answer>`` with byte-level BPE tokenizers that split digits). Grammar (usual precedence, ``^``/``**``
 right-associative and binding tighter than a unary minus on its left)::
 
     expr  := term (("+" | "-") term)*
@@ -132,9 +133,10 @@ def show(value: Fraction) -> str:
 
 @register_environment("calculator")
 class Calculator(Environment):
-    """``<calc>EXPRESSION</calc>`` -> ``<output>VALUE</output>`` (see the module docstring)."""
+    """``<calc>EXPRESSION</calc>`` -> ``<output> VALUE </output>`` (see the module docstring)."""
 
     call_start, call_end = "<calc>", "</calc>"
+    output_start, output_end = "<output> ", " </output>"
 
     def run(self, call: str, example: dict) -> Observation:
         try:
