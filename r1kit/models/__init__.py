@@ -28,7 +28,8 @@ SMOLLM2_ALIASES = ("smollm2-135m", "smollm2-135m-instruct")  # r1kit.models.gguf
 PACKAGED_TINY = Path(__file__).resolve().parents[1] / "assets" / "tiny-base"
 # the other shipped tiny bases, by ``r1kit base --size``: alias ``tiny-SIZE`` or ``tiny-SIZE-base``, folder
 # r1kit/assets/tiny-SIZE-base. small: the distillation student; mixed: the R1 pipeline's base; reflect, aha,
-# aha2: attempts at an "aha" base (docs/phenomena.md)
+# aha2: attempts at an "aha" base (docs/phenomena.md); calc: the calculator demo's (docs/tools.md; not shipped,
+# built into the cache on first use)
 PACKAGED_SIZES = ("small", "mixed", "reflect", "aha", "aha2", "calc")
 _SAID: set[str] = set()
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
