@@ -110,6 +110,12 @@ def _episodes(tiny, batch_size=0, max_turns=3, max_new=80):
     return sample(model, tok, prompts, params, batch_size=batch_size, environment=env, examples=EXAMPLES), prompts
 
 
+@pytest.fixture(scope="module")
+def episodes(tiny):
+    """The default episodes (3 prompts x 4 samples, 3 turns, 80 tokens), sampled once for the module."""
+    return _episodes(tiny)
+
+
 def _runs(ids, mask):
     """The runs of consecutive masked (observation) ids."""
     runs, current = [], []
@@ -122,9 +128,9 @@ def _runs(ids, mask):
     return runs + ([current] if current else [])
 
 
-def test_episodes_force_observation_ids_and_mask_them(tiny):
+def test_episodes_force_observation_ids_and_mask_them(tiny, episodes):
     _, tok = tiny
-    rollouts, _ = _episodes(tiny)
+    rollouts, _ = episodes
     assert sum(r.tool_calls for r in rollouts) >= 8  # the tiny model closes </think> almost always
     for r in rollouts:
         assert len(r.policy_mask) == len(r.token_ids) == len(r.logprobs) <= 80
@@ -143,11 +149,11 @@ def test_episodes_force_observation_ids_and_mask_them(tiny):
         assert r.tool_errors >= r.tool_calls * (int(answer) % 2)
 
 
-def test_episode_logprobs_equal_a_teacher_forced_recomputation(tiny):
+def test_episode_logprobs_equal_a_teacher_forced_recomputation(tiny, episodes):
     from r1kit.models.logprobs import completion_logprobs, make_group_batch
 
     model, tok = tiny
-    rollouts, prompts = _episodes(tiny)
+    rollouts, prompts = episodes
     batch = make_group_batch([tok(p, add_special_tokens=False)["input_ids"] for p in prompts],
                              [r.token_ids for r in rollouts], 4, tok.eos_token_id)
     with torch.no_grad():
@@ -157,9 +163,9 @@ def test_episode_logprobs_equal_a_teacher_forced_recomputation(tiny):
     assert worst < 1e-4
 
 
-def test_continuous_batching_keeps_episodes_identical(tiny):
-    whole, _ = _episodes(tiny)
-    for batch_size in (4, 8):
+def test_continuous_batching_keeps_episodes_identical(tiny, episodes):
+    whole, _ = episodes
+    for batch_size in (4,):  # one prompt (4 rows) at a time: every later prompt is spliced in
         rows, _ = _episodes(tiny, batch_size=batch_size)
         assert [(r.token_ids, r.policy_mask, r.tool_calls) for r in rows] == \
                [(r.token_ids, r.policy_mask, r.tool_calls) for r in whole]
@@ -177,13 +183,13 @@ def test_one_turn_episodes_call_nothing_and_single_turn_has_no_mask(tiny):
     assert all(r.policy_mask is None and r.policy_tokens == len(r.token_ids) for r in plain)
 
 
-def test_per_token_loss_weights_equal_the_policy_mask(tiny):
+def test_per_token_loss_weights_equal_the_policy_mask(tiny, episodes):
     from r1kit.grpo import core
     from r1kit.grpo.sources import Group
     from r1kit.grpo.step import micro_batches
 
     _, tok = tiny
-    rollouts, prompts = _episodes(tiny)
+    rollouts, prompts = episodes
     groups = [Group(EXAMPLES[i], tok(prompts[i], add_special_tokens=False)["input_ids"], rollouts[4 * i: 4 * i + 4],
                     [float(j % 2) for j in range(4)], [{}] * 4) for i in range(3)]
     (mb,) = micro_batches(groups, tok.eos_token_id, 1 << 20, mask_truncated=False)
