@@ -210,3 +210,20 @@ def test_page_loads_in_headless_browser(report: Path, tmp_path: Path):
     width, height = png_size(shot)
     assert (width, height) == (1200, 2600)
     assert shot.stat().st_size > 50_000  # a blank page would compress to a few KB
+
+
+def test_tool_probes_are_plotted_only_when_present(tmp_path: Path):
+    plain = make_run(tmp_path / "plain", steps=20)
+    write_report(plain)
+    assert not (plain / "report" / "tools.png").exists()
+    tooled = make_run(tmp_path / "tools", steps=20)
+    rows = [json.loads(line) for line in (tooled / "metrics.jsonl").read_text().splitlines()[:-1]]
+    with open(tooled / "metrics.jsonl", "w") as f:
+        for row in rows:
+            rate = row["step"] / 20
+            f.write(json.dumps({**row, "tool_call_rate": rate, "tool_calls_mean": rate, "turns_mean": 1 + rate,
+                                "tool_error_rate": 0.1, "accuracy_with_tool": 0.9, "accuracy_without_tool": 0.1}) + "\n")
+    index = write_report(tooled)
+    for name in ("tools.png", "tools_accuracy.png"):
+        png_size(tooled / "report" / name)
+        assert name in Path(index).read_text()

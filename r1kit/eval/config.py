@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
-from r1kit.config import AT_LEAST_1, NON_NEGATIVE, Range
+from r1kit.config import AT_LEAST_1, NON_NEGATIVE, ConfigError, Range
+from r1kit.environments.config import ToolConfig
 from r1kit.models.config import check_device
 from r1kit.rollout.config import Engine, EndpointConfig, check_engine
 
@@ -42,6 +43,9 @@ class EvalConfig:
     reflection_phrases: phrases that count as self-verification; null: the run's
         ``reflection_phrases`` in a training run, else r1kit's defaults (wait, let me check, verify,
         re-evaluate, double-check).
+    environment: ``none``, or the environment the samples are episodes with (``calculator``,
+        ``python``, a registered one; docs/tools.md); null: the run's ``environment`` in a training
+        run, ``none`` otherwise. tools: its ``ToolConfig`` (a training run uses its own).
     """
 
     data: str = "synthetic"
@@ -56,6 +60,8 @@ class EvalConfig:
     seed: int | None = None
     language: str | None = None
     reflection_phrases: list[str] | None = None
+    environment: str | None = None
+    tools: ToolConfig = field(default_factory=ToolConfig)
 
     ranges: ClassVar = {"limit": AT_LEAST_1, "k": AT_LEAST_1, "temperature": NON_NEGATIVE,
                         "top_p": Range(0, 1, open_low=True), "max_new_tokens": AT_LEAST_1,
@@ -63,11 +69,12 @@ class EvalConfig:
     on_resume: ClassVar = ("batch_size",)  # what a resumed run may change (r1kit.runs.resumable_keys)
 
     def resolved(self, template: str = "r1_zero", seed: int = 0, data_dir: str | None = None,
-                 reflection_phrases: list[str] | tuple[str, ...] = DEFAULT_REFLECTION_PHRASES) -> "EvalConfig":
+                 reflection_phrases: list[str] | tuple[str, ...] = DEFAULT_REFLECTION_PHRASES,
+                 environment: str = "none") -> "EvalConfig":
         """A copy whose unset (null) fields take a run's values: ``template``, ``seed``,
-        ``data_dir`` and ``reflection_phrases``."""
+        ``data_dir``, ``reflection_phrases`` and ``environment``."""
         return replace(self, template=self.template or template, seed=seed if self.seed is None else self.seed,
-                       data_dir=self.data_dir or data_dir,
+                       data_dir=self.data_dir or data_dir, environment=self.environment or environment,
                        reflection_phrases=list(self.reflection_phrases or reflection_phrases))
 
     def sampling_params(self, **extra):
@@ -92,6 +99,7 @@ class EvalCommandConfig(EvalConfig):
     device: ``auto`` (CUDA when visible, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     threads: torch threads (0: r1kit's governor picks them for the cores that are free).
     out: output folder (``samples.jsonl``, ``results.json``).
+    environment_modules: Python modules to import before ``environment`` is looked up.
     """
 
     model: str = "tiny"
@@ -101,9 +109,16 @@ class EvalCommandConfig(EvalConfig):
     device: str = "auto"
     threads: int = 0
     out: str = "runs/eval"
+    environment_modules: list[str] = field(default_factory=list)
 
     ranges: ClassVar = {"threads": NON_NEGATIVE}
 
     def check(self, prefix: str = "") -> None:
         check_device(self.device, f"{prefix}device")
         check_engine(self.engine, self.endpoint, prefix)
+        from r1kit.environments import check_environment, import_environment_modules
+
+        import_environment_modules(self.environment_modules, f"{prefix}environment_modules")
+        check_environment(self.environment or "none", f"{prefix}environment")
+        if (self.environment or "none") != "none" and self.engine != "torch":
+            raise ConfigError(f"{prefix}environment: tool episodes run on the torch engine only (engine={self.engine})")

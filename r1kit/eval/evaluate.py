@@ -23,8 +23,8 @@ from r1kit.data.jsonl import DataError, write_json_atomic, write_jsonl
 from r1kit.eval.code import evaluate_code, grade_code_samples
 from r1kit.eval.config import DEFAULT_REFLECTION_PHRASES, EvalConfig
 from r1kit.eval.metrics import summarize
-from r1kit.eval.probes import consistency_or_none, has_reflection, phenomena
-from r1kit.prompts import build_prompt
+from r1kit.environments import make_environment, prompt_for
+from r1kit.eval.probes import consistency_or_none, has_reflection, phenomena, tool_probes
 from r1kit.rewards import REWARD_FUNCS
 from r1kit.rewards.code import extract_program
 from r1kit.rewards.math import answers_equivalent, extract_answer
@@ -86,16 +86,20 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: 
     cfg = cfg.resolved()
     problems = problems[: cfg.limit] if cfg.limit else problems
     samples, start = [], time.time()
-    prompts = [build_prompt(p["problem"], cfg.template, tokenizer) for p in problems]
+    environment = make_environment(cfg.environment or "none", cfg.tools)  # None: single-turn
+    prompts = [prompt_for(environment, p, cfg.template, tokenizer) for p in problems]
     # one continuous batch; a problem's samples depend on the seed and its index only (row_seeds)
     engine = as_engine(model, tokenizer, cfg.batch_size * cfg.k)  # a torch model, or any engine
     with tqdm(total=len(problems) * cfg.k, desc="eval samples", disable=not progress, mininterval=2) as bar:
-        rollouts = engine.generate(prompts, cfg.sampling_params(), progress=bar.update)
+        rollouts = engine.generate(prompts, cfg.sampling_params(), progress=bar.update, environment=environment,
+                                   examples=problems if environment else None)
     for r in rollouts:
         ex = problems[r.prompt_index]
+        episode = ({"tool_calls": r.tool_calls, "tool_errors": r.tool_errors, "turns": r.turns}
+                   if environment else {})
         samples.append({
-            "id": ex["id"], "sample": len(samples) % cfg.k, "response": r.text,
-            "num_tokens": len(r.token_ids), "finish_reason": r.finish_reason,
+            "id": ex["id"], "sample": len(samples) % cfg.k, "response": r.text, **episode,
+            "num_tokens": r.policy_tokens, "finish_reason": r.finish_reason,
             "format": REWARD_FUNCS["format"](r.text, ex) if cfg.template == "r1_zero" else None,
             "reflection": has_reflection(r.text, cfg.reflection_phrases),
             "language_consistency": consistency_or_none(r.text, ex),
@@ -132,6 +136,9 @@ def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: 
     results.update(phenomena([s["response"] for s in samples], [s["correct"] for s in samples],
                              [s["num_tokens"] for s in samples], phrases,
                              [s.get("language_consistency") for s in samples]))
+    if samples and "tool_calls" in samples[0]:  # multi-turn episodes
+        results.update(tool_probes([s["tool_calls"] for s in samples], [s["tool_errors"] for s in samples],
+                                   [s["turns"] for s in samples], [s["correct"] for s in samples]))
     return results
 
 

@@ -157,9 +157,31 @@ def rollout_phenomena(groups, accuracy_reward: str, phrases) -> dict:
     graded = [(r, p[accuracy_reward] >= 1.0) for g in groups for r, p in zip(g.rollouts, g.parts)
               if accuracy_reward in p]
     out = phenomena([r.text for r, _ in graded], [c for _, c in graded],
-                    [len(r.token_ids) for r, _ in graded], phrases)
+                    [r.policy_tokens for r, _ in graded], phrases)
     known = [x for x in (consistency_or_none(r.text, g.example) for g in groups for r in g.rollouts)
              if x is not None]
     out["language_consistency"] = _mean(known)
     out["language_mixing_rate"] = _mean([float(x < MIXING_THRESHOLD) for x in known])
     return out
+
+
+def tool_probes(calls: Sequence[int], errors: Sequence[int], turns: Sequence[int],
+                correct: Sequence[bool | float]) -> dict:
+    """The tool-use probes of multi-turn episodes (r1kit.environments), over responses:
+
+    * ``tool_call_rate``: share of responses with at least one tool call;
+    * ``tool_calls_mean``: calls per response; ``turns_mean``: model turns per response (calls + 1,
+      or fewer when the budget ran out);
+    * ``tool_error_rate``: share of the calls whose observation was an error (None without calls);
+    * ``accuracy_with_tool`` / ``accuracy_without_tool``: accuracy of the responses with / without
+      a call (None when that side is empty).
+    """
+    n = len(calls)
+    used = [bool(c) for c in calls]
+    with_tool = [float(ok) for ok, u in zip(correct, used) if u]
+    without = [float(ok) for ok, u in zip(correct, used) if not u]
+    return {"tool_call_rate": sum(used) / n, "tool_calls_mean": sum(calls) / n,
+            "tool_error_rate": sum(errors) / sum(calls) if sum(calls) else None,
+            "accuracy_with_tool": sum(with_tool) / len(with_tool) if with_tool else None,
+            "accuracy_without_tool": sum(without) / len(without) if without else None,
+            "turns_mean": sum(turns) / n}

@@ -7,6 +7,8 @@ from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range
 from r1kit.distributed.cluster import require_ray
+from r1kit.environments import check_environment, import_environment_modules
+from r1kit.environments.config import ToolConfig
 from r1kit.eval.config import DEFAULT_REFLECTION_PHRASES, EvalConfig
 from r1kit.models.config import LoRAConfig, check_device
 from r1kit.rewards import DEFAULT_TIMEOUT_S as DEFAULT_REWARD_TIMEOUT_S, available_rewards
@@ -189,7 +191,8 @@ class ZeroConfig:
         refreshed every step and training runs under autocast (r1kit.models.precision).
     data: training prompts: ``synthetic`` (r1kit's arithmetic task), ``synthetic_code`` (the same
         problems as "write a program that prints ...", graded in the sandbox by the ``code``
-        reward), a benchmark name or a JSONL/Parquet file with ``problem`` and ``answer`` (and
+        reward), ``synthetic_calc`` (products and sums of 3-4 digit numbers, for the ``calculator``
+        environment: r1kit.data.calc), a benchmark name or a JSONL/Parquet file with ``problem`` and ``answer`` (and
         ``tests`` or ``test`` for code). train_size: prompts drawn for the synthetic tasks.
     data_dir: where benchmark names are resolved (default: $R1KIT_DATA_DIR, else r1kit's shipped copies).
     template: prompt template (``r1_zero``, ``chat``, ``plain``).
@@ -217,6 +220,14 @@ class ZeroConfig:
     lora: low-rank adapters instead of full fine-tuning (``LoRAConfig`` in r1kit/models/lora.py;
         ``lora.r: 16`` turns it on): only the adapters train, the beta > 0 reference is the policy
         with its adapters off, sampling uses a merged copy, checkpoints hold the adapters.
+    environment: ``none`` (single-turn: one completion per prompt, scored at the end) or the name
+        of an environment (``calculator``, ``python``, or one registered by a module listed in
+        ``environment_modules``; r1kit.environments, docs/tools.md): multi-turn episodes in which
+        every tool call the model closes is run and its output appended before the model goes on;
+        observation tokens are masked from the loss and from every length figure.
+    environment_modules: Python modules to import before the environment is looked up.
+    tools: how episodes run (``ToolConfig``: max_turns, max_output_chars, timeout); the episode's
+        total token budget is ``rollout.max_new_tokens``.
     distributed: Ray rollout/reward workers and multi-process training (``DistributedConfig``):
         run under ``torchrun --nproc-per-node K`` (r1kit.distributed.ddp); ``distributed.strategy``
         picks DDP or FSDP2.
@@ -248,6 +259,9 @@ class ZeroConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: PeriodicEvalConfig = field(default_factory=PeriodicEvalConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
+    environment: str = "none"
+    environment_modules: list[str] = field(default_factory=list)
+    tools: ToolConfig = field(default_factory=ToolConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     # what a resumed run may change (each change is logged in config.changes.jsonl)
@@ -263,6 +277,16 @@ class ZeroConfig:
         import_reward_modules(self.reward_modules, f"{prefix}reward_modules")
         check_reward_names(self, prefix)
         check_engine(self.rollout.engine, self.rollout.endpoint, f"{prefix}rollout.", trains=True)
+        import_environment_modules(self.environment_modules, f"{prefix}environment_modules")
+        check_environment(self.environment, f"{prefix}environment")
+        if self.eval.environment is not None:
+            check_environment(self.eval.environment, f"{prefix}eval.environment")
+        if self.environment != "none" and self.distributed.backend == "ray":
+            raise ConfigError(f"{prefix}environment: {self.environment}: tool episodes run with distributed.backend "
+                              "none (the Ray rollout actors do not run environments yet)")
+        if self.environment != "none" and self.rollout.engine != "torch":
+            raise ConfigError(f"{prefix}environment: {self.environment}: tool episodes run on the torch engine only "
+                              f"(rollout.engine={self.rollout.engine})")
         distributed = self.distributed
         if self.rollout.engine != "torch" and distributed.backend == "ray":
             raise ConfigError(f"{prefix}rollout.engine: {self.rollout.engine} samples with distributed.backend none "

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from r1kit.data.jsonl import append_jsonl
-from r1kit.eval.probes import has_reflection, rollout_phenomena
+from r1kit.eval.probes import has_reflection, rollout_phenomena, tool_probes
 from r1kit.grpo.config import ZeroConfig
 
 
@@ -20,7 +20,7 @@ def step_metrics(cfg: ZeroConfig, step: int, batch, opt: dict, times: dict, rewa
     rollouts = [r for grp in sampled for r in grp.rollouts]
     rewards = torch.tensor([r for grp in sampled for r in grp.rewards])
     parts = [p for grp in sampled for p in grp.parts]
-    lengths = torch.tensor([len(r.token_ids) for r in rollouts], dtype=torch.float)
+    lengths = torch.tensor([r.policy_tokens for r in rollouts], dtype=torch.float)  # observation tokens left out
     m = {"step": step, "reward/mean": rewards.mean().item(), "reward/std": rewards.std().item()}
     for name in reward_names:  # each reward's mean over the completions it scored
         scored = [p[name] for p in parts if name in p]
@@ -33,6 +33,9 @@ def step_metrics(cfg: ZeroConfig, step: int, batch, opt: dict, times: dict, rewa
     m["truncated_frac"] = sum(r.truncated for r in rollouts) / len(rollouts)
     m["reflection_rate"] = sum(has_reflection(r.text, cfg.reflection_phrases) for r in rollouts) / len(rollouts)
     m.update(rollout_phenomena(sampled, cfg.accuracy_reward, cfg.reflection_phrases))
+    if rollouts[0].policy_mask is not None:  # multi-turn episodes
+        m.update(tool_probes([r.tool_calls for r in rollouts], [r.tool_errors for r in rollouts],
+                             [r.turns for r in rollouts], [p.get(cfg.accuracy_reward, 0.0) >= 1.0 for p in parts]))
     m["groups_all_equal_frac"] = sum(grp.all_equal for grp in sampled) / len(sampled)
     m["refill_rounds"] = batch.refill_rounds
     versions = [grp.weight_version for grp in sampled]
@@ -42,7 +45,8 @@ def step_metrics(cfg: ZeroConfig, step: int, batch, opt: dict, times: dict, rewa
     m.update(opt)
     m["lr"] = lr
     m["reward_failures"] = reward_failures
-    m["tokens_per_s"] = lengths.sum().item() / max(times["rollout_seconds"], 1e-9)
+    decoded = sum(len(r.token_ids) for r in rollouts)  # every token through the model, observations too
+    m["tokens_per_s"] = decoded / max(times["rollout_seconds"], 1e-9)
     m.update(times)
     return {k: v for k, v in m.items() if v is not None}
 

@@ -26,6 +26,7 @@ from r1kit.distributed import ddp
 from r1kit.distributed.cluster import connect, private_cluster_cpus, shutdown, wait_started
 from r1kit.distributed.ray_rewards import RayRewardPool
 from r1kit.distributed.ray_rollout import Pending, RayRollout, make_tasks
+from r1kit.environments import make_environment, prompt_for
 from r1kit.grpo import core
 from r1kit.grpo.config import ZeroConfig
 from r1kit.models import resolve_model_path
@@ -197,11 +198,13 @@ class LocalSource(RolloutSource):
         self.engine = make_engine(cfg.rollout.engine, EngineSetup(
             tokenizer, lambda: sampler.model, resolve_model_path(cfg.model), cfg.dtype, cfg.rollout.endpoint,
             Path(cfg.out) / "vllm-server.log", trains=True))
+        self.environment = make_environment(cfg.environment, cfg.tools)  # None: single-turn
 
     def sample_groups(self, prompt_ids: list[int], examples: list[dict], seed: int, step: int) -> list[Group]:
-        prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
+        prompts = [prompt_for(self.environment, ex, self.cfg.template, self.tokenizer) for ex in examples]
         with STEP_TIMER("sampling"):
-            rollouts = self.engine.generate(prompts, sampling_params(self.cfg, seed))
+            rollouts = self.engine.generate(prompts, sampling_params(self.cfg, seed), environment=self.environment,
+                                            examples=examples if self.environment else None)
         with STEP_TIMER("rewards"):
             scores = self.scoring.score(rollouts, examples)
         return self.scoring.groups(examples, prompts, rollouts, scores, prompt_ids,

@@ -52,7 +52,7 @@ class MicroBatch:
 
     batch: GroupBatch         # prompts [P, Wp] once per group, completions [P*G, Wc]
     rows: torch.Tensor        # [P*G] positions of its completions in the step's row order
-    loss_mask: torch.Tensor   # [P*G, Wc] 1.0 on completion tokens that count in the loss
+    loss_mask: torch.Tensor   # [P*G, Wc] 1.0 on the policy's completion tokens that count in the loss
     filler: bool = False      # a lockstep pass with nothing in it (mask 0, no statistics)
 
 
@@ -101,10 +101,21 @@ def micro_batches(groups: list[Group], pad_id: int, token_budget: int, mask_trun
         rollouts = [r for i in members for r in groups[i].rollouts]
         batch = make_group_batch([groups[i].prompt_ids for i in members], [r.token_ids for r in rollouts], g, pad_id)
         loss_mask = batch.completion_mask.float()                                     # [B, Wc]
+        if rollouts[0].policy_mask is not None:  # episodes: observation tokens are not the policy's
+            loss_mask *= policy_masks(rollouts, loss_mask.size(1))                    # [B, Wc]
         if mask_truncated:
             loss_mask[torch.tensor([r.truncated for r in rollouts], device="cpu")] = 0.0
         rows = torch.tensor([i * g + j for i in members for j in range(g)], device=device)  # [B]
         out.append(MicroBatch(batch.to(device), rows, loss_mask.to(device)))
+    return out
+
+
+def policy_masks(rollouts: list, width: int) -> torch.Tensor:
+    """[B, width] 1.0 on the tokens each rollout's policy sampled (``Rollout.policy_mask``), 0.0 on
+    observation tokens and padding; completions are left-aligned as in ``make_group_batch``."""
+    out = torch.zeros(len(rollouts), width, device="cpu")                              # [B, width]
+    for j, r in enumerate(rollouts):
+        out[j, : len(r.policy_mask)] = torch.tensor(r.policy_mask, dtype=torch.float, device="cpu")
     return out
 
 

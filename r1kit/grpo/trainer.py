@@ -12,6 +12,7 @@ Under ``torchrun`` each rank trains on its share of the groups with gradients su
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from r1kit import threads
 from r1kit.config import ConfigError, validate
-from r1kit.data import synthetic
+from r1kit.data import calc, synthetic
 from r1kit.data.benchmarks import check_prompt_lengths, load_problems
 from r1kit.data.jsonl import DataError, append_jsonl, guarded_write, write_json_atomic
 from r1kit.distributed import ddp
@@ -49,6 +50,8 @@ def train_problems(cfg: ZeroConfig) -> list[dict]:
         return synthetic.train_set(cfg.train_size, seed=synthetic.TRAIN_SEED + cfg.seed)
     if cfg.data == "synthetic_code":
         return synthetic.code_train_set(cfg.train_size, seed=synthetic.TRAIN_SEED + cfg.seed)
+    if cfg.data == "synthetic_calc":
+        return calc.train_set(cfg.train_size, seed=calc.TRAIN_SEED + cfg.seed)
     problems = load_problems(cfg.data, cfg.data_dir)
     if not problems:
         raise DataError(f"{cfg.data}: no training problems")
@@ -78,7 +81,9 @@ class GRPOTrainer:
         self.model_path = resolve_model_path(cfg.model)
         self.stream = PromptStream(train_problems(cfg), cfg.seed)
         check_prompt_lengths(self.stream.problems, self.tokenizer, model_context(self.model_path), cfg.data)
-        self.eval_cfg = cfg.eval.resolved(cfg.template, cfg.seed, cfg.data_dir, cfg.reflection_phrases)
+        self.eval_cfg = cfg.eval.resolved(cfg.template, cfg.seed, cfg.data_dir, cfg.reflection_phrases, cfg.environment)
+        if self.eval_cfg.environment == cfg.environment:  # the run's episodes, with the run's tool options
+            self.eval_cfg = replace(self.eval_cfg, tools=cfg.tools)
         self.eval_problems = eval_problems(self.eval_cfg) if cfg.eval.every else []
         self.stats = RewardStats()
         self.step = 0

@@ -43,6 +43,9 @@ FIRST_LAST = [
     ("reflection fixes (share of reflective)", "reflection_fixes", "reflection_fixes", "rate"),
     ("language consistency", "language_consistency", "language_consistency", "rate"),
     ("language mixing rate", "language_mixing_rate", "language_mixing_rate", "rate"),
+    ("tool call rate", "tool_call_rate", "tool_call_rate", "rate"),
+    ("accuracy with a tool call", "accuracy_with_tool", "accuracy_with_tool", "rate"),
+    ("accuracy without a tool call", "accuracy_without_tool", "accuracy_without_tool", "rate"),
 ]
 """The first-vs-last figures: label, eval.jsonl key, metrics.jsonl key (None: not logged per step),
 and whether the value is a rate (shown in %, change in points) or a length (change as a ratio)."""

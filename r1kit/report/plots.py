@@ -155,6 +155,33 @@ def plot_attempts_accuracy(run: RunData, path: Path) -> str | None:
                        "Accuracy by number of attempts", "accuracy")
 
 
+def _tooled(run: RunData) -> bool:
+    """Whether the run's episodes had an environment (its rows carry the tool probes)."""
+    return has_series(run.metrics, "tool_call_rate") or has_series(run.evals, "tool_call_rate")
+
+
+def plot_tools(run: RunData, path: Path) -> str | None:
+    """Tool use vs step (r1kit.eval.probes.tool_probes): share of responses with a call, calls and
+    turns per response, share of failed calls."""
+    if not _tooled(run):
+        return "no environment (single-turn episodes)"
+    return _lines_plot(run, path, [Line("tool_call_rate", "tool_call_rate", "tab:blue", "responses with a call"),
+                                   Line("tool_calls_mean", "tool_calls_mean", "tab:orange", "calls per response"),
+                                   Line("turns_mean", "turns_mean", "tab:green", "turns per response"),
+                                   Line("tool_error_rate", "tool_error_rate", "tab:red", "failed calls")],
+                       "Tool use", "rate / count")
+
+
+def plot_tools_accuracy(run: RunData, path: Path) -> str | None:
+    """Accuracy of responses with and without a tool call vs step."""
+    if not _tooled(run):
+        return "no environment (single-turn episodes)"
+    return _lines_plot(run, path, [Line("accuracy_with_tool", "accuracy_with_tool", "tab:blue", "with a tool call"),
+                                   Line("accuracy_without_tool", "accuracy_without_tool", "tab:gray",
+                                        "without a tool call")],
+                       "Accuracy with vs without a tool call", "accuracy")
+
+
 def plot_language(run: RunData, path: Path) -> str | None:
     """Language consistency of the chains of thought and the share that mix languages vs step."""
     return _lines_plot(run, path, [Line("language_consistency", "language_consistency", "tab:blue", "consistency"),
@@ -232,6 +259,9 @@ PLOTS = [
          plot_attempts_accuracy),
     Plot("language.png", "Language consistency of the chains of thought and the share below 0.9 "
          "(mixing languages).", plot_language),
+    Plot("tools.png", "Tool use (runs with an environment): share of responses with a tool call, calls and "
+         "turns per response, share of calls that failed.", plot_tools),
+    Plot("tools_accuracy.png", "Accuracy of the responses with and without a tool call.", plot_tools_accuracy),
     Plot("rewards.png", "Mean reward overall and per reward function.", plot_rewards),
     Plot("training.png", "Optimisation health: KL to the reference (runs with beta > 0), entropy, clipped "
          "fraction, gradient norm, throughput; a figure constant over the run is left out.",

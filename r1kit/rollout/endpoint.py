@@ -67,7 +67,10 @@ class OpenAIEngine(RolloutEngine):
         return f"endpoint {self.url}: {type(exc).__name__}: {str(exc)[:300]}"
 
     def generate(self, prompts: list[str], params: SamplingParams, prompt_seeds: list[int] | None = None,
-                 progress: Callable[[int], None] | None = None) -> list[Rollout]:
+                 progress: Callable[[int], None] | None = None, environment=None,
+                 examples: list[dict] | None = None) -> list[Rollout]:
+        if environment is not None:  # (the options refuse it before any model loads)
+            raise EngineError(f"endpoint {self.url}: tool episodes run on the torch engine only")
         seeds = prompt_seeds or [None if params.seed is None else params.seed + i for i in range(len(prompts))]
 
         def one(i: int) -> list[Rollout]:

@@ -11,6 +11,15 @@ uniforms, generated from a per-row seed (``row_seeds``), so what a row samples d
 what shares its batch. Per-step bookkeeping is tensor work with one host sync, Python touching
 only the rows that may end.
 
+Multi-turn episodes (``environment``, an :class:`r1kit.environments.Environment`): a row's turn
+ends when it writes the environment's ``call_end`` tag; the environment's observation is
+tokenised once and its ids are *forced* into the row's next positions (fed through the same batched
+decode steps as every other row's tokens, so they extend the row's KV cache without recomputing its
+context and the batch keeps running), then the row samples again. Token-in/token-out: a rollout's
+``token_ids`` are exactly the ids fed to the model; ``policy_mask`` marks the sampled ones
+(observation tokens: 0, with log-prob 0). The episode's tokens, the model's and the observations',
+share the ``max_new_tokens`` budget; ``environment.max_turns`` caps the model turns.
+
 Log-probs are those of the policy the trainer optimises: ``log softmax(logits / temperature)``
 over the full vocabulary (top-p/top-k only restrict what is drawn, as in TRL and veRL).
 """
@@ -51,17 +60,31 @@ class SamplingParams:
 
 @dataclass
 class Rollout:
-    """One completion: its prompt index, token ids, per-token log-probs, text and finish reason."""
+    """One completion: its prompt index, token ids, per-token log-probs, text and finish reason.
+
+    With an environment (multi-turn): ``policy_mask`` (1 on the tokens the policy sampled, 0 on
+    observation tokens, whose log-prob is 0), the tool calls it made, how many of them failed, and
+    its model turns; single-turn rollouts have ``policy_mask`` None (every token is the policy's).
+    """
 
     prompt_index: int
     token_ids: list[int]
     logprobs: list[float]
     text: str
-    finish_reason: str  # "eos", "stop" or "length"
+    finish_reason: str  # "eos", "stop", "length" or "turns" (a call in the episode's last turn)
+    policy_mask: list[int] | None = None
+    tool_calls: int = 0
+    tool_errors: int = 0
+    turns: int = 1
 
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+    @property
+    def policy_tokens(self) -> int:
+        """Tokens the policy sampled (observation tokens left out)."""
+        return len(self.token_ids) if self.policy_mask is None else sum(self.policy_mask)
 
 
 def _tokenize_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,8 +145,12 @@ class _StopMatcher:
         self.trigger = (_stop_triggers(tokenizer, tuple(stop), vocab_size).to(device) if stop
                         else torch.zeros(vocab_size, dtype=torch.bool, device=device))
 
+    def tail_text(self, token_ids: list[int]) -> str:
+        """The text of the last tokens of ``token_ids``: enough to hold any stop string."""
+        return self.tokenizer.decode(token_ids[-self.tail:])
+
     def hits(self, token_ids: list[int]) -> bool:
-        text = self.tokenizer.decode(token_ids[-self.tail:])
+        text = self.tail_text(token_ids)
         return any(s in text for s in self.stop)
 
 
@@ -149,7 +176,8 @@ class _Engine:
     """The decode loop's state: one slot per batch row, a shared KV cache whose columns are aligned
     on the right (each row masks the columns before its prompt)."""
 
-    def __init__(self, model, tokenizer, prompts, params: SamplingParams, seeds: list[int], progress=None):
+    def __init__(self, model, tokenizer, prompts, params: SamplingParams, seeds: list[int], progress=None,
+                 environment=None, examples: list[dict] | None = None):
         self.model, self.tokenizer, self.prompts, self.params, self.seeds = model, tokenizer, prompts, params, seeds
         self.device = next(model.parameters()).device
         self.splices = supports_preallocated_cache(model)
@@ -161,6 +189,11 @@ class _Engine:
         self.lengths, self.finish = [max_new] * total, ["length"] * total
         self.stops = None
         self.progress = progress
+        self.env, self.examples = environment, examples
+        if environment is not None:  # the episodes' state: forced (observation) ids, -1 where the policy samples
+            self.forced = torch.full((total, max_new + 1), -1, dtype=torch.long, device=self.device)
+            self.turn_start, self.turns = [0] * total, [1] * total
+            self.calls, self.errors = [0] * total, [0] * total
         self.cache = None  # no rows in flight
         self.live_count = self.dead_count = 0
 
@@ -177,7 +210,8 @@ class _Engine:
         logits, cache = _forward(self.model, cache, input_ids=input_ids, attention_mask=pmask, position_ids=positions)
         cache.batch_repeat_interleave(n)
         if self.stops is None:
-            self.stops = _StopMatcher(self.tokenizer, p.stop, logits.size(-1), device)
+            self.stops = _StopMatcher(self.tokenizer, p.stop + ([self.env.call_end] if self.env else []),
+                                      logits.size(-1), device)
         rows = torch.tensor([i * n + j for i in prompt_indices for j in range(n)], device=device)
         u = torch.stack([torch.rand(p.max_new_tokens + 1, dtype=torch.float64, device=device,
                                     generator=torch.Generator(device).manual_seed(self.seeds[r]))
@@ -235,11 +269,17 @@ class _Engine:
         p, s = self.params, {k: v[which] for k, v in self.slots.items()}
         column = s["gen"].clamp(max=p.max_new_tokens)
         chosen, logp = draw(logits, s["u"].gather(1, column[:, None]).squeeze(-1), p.temperature, p.top_p, p.top_k)
+        ends = None
+        if self.env is not None:  # observation tokens replace the draw, with log-prob 0, and end nothing
+            forced = self.forced[s["rows"], column]                                   # [b], -1: sampled
+            ends = forced < 0
+            chosen, logp = torch.where(ends, chosen, forced), torch.where(ends, logp, torch.zeros_like(logp))
         self.tokens[s["rows"], column] = chosen
         self.logps[s["rows"], column] = logp
         s["gen"] += 1
         is_eos = (chosen == self.tokenizer.eos_token_id) & (not p.ignore_eos)
-        maybe = s["live"] & (is_eos | self.stops.trigger[chosen] | (s["gen"] >= p.max_new_tokens))
+        hit = is_eos | self.stops.trigger[chosen]
+        maybe = s["live"] & ((hit if ends is None else hit & ends) | (s["gen"] >= p.max_new_tokens))
         ending = maybe.nonzero().squeeze(-1)  # the step's one host sync
         if len(ending):
             self._end(s, ending, is_eos[ending].tolist())
@@ -250,6 +290,18 @@ class _Engine:
         for b, orig, gen, is_eos in zip(ending.tolist(), s["rows"][ending].tolist(), s["gen"][ending].tolist(), eos):
             if is_eos:
                 self.finish[orig] = "eos"
+            elif self.env is not None and self.forced[orig, gen - 1] >= 0:  # an observation token: only the budget ends it
+                pass
+            elif self.env is not None:  # stop strings and calls count in the current turn only
+                text = self.stops.tail_text(self.tokens[orig, self.turn_start[orig]:gen].tolist())
+                if any(stop in text for stop in self.params.stop):
+                    self.finish[orig] = "stop"
+                elif self.env.call_end in text and gen < self.params.max_new_tokens:
+                    if self._call(orig, gen):
+                        continue
+                    self.finish[orig] = "turns"
+                elif gen < self.params.max_new_tokens:
+                    continue
             elif self.params.stop and self.stops.hits(self.tokens[orig, :gen].tolist()):
                 self.finish[orig] = "stop"
             elif gen < self.params.max_new_tokens:
@@ -263,18 +315,41 @@ class _Engine:
             if self.progress:
                 self.progress(len(ended))
 
+    def _call(self, orig: int, gen: int) -> bool:
+        """Row ``orig`` closed a tool call at ``gen`` tokens: run it and force its observation's ids
+        into the row's next positions (cut to the budget). False: the episode ends here (its last
+        turn, or the environment said done)."""
+        if self.turns[orig] >= self.env.max_turns:
+            return False
+        turn = self.tokenizer.decode(self.tokens[orig, self.turn_start[orig]:gen].tolist())
+        observation = self.env.step(turn, self.examples[orig // self.params.n])
+        if observation is None:
+            return False
+        self.calls[orig] += 1
+        self.errors[orig] += int(observation.error)
+        ids = self.tokenizer(observation.text, add_special_tokens=False, split_special_tokens=True)["input_ids"][: self.params.max_new_tokens - gen]
+        self.forced[orig, gen: gen + len(ids)] = torch.tensor(ids, dtype=torch.long, device="cpu")
+        self.turn_start[orig], self.turns[orig] = gen + len(ids), self.turns[orig] + 1
+        return True
+
     def rollouts(self) -> list[Rollout]:
         out, n = [], self.params.n
+        forced = self.forced.tolist() if self.env is not None else None
         for i, (ids, lps) in enumerate(zip(self.tokens.tolist(), self.logps.tolist())):
             ids, lps = ids[: self.lengths[i]], lps[: self.lengths[i]]
             text_ids = ids[:-1] if self.finish[i] == "eos" else ids
-            out.append(Rollout(i // n, ids, lps, self.tokenizer.decode(text_ids), self.finish[i]))
+            rollout = Rollout(i // n, ids, lps, self.tokenizer.decode(text_ids), self.finish[i])
+            if forced is not None:
+                rollout.policy_mask = [int(f < 0) for f in forced[i][: self.lengths[i]]]
+                rollout.tool_calls, rollout.tool_errors, rollout.turns = self.calls[i], self.errors[i], self.turns[i]
+            out.append(rollout)
         return out
 
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], params: SamplingParams, compact_fraction: float = 0.125,
-           batch_size: int = 0, prompt_seeds: list[int] | None = None, progress=None) -> list[Rollout]:
+           batch_size: int = 0, prompt_seeds: list[int] | None = None, progress=None, environment=None,
+           examples: list[dict] | None = None) -> list[Rollout]:
     """Sample ``params.n`` completions for every prompt; returns them grouped prompt by prompt.
 
     batch_size: rows in flight at most (0: all prompts at once); finished rows are replaced by
@@ -282,9 +357,14 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, compact
     free. Without pending prompts, finished rows stay in the batch (outputs ignored) until they are
     ``compact_fraction`` of it; then the batch and its cache are compacted to the live rows.
     prompt_seeds: one seed per prompt (``row_seeds``). progress: called with the number of rows
-    that just finished.
+    that just finished. environment: multi-turn episodes with this
+    :class:`r1kit.environments.Environment` (None: single-turn); ``examples``: the problem of each
+    prompt, handed to the environment with every call.
     """
-    engine = _Engine(model, tokenizer, prompts, params, row_seeds(params, len(prompts), prompt_seeds), progress)
+    if environment is not None and (examples is None or len(examples) != len(prompts)):
+        raise ValueError("an environment needs one example per prompt")
+    engine = _Engine(model, tokenizer, prompts, params, row_seeds(params, len(prompts), prompt_seeds), progress,
+                     environment, examples)
     n = params.n
     cap = max(batch_size, n) if batch_size else len(prompts) * n
     pending = list(range(len(prompts)))[::-1]

@@ -68,10 +68,12 @@ class RolloutEngine:
         raise NotImplementedError
 
     def generate(self, prompts: list[str], params: SamplingParams, prompt_seeds: list[int] | None = None,
-                 progress: Callable[[int], None] | None = None) -> list[Rollout]:
+                 progress: Callable[[int], None] | None = None, environment=None,
+                 examples: list[dict] | None = None) -> list[Rollout]:
         """``params.n`` completions of every prompt, prompt by prompt. ``prompt_seeds``: one seed per
         prompt (what a row samples then depends on its prompt's seed only). ``progress``: called with
-        the number of rows that just finished."""
+        the number of rows that just finished. ``environment``: multi-turn episodes with this
+        :class:`r1kit.environments.Environment`, ``examples`` the problem of each prompt."""
         raise NotImplementedError
 
     def update_weights(self, policy: torch.nn.Module, version: int) -> None:
@@ -98,9 +100,10 @@ class TorchEngine(RolloutEngine):
     def build(cls, setup: EngineSetup) -> "TorchEngine":
         return cls(setup.load_model(), setup.tokenizer, setup.batch_size)
 
-    def generate(self, prompts, params, prompt_seeds=None, progress=None) -> list[Rollout]:
+    def generate(self, prompts, params, prompt_seeds=None, progress=None, environment=None,
+                 examples=None) -> list[Rollout]:
         return sample(self.model, self.tokenizer, prompts, params, batch_size=self.batch_size,
-                      prompt_seeds=prompt_seeds, progress=progress)
+                      prompt_seeds=prompt_seeds, progress=progress, environment=environment, examples=examples)
 
     def update_weights(self, policy: torch.nn.Module, version: int) -> None:
         self.version = version

@@ -183,12 +183,13 @@ class VLLMEngine(OpenAIEngine):
                  "ignore_eos": params.ignore_eos}
         return {**args, "logprobs": 0, "extra_body": extra}
 
-    def generate(self, prompts, params, prompt_seeds=None, progress=None) -> list[Rollout]:
+    def generate(self, prompts, params, prompt_seeds=None, progress=None, environment=None,
+                 examples=None) -> list[Rollout]:
         held = self._server_version()
         if held != self.version:
             raise EngineError(f"vLLM server {self.url} holds the weights of step {held}, not {self.version}: "
                               "refusing to sample with unknown weights")
-        return super().generate(prompts, params, prompt_seeds, progress)
+        return super().generate(prompts, params, prompt_seeds, progress, environment, examples)
 
     def rollout(self, index: int, choice) -> Rollout:
         ids = [int(token.rsplit(":", 1)[1]) for token in choice.logprobs.tokens]  # "token_id:17"

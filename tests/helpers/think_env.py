@@ -1,0 +1,13 @@
+"""A user environment for the tests (imported through ``environment_modules``): its call tag is the
+``</think>`` the tiny base writes in almost every response, so the real tiny model makes calls."""
+from r1kit.environments import Environment, Observation, register_environment
+
+
+@register_environment("test_think")
+class ThinkEcho(Environment):
+    """``<think> ... </think>`` is a call; the observation is the problem's answer (an error on odd answers)."""
+
+    call_start, call_end = "<think>", "</think>"
+
+    def run(self, call: str, example: dict) -> Observation:
+        return self.observe(f"{example['answer']}", error=int(example["answer"]) % 2 == 1)
