@@ -437,7 +437,7 @@ def run_guarded(command: str, run) -> int:
     from r1kit.data.jsonl import WriteError
     from r1kit.models import ModelError
     from r1kit.models.gguf import ModelImportError
-    from r1kit.errors import Interrupted, RunFinished
+    from r1kit.errors import Interrupted, RolloutWorkerError, RunFinished
 
     try:
         run()
@@ -463,6 +463,9 @@ def run_guarded(command: str, run) -> int:
     except Interrupted as exc:
         print(f"r1kit {command}: interrupted: {exc}; {_how_to_resume(command, exc.run_dir)}", file=sys.stderr)
         return 130
+    except RolloutWorkerError as exc:
+        print(f"r1kit {command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\nr1kit {command}: interrupted (Ctrl-C); {_how_to_resume(command, None)}", file=sys.stderr)
         return 130

@@ -16,3 +16,8 @@ class Interrupted(Exception):
     def __init__(self, step: int, total: int, run_dir: Path):
         super().__init__(f"stopped at step {step} of {total}; checkpoint-{step} saved in {run_dir}")
         self.step, self.total, self.run_dir = step, total, Path(run_dir)
+
+
+class RolloutWorkerError(RuntimeError):
+    """The rollout worker process (``rollout.async_steps``, r1kit.rollout.process) died, hung past
+    its timeout or failed: the step cannot get its samples."""
