@@ -35,6 +35,7 @@ from r1kit.rollout.engine import Rollout, sample
 from r1kit.rollout.engines import RolloutEngine
 
 POLL_S = 0.5  # how often a wait checks that the worker is alive
+START_TIMEOUT_S = 300.0  # a worker's start (imports torch and transformers) under a loaded machine
 
 
 def _serve(model, tokenizer, requests, results, threads: int, batch_size: int, parent: int) -> None:
@@ -79,7 +80,7 @@ class ProcessEngine(RolloutEngine):
                                 args=(self.mirror, tokenizer, self.requests, self.results, threads, batch_size,
                                       os.getpid()))
         self.proc.start()
-        self._wait("starting")
+        self._wait("starting", max(timeout, START_TIMEOUT_S))
 
     def generate(self, prompts, params, prompt_seeds=None, progress=None) -> list[Rollout]:
         self.requests.put((list(prompts), params, prompt_seeds))
@@ -95,9 +96,10 @@ class ProcessEngine(RolloutEngine):
             target[name].copy_(value)
         self.version = version
 
-    def _wait(self, what: str):
+    def _wait(self, what: str, timeout: float | None = None):
         """The worker's answer to the last request; a named error if it dies, fails or hangs."""
-        deadline = time.monotonic() + self.timeout
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 kind, payload = self.results.get(timeout=POLL_S)
@@ -108,7 +110,7 @@ class ProcessEngine(RolloutEngine):
                 if time.monotonic() > deadline:
                     self._kill()
                     raise RolloutWorkerError(f"the rollout worker process (pid {self.proc.pid}) gave no answer "
-                                             f"for {self.timeout:g} s while {what} (rollout.async_timeout); "
+                                             f"for {timeout:g} s while {what} (rollout.async_timeout); "
                                              "it was killed") from None
                 continue
             if kind == "error":
