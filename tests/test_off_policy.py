@@ -89,6 +89,27 @@ def test_a_dead_or_hung_worker_is_a_named_error(tmp_path, fault):
     assert not trainer.source.engine.proc.is_alive()
 
 
+def test_ctrl_c_to_the_process_group_stops_an_async_run_after_a_step(tmp_path):
+    """A terminal's Ctrl-C reaches the trainer and its worker: the run stops after a step with a
+    checkpoint (exit 130, one line), not with a dead-worker error."""
+    run = tmp_path / "run"
+    log = open(tmp_path / "stderr.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "r1kit.cli", "zero", "--no-report", *SMALL, f"out={run}",
+                             "steps=50", "checkpoint_every=0", "eval.every=0", "rollout.async_steps=1"],
+                            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 300
+    while not (run / "metrics.jsonl").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=300)
+    err = (tmp_path / "stderr.log").read_text()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "worker" not in err and "--resume" in err
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert (run / f"checkpoint-{steps[-1]}" / "trainer_state.pt").exists() and steps[-1] < 50
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["rollout.async_steps=1", "distributed.backend=ray"], "rollout.async_steps"),
     (["rollout.async_steps=1", "grpo.dynamic_sampling=true"], "rollout.async_steps"),

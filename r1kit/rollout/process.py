@@ -13,7 +13,8 @@ a spawned worker process, behind the same :class:`r1kit.rollout.engines.RolloutE
   it first), or the worker would sample from half-copied weights;
 * a worker that dies, fails or goes ``timeout`` seconds without answering ends the wait with
   :class:`r1kit.errors.RolloutWorkerError` naming it (a hung worker is killed), never a silent
-  hang; a worker whose trainer died (SIGKILL) notices within a second and exits.
+  hang; a worker whose trainer died (SIGKILL) notices within a second and exits. The worker
+  ignores Ctrl-C (SIGINT to the process group): the trainer stops after its step and closes it.
 
 Threads: the worker runs ``threads`` torch threads (fixed: the trainer's governor sees the worker
 as another process's load and leaves it its core; r1kit.threads).
@@ -41,6 +42,9 @@ START_TIMEOUT_S = 300.0  # a worker's start (imports torch and transformers) und
 def _serve(model, tokenizer, requests, results, threads: int, batch_size: int, parent: int) -> None:
     """The worker's loop: sample each request's prompts with ``model`` (shared-memory weights),
     answer ``("ok", rollouts)`` or ``("error", text)``; stop on ``None`` or when the parent is gone."""
+    # Ctrl-C reaches the whole process group: the trainer stops after its step (with a checkpoint)
+    # and closes this worker; dying here first would turn that into a worker error
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     thread_policy.apply(threads)
     results.put(("ready", os.getpid()))
     while True:
