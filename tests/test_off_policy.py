@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -124,6 +125,26 @@ def test_bad_off_policy_options_name_the_key(extra, needle):
         validate(load_config(ZeroConfig, None, extra))
 
 
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.slow
 def test_sigkill_and_resume_of_an_async_run_gives_identical_metrics(tmp_path):
     args = SMALL + ["steps=6", "checkpoint_every=2", "eval.every=3", "rollout.async_steps=1"]
@@ -134,9 +155,15 @@ def test_sigkill_and_resume_of_an_async_run_gives_identical_metrics(tmp_path):
     deadline = time.time() + 300
     while not (run_b / "checkpoint-4").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
+    workers = _children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run_b / "summary.json").exists(), "the run finished before it could be killed"
+    assert workers, "no rollout worker process"
+    deadline = time.time() + 30  # the orphaned worker notices and exits
+    while any(os.path.exists(f"/proc/{pid}") and not _zombie(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{pid}") and not _zombie(pid) for pid in workers)
     subprocess.run(cmd + ["--resume"] + args + [f"out={run_b}"], check=True, capture_output=True)
     for name in ("metrics.jsonl", "eval.jsonl"):
         a, b = _strip(_rows(tmp_path / "a" / name)), _strip(_rows(run_b / name))

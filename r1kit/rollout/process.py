@@ -51,8 +51,8 @@ def _serve(model, tokenizer, requests, results, threads: int, batch_size: int, p
         try:
             request = requests.get(timeout=1.0)
         except queue.Empty:
-            if os.getppid() != parent:  # the trainer was killed: nobody will read our answers
-                return
+            if os.getppid() != parent:  # the trainer was killed: nobody will read our answers, and a
+                os._exit(0)             # normal exit could wait forever to flush one into a full pipe
             continue
         if request is None:
             return
