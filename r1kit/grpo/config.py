@@ -11,6 +11,7 @@ from r1kit.eval.config import DEFAULT_REFLECTION_PHRASES, EvalConfig
 from r1kit.models.config import LoRAConfig, check_device
 from r1kit.rewards import DEFAULT_TIMEOUT_S as DEFAULT_REWARD_TIMEOUT_S, available_rewards
 from r1kit.rewards.config import RewardModelConfig
+from r1kit.rollout.config import Engine, EndpointConfig, check_engine
 
 
 @dataclass
@@ -99,6 +100,10 @@ class RolloutConfig:
     """Sampling of training completions (the policy is sampled as is: temperature 1, no top-p).
 
     temperature/top_p/top_k: decoding. max_new_tokens: completion cap (longer ones are truncated).
+    engine: what samples (r1kit.rollout.engines): ``torch`` (r1kit's decode loop in this process)
+        or ``vllm`` (a vLLM server, weights pushed after every optimiser step; docs/engines.md).
+    endpoint: the vLLM server's options (``EndpointConfig`` in r1kit/rollout/config.py: the
+        interpreter to start it with, extra server arguments, or the URL of a running one).
     async_steps: 0 (default): a step trains on samples of its own weights. 1: one-step-off-policy:
         step t + 1's prompts are sampled while step t trains, so each step from the second on trains
         on samples of the previous step's weights (recorded as ``weight_version``; pi_old is then
@@ -114,12 +119,14 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = 0
     max_new_tokens: int = 128
+    engine: Engine = "torch"
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     async_steps: int = 0
     async_timeout: float = 1800.0
 
     on_resume: ClassVar = ("async_timeout",)
-    ranges: ClassVar = {"async_steps": Range(0, 1), "async_timeout": POSITIVE, "temperature": NON_NEGATIVE, "top_p": Range(0, 1, open_low=True), "top_k": NON_NEGATIVE,
-                        "max_new_tokens": AT_LEAST_1}
+    ranges: ClassVar = {"temperature": NON_NEGATIVE, "top_p": Range(0, 1, open_low=True), "top_k": NON_NEGATIVE,
+                        "max_new_tokens": AT_LEAST_1, "async_steps": Range(0, 1), "async_timeout": POSITIVE}
 
 
 @dataclass
@@ -283,7 +290,11 @@ class ZeroConfig:
         check_device(self.device, f"{prefix}device")
         import_reward_modules(self.reward_modules, f"{prefix}reward_modules")
         check_reward_names(self, prefix)
+        check_engine(self.rollout.engine, self.rollout.endpoint, f"{prefix}rollout.", trains=True)
         distributed = self.distributed
+        if self.rollout.engine != "torch" and distributed.backend == "ray":
+            raise ConfigError(f"{prefix}rollout.engine: {self.rollout.engine} samples with distributed.backend none "
+                              "(the Ray actors run the torch engine)")
         if distributed.backend == "ray":
             require_ray()
         if distributed.strategy == "fsdp" and (distributed.backend == "ray" or self.lora.enabled):

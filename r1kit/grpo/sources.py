@@ -18,21 +18,24 @@ from __future__ import annotations
 import random
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 
+from r1kit.config import ConfigError
 from r1kit.distributed import ddp
 from r1kit.distributed.cluster import connect, private_cluster_cpus, shutdown, wait_started
 from r1kit.distributed.ray_rewards import RayRewardPool
 from r1kit.distributed.ray_rollout import Pending, RayRollout, make_tasks
 from r1kit.grpo import core
 from r1kit.grpo.config import ZeroConfig
+from r1kit.models import resolve_model_path
 from r1kit.perf import STEP_TIMER
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, score_batch
 from r1kit.rollout import Rollout, SamplingParams
-from r1kit.rollout.engines import ENGINES, RolloutEngine
+from r1kit.rollout.engines import EngineSetup, RolloutEngine, make_engine
 from r1kit.rollout.process import ProcessEngine
 from r1kit.threads import cpu_budget
 
@@ -194,13 +197,16 @@ class RolloutSource:
 
 
 def local_engine(cfg: ZeroConfig, tokenizer, sampler) -> RolloutEngine:
-    """The torch engine over the policy's sampling copy: in this process, or with
-    ``rollout.async_steps`` in a worker process (r1kit.rollout.process) so that sampling and
-    training do not share the GIL; the worker gets the cores the trainer's ``threads`` leave."""
-    if not cfg.rollout.async_steps:
-        return ENGINES["torch"](sampler.model, tokenizer)
-    threads = cfg.threads if cfg.threads > 0 else max(1, cpu_budget() // 2)
-    return ProcessEngine(sampler.model, tokenizer, threads=threads, timeout=cfg.rollout.async_timeout)
+    """The run's ``rollout.engine``. With ``rollout.async_steps`` the torch engine runs in a worker
+    process (r1kit.rollout.process) so that sampling and training do not share the GIL; it runs
+    ``threads`` torch threads (auto: half the CPUs). A server engine is used as it is (its
+    ``generate`` waits on the network, without the GIL)."""
+    if cfg.rollout.async_steps and cfg.rollout.engine == "torch":
+        threads = cfg.threads if cfg.threads > 0 else max(1, cpu_budget() // 2)
+        return ProcessEngine(sampler.model, tokenizer, threads=threads, timeout=cfg.rollout.async_timeout)
+    return make_engine(cfg.rollout.engine, EngineSetup(
+        tokenizer, lambda: sampler.model, resolve_model_path(cfg.model), cfg.dtype, cfg.rollout.endpoint,
+        Path(cfg.out) / "vllm-server.log", trains=True))
 
 
 @dataclass
@@ -217,9 +223,9 @@ class Ahead:
 
 
 class LocalSource(RolloutSource):
-    """Samples with a rollout engine of this process (``TorchEngine`` over ``sampler.model``, the
-    policy's sampling copy that the trainer refreshes in place after every optimiser step) and
-    scores here.
+    """Samples with the run's rollout engine (``rollout.engine``: ``torch`` over ``sampler.model``,
+    the policy's sampling copy that the trainer refreshes in place after every optimiser step, or a
+    vLLM server that gets that copy's weights) and scores in this process.
 
     With ``rollout.async_steps: 1`` (one process, no dynamic sampling): right after handing out a
     step's batch, the next step's prompts go to the engine's ``generate`` on a one-thread executor,
@@ -230,6 +236,8 @@ class LocalSource(RolloutSource):
 
     def __init__(self, cfg: ZeroConfig, tokenizer, stream: PromptStream, scoring: Scoring, sampler):
         self.cfg, self.tokenizer, self.stream, self.scoring = cfg, tokenizer, stream, scoring
+        if cfg.rollout.engine != "torch" and ddp.world_size() > 1:
+            raise ConfigError(f"rollout.engine: {cfg.rollout.engine} runs in a single process, not under torchrun")
         self.engine = local_engine(cfg, tokenizer, sampler)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="r1kit-rollout") if cfg.rollout.async_steps else None
         self._ahead: Ahead | None = None

@@ -4,18 +4,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from r1kit.config import AT_LEAST_1, NON_NEGATIVE, PROBABILITY, Range
+from r1kit.config import AT_LEAST_1, NON_NEGATIVE, PROBABILITY, ConfigError, Range
 
 from r1kit.data.readability import ReadabilityConfig
 from r1kit.models.config import check_device
+from r1kit.rollout.config import Engine, EndpointConfig, check_engine
 
 
 @dataclass
 class SampleConfig:
     """Rejection sampling: sample k completions per prompt, keep the correct and readable ones.
 
-    model: the checkpoint sampled from (HF folder, hub id, ``tiny``, ``tiny-small``). dtype:
+    model: the checkpoint sampled from (HF folder, hub id, ``tiny``, ``tiny-small``); with the
+        ``openai`` engine, the tokenizer that renders prompts and counts tokens. dtype:
         ``float32`` or ``bfloat16``.
+    engine: what samples (r1kit.rollout.engines): ``torch`` (``model`` in this process), ``vllm``
+        (a vLLM server r1kit starts on ``model``, or one at ``endpoint.url``) or ``openai`` (any
+        OpenAI-compatible endpoint at ``endpoint.url``: a teacher served elsewhere; flags
+        ``--teacher-url``/``--teacher-model``).
+    endpoint: the server's options (``EndpointConfig`` in r1kit/rollout/config.py: url, served
+        model name, the environment variable holding the API key, concurrency, retries, timeouts).
     device: where the model, the judge and the KV caches live: ``auto`` (CUDA when visible, else
         the CPU), ``cpu``, ``cuda`` or ``cuda:N`` (r1kit.models.device).
     data: the prompts: ``synthetic`` (r1kit's arithmetic *training* problems, ``train_size`` of
@@ -47,6 +55,8 @@ class SampleConfig:
         answer with the reference; null: their samples are rejected as ``unverifiable``.
     judge_threshold: accept when P(yes) / (P(yes) + P(no)) >= this. judge_batch_size: prompts per
         judge forward.
+    judge_endpoint: a judge served by an OpenAI-compatible endpoint instead of ``judge``
+        (``judge_endpoint.url``; P(yes) from the log-probs of its first answer token).
     layout: ``as_sampled`` keeps the completion as written; ``cold_start`` rewrites
         ``<think>reasoning</think> summary`` to the readable ``|special_token|reasoning|special_token|summary``.
     row_format: SFT rows as ``prompt_completion`` (the prompt rendered with ``template``) or
@@ -57,6 +67,8 @@ class SampleConfig:
     """
 
     model: str = "tiny"
+    engine: Engine = "torch"
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     device: str = "auto"
     dtype: Literal["float32", "bfloat16"] = "float32"
     data: str = "synthetic"
@@ -80,6 +92,7 @@ class SampleConfig:
     judge: str | None = None
     judge_threshold: float = 0.5
     judge_batch_size: int = 8
+    judge_endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     layout: Literal["as_sampled", "cold_start"] = "as_sampled"
     row_format: Literal["prompt_completion", "messages"] = "prompt_completion"
     out: str = "runs/sample"
@@ -93,3 +106,8 @@ class SampleConfig:
 
     def check(self, prefix: str = "") -> None:
         check_device(self.device, f"{prefix}device")
+        check_engine(self.engine, self.endpoint, prefix)
+        if self.judge_endpoint.url and self.judge:
+            raise ConfigError(f"{prefix}judge_endpoint.url: give a judge model or a judge endpoint, not both")
+        if self.judge_endpoint.url:
+            check_engine("openai", self.judge_endpoint, f"{prefix}judge_")

@@ -10,6 +10,9 @@ forward pass per sample, no generation, so the verdict is deterministic.
 """
 from __future__ import annotations
 
+import math
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 
 from r1kit.config import ConfigError
@@ -86,4 +89,51 @@ class Judge:
 
     def accepts(self, items: list[tuple[str, str, str]]) -> list[bool]:
         """Whether each candidate is judged equivalent to its reference."""
+        return [p >= self.threshold for p in self.p_yes(items)]
+
+
+class EndpointJudge:
+    """The same judge served by an OpenAI-compatible endpoint (``judge_endpoint``): the prompt of
+    :class:`Judge` (as one user message with ``api: chat``, else followed by ``Answer:``), one
+    token at temperature 0 with its top 20 log-probs; ``p_yes`` is the probability of the listed
+    tokens that begin ``yes`` over that of those beginning ``yes`` or ``no`` (case and spaces
+    ignored; the first token of the word, as for :class:`Judge`; 0 when the endpoint lists none).
+    Requests go ``concurrency`` at a time, retried like the engine's.
+    """
+
+    TOP = 20
+
+    def __init__(self, endpoint, threshold: float = 0.5):
+        from r1kit.rollout.endpoint import OpenAIEngine  # the openai client: only for an endpoint judge
+
+        self.engine, self.threshold = OpenAIEngine(endpoint, tokenizer=None), threshold
+
+    def _p_yes(self, item: tuple[str, str, str]) -> float:
+        problem, reference, completion = item
+        text = JUDGE_PROMPT.format(problem=problem, reference=reference, candidate=final_answer_text(completion))
+        engine, client = self.engine, self.engine.client
+        args = {"model": engine.model, "max_tokens": 1, "temperature": 0.0}
+        if engine.endpoint.api == "chat":
+            answer = engine._call(client.chat.completions.create, messages=[{"role": "user", "content": text}],
+                                  logprobs=True, top_logprobs=self.TOP, **args)
+            content = answer.choices[0].logprobs.content or []
+            top = {t.token: t.logprob for t in content[0].top_logprobs} if content else {}
+        else:
+            answer = engine._call(client.completions.create, prompt=text + "\nAnswer:", logprobs=self.TOP, **args)
+            listed = answer.choices[0].logprobs.top_logprobs or []
+            top = listed[0] if listed else {}
+        mass = {"yes": 0.0, "no": 0.0}
+        for token, logprob in top.items():
+            word = token.strip().lower()
+            for answer in mass:  # a token that starts the word counts, as the first token of "yes" does for Judge
+                if word and answer.startswith(word):
+                    mass[answer] += math.exp(logprob)
+        total = mass["yes"] + mass["no"]
+        return mass["yes"] / total if total > 0 else 0.0
+
+    def p_yes(self, items: list[tuple[str, str, str]]) -> list[float]:
+        with ThreadPoolExecutor(self.engine.endpoint.concurrency) as pool:
+            return list(pool.map(self._p_yes, items))
+
+    def accepts(self, items: list[tuple[str, str, str]]) -> list[bool]:
         return [p >= self.threshold for p in self.p_yes(items)]

@@ -42,14 +42,15 @@ from r1kit.data.benchmarks import BENCHMARKS, load_problems
 from r1kit.data.cold_start import sft_row, to_cold_start
 from r1kit.data.jsonl import DataError, append_jsonl, read_jsonl_log, read_rows, write_json_atomic, write_jsonl
 from r1kit.data.readability import READABILITY_REASONS, readability_issue
-from r1kit.models import load_model, load_tokenizer
+from r1kit.models import load_model, load_tokenizer, resolve_model_path
 from r1kit.models.device import resolve_device
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, get_reward, score
-from r1kit.rollout import SamplingParams, sample
+from r1kit.rollout import SamplingParams
+from r1kit.rollout.engines import EngineSetup, make_engine
 from r1kit.runs import check_fresh_run_dir, lock_run, record_changes, resume_changes
 from r1kit.sampling.config import SampleConfig
-from r1kit.sampling.judge import Judge
+from r1kit.sampling.judge import EndpointJudge, Judge
 from r1kit.threads import apply as apply_threads
 
 REJECTION_REASONS = ("truncated", "bad_format", "unverifiable", "incorrect", *READABILITY_REASONS,
@@ -202,7 +203,7 @@ class RejectionSampler:
         self.done = self._recover() if resume else []
         self.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.out / "config.json", to_dict(cfg))
-        self.model = self.tokenizer = self.judge = None
+        self.engine = self.tokenizer = self.judge = None
         self.reward_stats = RewardStats()
 
     def _check_options(self) -> None:
@@ -232,14 +233,18 @@ class RejectionSampler:
         return progress
 
     def _load_models(self, need_judge: bool) -> None:
-        if self.model is None:
-            apply_threads(self.cfg.threads)
-            device = resolve_device(self.cfg.device)
-            self.model = load_model(self.cfg.model, self.cfg.dtype, device)
-            self.tokenizer = load_tokenizer(self.cfg.model)
-        if need_judge and self.judge is None and self.cfg.judge:
-            self.judge = Judge(self.cfg.judge, self.cfg.dtype, self.cfg.judge_threshold, self.cfg.judge_batch_size,
-                               resolve_device(self.cfg.device))
+        cfg = self.cfg
+        if self.engine is None:
+            apply_threads(cfg.threads)
+            self.tokenizer = load_tokenizer(cfg.model)
+            self.engine = make_engine(cfg.engine, EngineSetup(
+                self.tokenizer, lambda: load_model(cfg.model, cfg.dtype, resolve_device(cfg.device)),
+                resolve_model_path(cfg.model), cfg.dtype, cfg.endpoint, self.out / "vllm-server.log"))
+        if need_judge and self.judge is None and cfg.judge_endpoint.url:
+            self.judge = EndpointJudge(cfg.judge_endpoint, cfg.judge_threshold)
+        elif need_judge and self.judge is None and cfg.judge:
+            self.judge = Judge(cfg.judge, cfg.dtype, cfg.judge_threshold, cfg.judge_batch_size,
+                               resolve_device(cfg.device))
 
     def _grade(self, rows: list[dict], rollouts, early: list[list[str | None]]) -> tuple[list, list, list]:
         """Grade every screened-in sample. Returns, per prompt, the correctness of each sample (None:
@@ -273,7 +278,7 @@ class RejectionSampler:
         prompts = [build_prompt(str(r["problem"]), cfg.template, self.tokenizer) for r in rows]
         params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                                 seed=cfg.seed * 1_000_003 + chunk_index)
-        rollouts = sample(self.model, self.tokenizer, prompts, params)
+        rollouts = self.engine.generate(prompts, params)
         early, sft_texts = [], []
         for i, (row, prompt) in enumerate(zip(rows, prompts)):
             mine = rollouts[i * cfg.k:(i + 1) * cfg.k]
@@ -309,22 +314,28 @@ class RejectionSampler:
 
     def run(self) -> dict:
         """Process every unfinished prompt; returns the stats (also in ``stats.json``)."""
+        try:
+            return self._run()
+        finally:
+            if self.engine is not None:
+                self.engine.close()
+
+    def _run(self) -> dict:
         cfg, n = self.cfg, len(self.rows)
         done = {p["id"] for p in self.done}
-        bar = tqdm(total=n, initial=len(done & {str(r["id"]) for r in self.rows}), desc="rejection sampling",
-                   unit="prompt", disable=not self.progress, mininterval=1)
-        for chunk_index, lo in enumerate(range(0, n, cfg.batch_size)):
-            rows = self.rows[lo:lo + cfg.batch_size]
-            todo = [r for r in rows if str(r["id"]) not in done]
-            if not todo:
-                continue
-            self._process_chunk(chunk_index, rows)
-            done = {p["id"] for p in self.done}
-            stats = self._stats()
-            write_json_atomic(self.out / "stats.json", stats)
-            bar.update(len(todo))
-            bar.set_postfix(kept=stats["kept"], sampled=stats["sampled"], refresh=False)
-        bar.close()
+        with tqdm(total=n, initial=len(done & {str(r["id"]) for r in self.rows}), desc="rejection sampling",
+                  unit="prompt", disable=not self.progress, mininterval=1) as bar:
+            for chunk_index, lo in enumerate(range(0, n, cfg.batch_size)):
+                rows = self.rows[lo:lo + cfg.batch_size]
+                todo = [r for r in rows if str(r["id"]) not in done]
+                if not todo:
+                    continue
+                self._process_chunk(chunk_index, rows)
+                done = {p["id"] for p in self.done}
+                stats = self._stats()
+                write_json_atomic(self.out / "stats.json", stats)
+                bar.update(len(todo))
+                bar.set_postfix(kept=stats["kept"], sampled=stats["sampled"], refresh=False)
         stats = self._stats()
         write_json_atomic(self.out / "stats.json", stats)
         return stats
