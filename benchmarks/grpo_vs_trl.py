@@ -15,9 +15,14 @@ rotated from round to round:
                  error, where it does not run
     r1kit        r1kit in fp32 (``dtype: float32``, the default)
     r1kit-bf16   r1kit with bf16 compute (``dtype: bfloat16``: bf16 sampling copy, autocast training)
+    r1kit-async  r1kit fp32 with one-step-off-policy rollouts (``rollout.async_steps: 1``: the next
+                 step sampled in a worker process while this one trains; its last step, which
+                 has nothing to overlap, is not counted either)
 
-The last two lines compare like with like: TRL's defaults against r1kit-bf16 (both bf16 autocast)
-and trl-fp32 against r1kit (both fp32).
+The ratio lines compare like with like: TRL's defaults against r1kit-bf16 (both bf16 autocast)
+and trl-fp32 against r1kit (both fp32); the last one, trl-fp32 against r1kit-async, is the same
+fp32 comparison with r1kit sampling one step ahead (off-policy by one step: not the same algorithm
+as TRL's on-policy default).
 
     pip install trl==1.16.0
     python benchmarks/grpo_vs_trl.py            # G=8, 32 completions/step, 128 new tokens
@@ -45,7 +50,8 @@ TRL_CONFIGS = {
     "trl-fp32": {"bf16": False, "gradient_checkpointing": False},
     "trl-cb": {"bf16": False, "gradient_checkpointing": False, "use_transformers_continuous_batching": True},
 }
-R1KIT_CONFIGS = {"r1kit": "float32", "r1kit-bf16": "bfloat16"}
+R1KIT_CONFIGS = {"r1kit": ("float32", []), "r1kit-bf16": ("bfloat16", []),
+                 "r1kit-async": ("float32", ["rollout.async_steps=1"])}
 
 
 def trl_steps(args, problems: list[dict], seed: int, extra: dict) -> list[float]:
@@ -88,7 +94,7 @@ def trl_steps(args, problems: list[dict], seed: int, extra: dict) -> list[float]
     return timer.times
 
 
-def r1kit_steps(args, seed: int, dtype: str) -> list[float]:
+def r1kit_steps(args, seed: int, dtype: str, extra: list[str]) -> list[float]:
     """Per-step wall seconds of one r1kit GRPOTrainer run."""
     from r1kit.config import load_config
     from r1kit.data.jsonl import read_jsonl
@@ -102,9 +108,10 @@ def r1kit_steps(args, seed: int, dtype: str) -> list[float]:
             f"grpo.group_size={args.group_size}", f"grpo.prompts_per_step={args.completions // args.group_size}",
             f"grpo.beta={args.beta}", f"grpo.mu={args.mu}",
             f"optim.lr={args.lr}", "optim.warmup_steps=0", f"rollout.max_new_tokens={args.max_new_tokens}",
-            f"device={args.device}"])
+            f"device={args.device}", *extra])
         GRPOTrainer(cfg, progress=False).train()
-        return [row["step_seconds"] for row in read_jsonl(f"{out}/metrics.jsonl")]
+        steps = [row["step_seconds"] for row in read_jsonl(f"{out}/metrics.jsonl")]
+        return steps[:-1] if extra else steps
 
 
 def main() -> int:
@@ -125,7 +132,7 @@ def main() -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; G={args.group_size}, "
           f"{args.completions} completions/step, {args.max_new_tokens} new tokens, beta={args.beta}, mu={args.mu}")
     runs = {**{name: (lambda seed, extra=extra: trl_steps(args, problems, seed, extra)) for name, extra in TRL_CONFIGS.items()},
-            **{name: (lambda seed, dtype=dtype: r1kit_steps(args, seed, dtype)) for name, dtype in R1KIT_CONFIGS.items()}}
+            **{name: (lambda seed, spec=spec: r1kit_steps(args, seed, *spec)) for name, spec in R1KIT_CONFIGS.items()}}
     times, skipped = {name: [] for name in runs}, {}
     for r in range(args.rounds):
         names = [n for n in runs if n not in skipped]
@@ -149,6 +156,7 @@ def main() -> int:
     print(f"ratio trl/r1kit-fp32 seconds-per-step: {med['trl'] / med['r1kit']:.2f}")
     print(f"ratio trl/r1kit seconds-per-step: {med['trl'] / med['r1kit-bf16']:.2f}")
     print(f"ratio trl-fp32/r1kit seconds-per-step: {med['trl-fp32'] / med['r1kit']:.2f}")
+    print(f"ratio trl-fp32/r1kit-async seconds-per-step: {med['trl-fp32'] / med['r1kit-async']:.2f}")
     return 0
 
 

@@ -499,7 +499,7 @@ def run_guarded(command: str, run) -> int:
         print(f"r1kit {command}: error: this needs the Python package {exc.name!r}, which is not installed ({how})",
               file=sys.stderr)
         return 2
-    except EngineError as exc:  # a server or endpoint failed for good: what was written is kept
+    except EngineError as exc:  # a server, endpoint or rollout worker failed for good: what was written is kept
         print(f"r1kit {command}: error: {exc}; {_how_to_resume(command, None)}", file=sys.stderr)
         return 2
     except Interrupted as exc:

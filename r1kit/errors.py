@@ -19,5 +19,6 @@ class Interrupted(Exception):
 
 
 class EngineError(RuntimeError):
-    """A rollout engine's server or endpoint failed for good (it did not start, died, stopped
-    answering or refused a request after the retries): one line naming the server and the cause."""
+    """A rollout engine's server, endpoint or worker process failed for good (it did not start,
+    died, stopped answering or refused a request after the retries): one line naming it and the
+    cause."""

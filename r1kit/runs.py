@@ -45,12 +45,16 @@ MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".r1kit.lock"
 # wall-clock, memory and load fields of metrics.jsonl: they differ between two runs of the same seed
 TIMING_KEYS = ("step_seconds", "rollout_seconds", "train_seconds", "tokens_per_s", "peak_memory_mb", "threads")
+# the sampler/trainer log-prob gap: on the same weights it is kernel rounding, which moves in the
+# last bits when the thread governor changes the thread count (r1kit.threads)
+ROUNDING_KEYS = ("rollout/logprob_diff_mean", "rollout/logprob_diff_max", "rollout/is_ratio_mean",
+                 "rollout/is_ratio_max")
 
 
 def is_timing_key(key: str) -> bool:
-    """A metrics.jsonl field that varies between two runs of the same seed (``TIMING_KEYS`` and
-    the step's time split, ``seconds/<section>``)."""
-    return key in TIMING_KEYS or key.startswith("seconds/")
+    """A metrics.jsonl field that varies between two runs of the same seed (``TIMING_KEYS``, the
+    step's time split, ``seconds/<section>``, and the rounding-level ``ROUNDING_KEYS``)."""
+    return key in TIMING_KEYS or key in ROUNDING_KEYS or key.startswith("seconds/")
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:

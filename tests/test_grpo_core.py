@@ -163,3 +163,64 @@ def test_gspo_loss_is_the_mean_over_sequences_and_equals_grpo_on_one_token():
     assert gspo.item() == pytest.approx(grpo.item())
     with pytest.raises(ValueError, match="policy loss"):
         core.grpo_loss(one, torch.zeros(2, 1), None, a, m1, policy_loss="bogus")
+
+
+# rollout correction: log pi_old - log pi_sampler = log(r) with r = 0.5, 1.5, 3.0 on row 0 (3 tokens),
+# r = 0.8, 1.25, (padding) on row 1
+_RATIOS = torch.tensor([[0.5, 1.5, 3.0], [0.8, 1.25, 1.0]])
+_MASK = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+
+
+def _is(mode, level, cap=2.0):
+    sampler = torch.zeros(2, 3)
+    return core.rollout_correction_weights(torch.log(_RATIOS), sampler, _MASK, mode, level, cap)
+
+
+def test_truncated_is_weights_token_and_sequence():
+    # token: min(r, 2)
+    assert _is("tis", "token").flatten().tolist() == pytest.approx([0.5, 1.5, 2.0, 0.8, 1.25, 1.0])
+    # sequence: row 0 prod r = 0.5 * 1.5 * 3 = 2.25 -> capped at 2; row 1 = 0.8 * 1.25 = 1.0 (padding not counted)
+    assert _is("tis", "sequence").flatten().tolist() == pytest.approx([2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
+    # a cap of 3 lets row 0's 2.25 through
+    assert _is("tis", "sequence", cap=3.0)[0].tolist() == pytest.approx([2.25] * 3)
+
+
+def test_masked_is_weights_token_and_sequence():
+    # token: 1 where r <= 2: the 3.0 token is dropped
+    assert _is("mis", "token").tolist() == [[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
+    # sequence: row 0 (2.25 > 2) dropped whole, row 1 (1.0) kept
+    assert _is("mis", "sequence").tolist() == [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    assert _is("mis", "sequence", cap=2.5).tolist() == [[1.0] * 3, [1.0] * 3]
+    with pytest.raises(ValueError):
+        _is("bogus", "token")
+    with pytest.raises(ValueError):
+        _is("tis", "bogus")
+
+
+def test_is_weights_scale_the_policy_gradient_not_the_kl():
+    logp = torch.zeros(1, 2, requires_grad=True)
+    old, ref, mask, adv = torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, 2), torch.tensor([1.0])
+    w = torch.tensor([[0.5, 2.0]])
+    loss, _ = core.grpo_loss(logp, old, ref, adv, mask, beta=0.1, agg="token-mean", is_weights=w)
+    # ratio 1, A = 1: L_t = -w_t; KL is 0 at logp = ref: mean(-0.5, -2.0) = -1.25
+    assert loss.item() == pytest.approx(-1.25)
+    loss.backward()
+    # d/dlogp_t of -w_t * exp(logp - old) / 2 = -w_t / 2; the k3 KL's gradient is 0 where logp = ref
+    assert logp.grad.tolist()[0] == pytest.approx([-0.25, -1.0])
+    plain, _ = core.grpo_loss(logp.detach(), old, ref, adv, mask, beta=0.1, agg="token-mean")
+    assert plain.item() == pytest.approx(-1.0)
+
+
+def test_mismatch_sums_hand_computed():
+    trainer, sampler = torch.log(_RATIOS), torch.zeros(2, 3)
+    m = core.mismatch_sums(trainer, sampler, _MASK, "token", cap=2.0)
+    logs = [math.log(r) for r in (0.5, 1.5, 3.0, 0.8, 1.25)]
+    assert m["tokens"] == 5
+    assert m["diff_sum"] == pytest.approx(sum(abs(x) for x in logs))
+    assert m["diff_max"] == pytest.approx(math.log(3.0))
+    assert m["ratio_sum"] == pytest.approx(0.5 + 1.5 + 3.0 + 0.8 + 1.25)
+    assert m["ratio_max"] == pytest.approx(3.0)
+    assert m["capped"] == 1
+    seq = core.mismatch_sums(trainer, sampler, _MASK, "sequence", cap=2.0)
+    assert seq["ratio_sum"] == pytest.approx(3 * 2.25 + 2 * 1.0) and seq["capped"] == 3
+    assert core.mismatch_sums(trainer, sampler, torch.zeros(2, 3), "token", 2.0)["tokens"] == 0

@@ -40,6 +40,19 @@ class GRPOConfig:
     micro_batch_tokens: padded tokens per forward/backward (whole groups; gradients are accumulated).
         Each group's prompt is run once for its G completions, so a group costs about
         prompt_len + G * completion_len tokens.
+    rollout_correction: how the loss corrects for the gap between the sampler's log-probs (the
+        rollout engine's, ``Rollout.logprobs``) and the trainer's (other kernels, bf16, or older
+        weights with ``rollout.async_steps`` / ``distributed.max_weight_lag``). ``none``: no
+        correction (samples of older weights then use the sampler's log-probs as pi_old). ``tis``
+        (truncated importance sampling): pi_old is the trainer's own log-probs of the sampled
+        tokens (with mu 1 the detached current ones: no extra forward) and each token's
+        policy-gradient loss is multiplied by w = min(pi_old / pi_sampler, C). ``mis`` (masked
+        importance sampling): w = 1 where pi_old / pi_sampler <= C, else 0. The gap is logged every
+        step whatever the choice (``rollout/logprob_diff_*``, ``rollout/is_ratio_*``,
+        ``rollout/is_capped_frac``; docs/off-policy.md).
+    rollout_correction_level: ``token`` (one ratio per token) or ``sequence`` (one ratio per
+        completion: exp of the sum of its tokens' log-ratios, applied to all its tokens).
+    rollout_correction_cap: C, the cap (tis) or threshold (mis) of the ratio; >= 1.
     """
 
     group_size: int = 8
@@ -56,8 +69,11 @@ class GRPOConfig:
     overlong: Literal["none", "mask", "soft"] = "none"
     overlong_buffer: int = 16
     micro_batch_tokens: int = 16384
+    rollout_correction: Literal["none", "tis", "mis"] = "none"
+    rollout_correction_level: Literal["token", "sequence"] = "token"
+    rollout_correction_cap: float = 2.0
 
-    ranges: ClassVar = {"group_size": Range(2), "prompts_per_step": AT_LEAST_1, "beta": NON_NEGATIVE,
+    ranges: ClassVar = {"rollout_correction_cap": Range(1), "group_size": Range(2), "prompts_per_step": AT_LEAST_1, "beta": NON_NEGATIVE,
                         "eps_low": Range(0, 1, open_high=True), "eps_high": NON_NEGATIVE, "mu": AT_LEAST_1,
                         "max_refill_rounds": NON_NEGATIVE, "overlong_buffer": AT_LEAST_1,
                         "micro_batch_tokens": AT_LEAST_1}
@@ -90,6 +106,15 @@ class RolloutConfig:
         or ``vllm`` (a vLLM server, weights pushed after every optimiser step; docs/engines.md).
     endpoint: the vLLM server's options (``EndpointConfig`` in r1kit/rollout/config.py: the
         interpreter to start it with, extra server arguments, or the URL of a running one).
+    async_steps: 0 (default): a step trains on samples of its own weights. 1: one-step-off-policy:
+        step t + 1's prompts are sampled while step t trains, so each step from the second on trains
+        on samples of the previous step's weights (recorded as ``weight_version``; pi_old is then
+        the sampler's log-probs, or see ``grpo.rollout_correction``). The torch engine then samples
+        in a second process with its own copy of the weights (r1kit.rollout.process), pushed after
+        every optimiser step. Needs ``distributed.backend: none`` and no dynamic sampling
+        (docs/off-policy.md).
+    async_timeout: with async_steps 1, seconds a sampling round may take in the worker process
+        before the run fails with an error naming it (a hung worker never hangs the run).
     """
 
     temperature: float = 1.0
@@ -98,9 +123,12 @@ class RolloutConfig:
     max_new_tokens: int = 128
     engine: Engine = "torch"
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    async_steps: int = 0
+    async_timeout: float = 1800.0
 
+    on_resume: ClassVar = ("async_timeout",)
     ranges: ClassVar = {"temperature": NON_NEGATIVE, "top_p": Range(0, 1, open_low=True), "top_k": NON_NEGATIVE,
-                        "max_new_tokens": AT_LEAST_1}
+                        "max_new_tokens": AT_LEAST_1, "async_steps": Range(0, 1), "async_timeout": POSITIVE}
 
 
 @dataclass
@@ -304,6 +332,15 @@ class ZeroConfig:
                               "needs distributed.backend=ray")
         if distributed.max_weight_lag and self.grpo.dynamic_sampling:
             raise ConfigError(f"{prefix}distributed.max_weight_lag: not supported with grpo.dynamic_sampling")
+        if self.rollout.async_steps and distributed.backend != "none":
+            raise ConfigError(f"{prefix}rollout.async_steps: needs distributed.backend=none (with ray, "
+                              "distributed.max_weight_lag samples ahead)")
+        if self.rollout.async_steps and self.environment != "none":
+            raise ConfigError(f"{prefix}rollout.async_steps: tool episodes (environment={self.environment}) run "
+                              "synchronously")
+        if self.rollout.async_steps and self.grpo.dynamic_sampling:
+            raise ConfigError(f"{prefix}rollout.async_steps: not supported with grpo.dynamic_sampling (a refill "
+                              "round would wait for the weights being trained)")
         if not self.rewards:
             raise ConfigError(f"{prefix}rewards: no reward given (e.g. rewards: {{accuracy_math: 1.0}})")
         for name, rm in self.reward_models.items():

@@ -6,6 +6,8 @@ Variants are picked by name from the registries at the bottom, never by if-chain
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -136,17 +138,22 @@ def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: str, max_len: int,
 
 
 def grpo_loss(logp, old_logp, ref_logp, advantages, mask, *, eps_low=0.2, eps_high=0.2, beta=0.0,
-              agg="seq-mean-token-mean", max_len=None, num_seqs=None, num_tokens=None, policy_loss="grpo"):
+              agg="seq-mean-token-mean", max_len=None, num_seqs=None, num_tokens=None, policy_loss="grpo",
+              is_weights=None):
     """The full GRPO objective as a loss: aggregate(clipped surrogate + beta * k3 KL).
 
     ``policy_loss`` names the surrogate in ``POLICY_LOSSES``: ``grpo`` (per-token ratios) or
     ``gspo`` (one ratio per sequence). ``ref_logp`` may be None when ``beta == 0`` (no reference
     model). Returns the scalar loss and detached statistics (``kl``, ``clip_frac``) averaged over
-    this tensor's masked tokens.
+    this tensor's masked tokens. ``is_weights`` [B, T] (a rollout correction,
+    :func:`rollout_correction_weights`) multiplies the policy-gradient term per token, not the KL:
+    L_{i,t} = w_{i,t} * L^clip_{i,t} + beta * KL_{i,t}.
     """
     if policy_loss not in POLICY_LOSSES:
         raise ValueError(f"unknown policy loss {policy_loss!r}; choose one of {list(POLICY_LOSSES)}")
     per_token, clipped = POLICY_LOSSES[policy_loss](logp, old_logp, advantages, mask, eps_low, eps_high)
+    if is_weights is not None:
+        per_token = per_token * is_weights
     stats = {}
     maskf = mask.to(per_token.dtype)
     n_tok = maskf.sum().clamp(min=1)
@@ -157,6 +164,74 @@ def grpo_loss(logp, old_logp, ref_logp, advantages, mask, *, eps_low=0.2, eps_hi
     stats["clip_frac"] = ((clipped.to(maskf.dtype) * maskf).sum() / n_tok).item()
     loss = aggregate(per_token, mask, agg, max_len or mask.size(1), num_seqs, num_tokens)
     return loss, stats
+
+
+def _sequence_log_ratio(log_ratio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sum_t mask_{i,t} * log_ratio_{i,t} per sequence, broadcast back over its tokens [B, T]."""
+    return (log_ratio * mask.to(log_ratio.dtype)).sum(-1, keepdim=True).expand_as(log_ratio)
+
+
+def truncated_is_weights(log_ratio: torch.Tensor, mask: torch.Tensor, level: str, cap: float) -> torch.Tensor:
+    """Truncated importance sampling (TIS; Yao et al. 2025, verl's ``rollout_is``): the weight that
+    corrects for sampling with pi_sampler instead of pi_old.
+
+        token:    w_{i,t} = min(exp(log pi_old(o_{i,t}) - log pi_sampler(o_{i,t})), C)
+        sequence: w_i     = min(exp(sum_t mask_{i,t} (log pi_old - log pi_sampler)), C)  (every token of i)
+
+    ``log_ratio`` = log pi_old - log pi_sampler [B, T]; returns [B, T] weights (no gradient: the
+    caller passes detached log-probs).
+    """
+    lr = _sequence_log_ratio(log_ratio, mask) if level == "sequence" else log_ratio
+    return torch.exp(lr).clamp(max=cap)
+
+
+def masked_is_weights(log_ratio: torch.Tensor, mask: torch.Tensor, level: str, cap: float) -> torch.Tensor:
+    """Masked importance sampling (MIS, verl's ``mask`` mode): keep a token (or a whole sequence) at
+    weight 1 where its ratio is at most the cap, drop it (weight 0) where it is above.
+
+        token:    w_{i,t} = 1 if exp(log pi_old - log pi_sampler) <= C else 0
+        sequence: w_i     = 1 if exp(sum_t mask_{i,t} (log pi_old - log pi_sampler)) <= C else 0
+    """
+    lr = _sequence_log_ratio(log_ratio, mask) if level == "sequence" else log_ratio
+    return (lr <= math.log(cap)).to(log_ratio.dtype)
+
+
+ROLLOUT_CORRECTIONS = {"tis": truncated_is_weights, "mis": masked_is_weights}
+
+
+def rollout_correction_weights(old_logp: torch.Tensor, sampler_logp: torch.Tensor, mask: torch.Tensor,
+                               mode: str, level: str, cap: float) -> torch.Tensor:
+    """The [B, T] weights that multiply each token's policy-gradient loss to correct the mismatch
+    between the weights that sampled (``sampler_logp``, recorded by the rollout engine) and the
+    trainer's pi_old (``old_logp``): ``mode`` is ``tis`` or ``mis`` (see ``ROLLOUT_CORRECTIONS``),
+    ``level`` ``token`` or ``sequence``, ``cap`` C."""
+    if mode not in ROLLOUT_CORRECTIONS:
+        raise ValueError(f"unknown rollout correction {mode!r}; choose one of {list(ROLLOUT_CORRECTIONS)}")
+    if level not in ("token", "sequence"):
+        raise ValueError(f"unknown rollout correction level {level!r}; choose token or sequence")
+    return ROLLOUT_CORRECTIONS[mode]((old_logp - sampler_logp).detach(), mask, level, cap)
+
+
+def mismatch_sums(trainer_logp: torch.Tensor, sampler_logp: torch.Tensor, mask: torch.Tensor,
+                  level: str, cap: float) -> dict[str, float]:
+    """Sums and maxima over the masked tokens that give the trainer/sampler mismatch figures:
+
+        d_{i,t} = |log pi_trainer(o_{i,t}) - log pi_sampler(o_{i,t})|
+        r_{i,t} = exp(log pi_trainer - log pi_sampler)        (token level)
+        r_i     = exp(sum_t mask_{i,t} (log pi_trainer - log pi_sampler))  (sequence level, on each token)
+
+    Returns ``tokens`` (sum of the mask), ``diff_sum``/``diff_max`` of d, ``ratio_sum``/``ratio_max``
+    of r and ``capped`` (tokens whose r is above ``cap``). A mean is a sum over ``tokens``.
+    """
+    maskb = mask > 0
+    log_ratio = (trainer_logp - sampler_logp).detach()
+    lr = _sequence_log_ratio(log_ratio, mask) if level == "sequence" else log_ratio
+    if not maskb.any():
+        return {"tokens": 0.0, "diff_sum": 0.0, "diff_max": 0.0, "ratio_sum": 0.0, "ratio_max": 0.0, "capped": 0.0}
+    diff, ratio = log_ratio.abs()[maskb], torch.exp(lr)[maskb]
+    return {"tokens": float(maskb.sum()), "diff_sum": diff.sum().item(), "diff_max": diff.max().item(),
+            "ratio_sum": ratio.sum().item(), "ratio_max": ratio.max().item(),
+            "capped": float((lr[maskb] > math.log(cap)).sum())}
 
 
 def overlong_soft_penalty(lengths: torch.Tensor, max_len: int, buffer: int) -> torch.Tensor:

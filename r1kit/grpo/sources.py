@@ -4,8 +4,9 @@ A source turns the next prompts of the run's :class:`PromptStream` into :class:`
 completions of one prompt, scored by the rewards) and hands the trainer a :class:`StepBatch`. The
 trainer never asks which source it has:
 
-* :class:`LocalSource` samples with the rollout engine in this process (under ``torchrun`` each
-  rank samples its share of the step's prompts with its own seed) and scores here;
+* :class:`LocalSource` samples with the rollout engine of this process (under ``torchrun`` each
+  rank samples its share of the step's prompts with its own seed) and scores here; with
+  ``rollout.async_steps: 1`` it samples the next step's prompts while this step trains;
 * :class:`RaySource` sends the prompts to Ray rollout actors and the samples to Ray reward workers
   (``r1kit.distributed``), scored with the same weights; under ``torchrun`` rank 0 drives them and
   broadcasts the batch.
@@ -15,6 +16,7 @@ Both apply DAPO's dynamic sampling the same way (:func:`fill_batch`).
 from __future__ import annotations
 
 import random
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,7 +36,9 @@ from r1kit.perf import STEP_TIMER
 from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, score_batch
 from r1kit.rollout import Rollout, SamplingParams
-from r1kit.rollout.engines import EngineSetup, make_engine
+from r1kit.rollout.engines import EngineSetup, RolloutEngine, make_engine
+from r1kit.rollout.process import ProcessEngine
+from r1kit.threads import cpu_budget
 
 
 @dataclass
@@ -178,6 +182,13 @@ class RolloutSource:
         """Prompts taken from the stream for a later step (not to be counted as consumed in a checkpoint)."""
         return 0
 
+    def state(self) -> dict:
+        """What a checkpoint keeps of the source (samples taken ahead), for :meth:`load_state`."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        """Resume from :meth:`state` (after the stream's position is restored)."""
+
     def counters(self) -> dict:
         """Backend counters logged with every step's metrics."""
         return {}
@@ -186,35 +197,82 @@ class RolloutSource:
         """Release workers and processes."""
 
 
+def local_engine(cfg: ZeroConfig, tokenizer, sampler) -> RolloutEngine:
+    """The run's ``rollout.engine``. With ``rollout.async_steps`` the torch engine runs in a worker
+    process (r1kit.rollout.process) so that sampling and training do not share the GIL; it runs
+    ``threads`` torch threads (auto: half the CPUs). A server engine is used as it is (its
+    ``generate`` waits on the network, without the GIL)."""
+    if cfg.rollout.async_steps and cfg.rollout.engine == "torch":
+        threads = cfg.threads if cfg.threads > 0 else max(1, cpu_budget() // 2)
+        return ProcessEngine(sampler.model, tokenizer, threads=threads, timeout=cfg.rollout.async_timeout)
+    return make_engine(cfg.rollout.engine, EngineSetup(
+        tokenizer, lambda: sampler.model, resolve_model_path(cfg.model), cfg.dtype, cfg.rollout.endpoint,
+        Path(cfg.out) / "vllm-server.log", trains=True))
+
+
+@dataclass
+class Ahead:
+    """A sampling round submitted before its step: its prompts, the weight version that samples
+    it and the engine's pending ``generate``."""
+
+    step: int
+    prompt_ids: list[int]
+    examples: list[dict]
+    prompts: list[str]
+    version: int
+    rollouts: Future
+
+
 class LocalSource(RolloutSource):
     """Samples with the run's rollout engine (``rollout.engine``: ``torch`` over ``sampler.model``,
     the policy's sampling copy that the trainer refreshes in place after every optimiser step, or a
-    vLLM server that gets that copy's weights) and scores in this process."""
+    vLLM server that gets that copy's weights) and scores in this process.
+
+    With ``rollout.async_steps: 1`` (one process, no dynamic sampling): right after handing out a
+    step's batch, the next step's prompts go to the engine's ``generate`` on a one-thread executor,
+    so they are sampled (by the weights this step started from) while this step trains;
+    :meth:`push_weights` waits for that round before the engine takes the new weights. Only the
+    engine interface is used, so any engine whose ``generate`` releases the GIL (the torch engine's
+    worker process, a server's HTTP call) overlaps with training."""
 
     def __init__(self, cfg: ZeroConfig, tokenizer, stream: PromptStream, scoring: Scoring, sampler):
         self.cfg, self.tokenizer, self.stream, self.scoring = cfg, tokenizer, stream, scoring
         if cfg.rollout.engine != "torch" and ddp.world_size() > 1:
             raise ConfigError(f"rollout.engine: {cfg.rollout.engine} runs in a single process, not under torchrun")
-        self.engine = make_engine(cfg.rollout.engine, EngineSetup(
-            tokenizer, lambda: sampler.model, resolve_model_path(cfg.model), cfg.dtype, cfg.rollout.endpoint,
-            Path(cfg.out) / "vllm-server.log", trains=True))
+        self.engine = local_engine(cfg, tokenizer, sampler)
         self.environment = make_environment(cfg.environment, cfg.tools)  # None: single-turn
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="r1kit-rollout") if cfg.rollout.async_steps else None
+        self._ahead: Ahead | None = None
 
-    def sample_groups(self, prompt_ids: list[int], examples: list[dict], seed: int, step: int) -> list[Group]:
-        prompts = [prompt_for(self.environment, ex, self.cfg.template, self.tokenizer) for ex in examples]
-        with STEP_TIMER("sampling"):
-            rollouts = self.engine.generate(prompts, sampling_params(self.cfg, seed), environment=self.environment,
-                                            examples=examples if self.environment else None)
+    def _prompts(self, examples: list[dict]) -> list[str]:
+        return [prompt_for(self.environment, ex, self.cfg.template, self.tokenizer) for ex in examples]
+
+    def _generate(self, prompts: list[str], examples: list[dict], seed: int):
+        """The engine's rollouts of ``prompts`` (episodes with the run's environment, if any)."""
+        return self.engine.generate(prompts, sampling_params(self.cfg, seed), environment=self.environment,
+                                    examples=examples if self.environment else None)
+
+    def _groups(self, prompt_ids, examples, prompts, rollouts, version: int) -> list[Group]:
         with STEP_TIMER("rewards"):
             scores = self.scoring.score(rollouts, examples)
         return self.scoring.groups(examples, prompts, rollouts, scores, prompt_ids,
-                                   [step] * len(examples), [-1] * len(examples))
+                                   [version] * len(examples), [-1] * len(examples))
+
+    def sample_groups(self, prompt_ids: list[int], examples: list[dict], seed: int, step: int) -> list[Group]:
+        prompts = self._prompts(examples)
+        with STEP_TIMER("sampling"):
+            rollouts = self._generate(prompts, examples, seed)
+        return self._groups(prompt_ids, examples, prompts, rollouts, step)
 
     def push_weights(self, policy: torch.nn.Module, version: int) -> None:
+        if self._ahead is not None:  # the round in flight finishes on the weights it started with
+            self._ahead.rollouts.result()
         self.engine.update_weights(policy, version)
 
     def close(self) -> None:
-        self.engine.close()
+        self.engine.close()  # (a round still in flight then fails, and is dropped)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _round(self, step: int, round_: int) -> list[Group]:
         ids, examples = self.stream.take_indexed(self.cfg.grpo.prompts_per_step)
@@ -222,6 +280,8 @@ class LocalSource(RolloutSource):
 
     def collect(self, step: int) -> StepBatch:
         grpo = self.cfg.grpo
+        if self._executor is not None:
+            return self._collect_ahead(step)
         if ddp.world_size() == 1:
             return fill_batch(lambda r: self._round(step, r), grpo.prompts_per_step, grpo.dynamic_sampling,
                               grpo.max_refill_rounds)
@@ -230,6 +290,51 @@ class LocalSource(RolloutSource):
         seed = step_seed(self.cfg, step) + 7919 * ddp.rank()
         mine = self.sample_groups(ddp.shard(ids), ddp.shard(examples), seed, step)
         return StepBatch(mine, [grp for part in ddp.gather_objects(mine) for grp in part], 0)
+
+    # ---- async_steps: 1 ----------------------------------------------------------------------
+    def _submit(self, step: int) -> Ahead:
+        """Take ``step``'s prompts and start sampling them with the engine's current weights."""
+        ids, examples = self.stream.take_indexed(self.cfg.grpo.prompts_per_step)
+        prompts = self._prompts(examples)
+        return Ahead(step, ids, examples, prompts, self.engine.version,
+                     self._executor.submit(self._generate, prompts, examples, step_seed(self.cfg, step)))
+
+    def _collect_ahead(self, step: int) -> StepBatch:
+        """This step's round (sampled ahead, or now for the first step), scored here; then the next
+        step's round goes to the engine before this step trains."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            ahead = self._submit(step)
+        with STEP_TIMER("sampling"):  # (the part of the round that training did not hide)
+            rollouts = ahead.rollouts.result()
+        groups = self._groups(ahead.prompt_ids, ahead.examples, ahead.prompts, rollouts, ahead.version)
+        if step + 1 < self.cfg.steps:
+            self._ahead = self._submit(step + 1)
+        return StepBatch(groups, groups, 0)
+
+    def prompts_ahead(self) -> int:
+        return len(self._ahead.prompt_ids) if self._ahead is not None else 0
+
+    def state(self) -> dict:
+        """The round sampled ahead (finished: the trainer saves after :meth:`push_weights`), so that
+        a resumed run trains on the very samples the uninterrupted run would have."""
+        a = self._ahead
+        if a is None or not a.rollouts.done():
+            return {}
+        return {"ahead": {"step": a.step, "prompt_ids": a.prompt_ids, "version": a.version,
+                          "rollouts": a.rollouts.result()}}
+
+    def load_state(self, state: dict) -> None:
+        saved = state.get("ahead")
+        if not saved or self._executor is None:
+            return
+        ids, examples = self.stream.take_indexed(len(saved["prompt_ids"]))
+        if ids != saved["prompt_ids"]:  # the stream's position and the saved round disagree: sample again
+            self.stream.position -= len(ids)
+            return
+        done: Future = Future()
+        done.set_result(saved["rollouts"])
+        self._ahead = Ahead(saved["step"], ids, examples, self._prompts(examples), saved["version"], done)
 
 
 @dataclass

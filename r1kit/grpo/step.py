@@ -3,7 +3,8 @@ runs them (each under the step timer, ``r1kit.perf.STEP_TIMER``):
 
 1. :func:`layout`: the step's groups -> micro-batches of about ``micro_batch_tokens`` padded tokens,
    group-normalised advantages and the batch's normalisers (a :class:`LossBatch`);
-2. :func:`frozen_logprobs`: pi_old (``mu > 1``, or samples of older weights) and pi_ref (``beta > 0``);
+2. :func:`frozen_logprobs`: the sampler's log-probs, pi_old (``mu > 1``, or samples of older
+   weights) and pi_ref (``beta > 0``);
 3. ``mu`` times: :func:`accumulate` (forward + loss + backward over every micro-batch) then
    :func:`optimiser_step` (clip, AdamW, schedule).
 
@@ -68,6 +69,7 @@ class LossBatch:
     temperature: float                         # the sampler's: log-probs are of softmax(logits / T)
     old_logp: list[torch.Tensor] | None = None  # pi_old; None: the current policy's (ratio 1)
     ref_logp: list[torch.Tensor] | None = None  # pi_ref; None when beta = 0
+    sampler_logp: list[torch.Tensor] | None = None  # the rollout engine's (Rollout.logprobs)
 
 
 @dataclass
@@ -79,15 +81,34 @@ class StepStats:
     clip_frac: list[float] = field(default_factory=list)
     entropy: list[float] = field(default_factory=list)
     grad_norm: list[float] = field(default_factory=list)
+    mismatch: dict = field(default_factory=dict)  # core.mismatch_sums added up over the first pass
+
+    def add_mismatch(self, sums: dict[str, float]) -> None:
+        for key, value in sums.items():
+            old = self.mismatch.get(key)
+            self.mismatch[key] = value if old is None else max(old, value) if key.endswith("_max") else old + value
 
     def summary(self) -> dict:
-        """Each figure's mean over its records (averaged over the ranks; the loss is already global)."""
-        out = {k: sum(v) / len(v) for k, v in vars(self).items() if v}
+        """Each figure's mean over its records (averaged over the ranks; the loss is already global),
+        and the trainer/sampler mismatch over the step's loss tokens (``rollout/...``)."""
+        out = {k: sum(v) / len(v) for k, v in vars(self).items() if v and isinstance(v, list)}
         if ddp.world_size() > 1:
             for key in ("kl", "clip_frac", "entropy"):
                 if key in out:
                     out[key] = float(ddp.global_sum(out[key])) / ddp.world_size()
-        return out
+        return {**out, **self.mismatch_summary()}
+
+    def mismatch_summary(self) -> dict:
+        m = self.mismatch
+        if not m:
+            return {}
+        sums = {k: float(ddp.global_sum(m[k])) for k in ("tokens", "diff_sum", "ratio_sum", "capped")}
+        tokens = max(sums["tokens"], 1.0)
+        return {"rollout/logprob_diff_mean": sums["diff_sum"] / tokens,
+                "rollout/logprob_diff_max": float(ddp.global_max(m["diff_max"])),
+                "rollout/is_ratio_mean": sums["ratio_sum"] / tokens,
+                "rollout/is_ratio_max": float(ddp.global_max(m["ratio_max"])),
+                "rollout/is_capped_frac": sums["capped"] / tokens}
 
 
 def micro_batches(groups: list[Group], pad_id: int, token_budget: int, mask_truncated: bool,
@@ -154,15 +175,19 @@ def frozen_logprobs(lb: LossBatch, groups: list[Group], models: Models, cfg: Zer
     """Phase 2: fill ``lb.old_logp`` and ``lb.ref_logp``.
 
     pi_old: with one pass the old policy is the current one (ratio = 1 exactly), so no extra
-    forward; with mu > 1 its log-probs are computed once here; groups sampled by older weights
-    (Ray's ``max_weight_lag``) bring the sampler's own log-probs.
+    forward; with mu > 1 its log-probs are computed once here; without a rollout correction,
+    groups sampled by older weights (``rollout.async_steps``, Ray's ``max_weight_lag``) bring the
+    sampler's own log-probs. With one (``grpo.rollout_correction``), pi_old is always the
+    trainer's and the sampler's log-probs only enter the importance weights.
     """
     def run(model, context=contextlib.nullcontext) -> list[torch.Tensor]:
         with STEP_TIMER("logprobs"), torch.no_grad(), compute_context(model, cfg.dtype), context():
             return [models.strategy.logprobs(model, mb.batch, lb.temperature)[0] for mb in lb.micro]
 
-    if any(grp.weight_version < step for grp in groups):
-        lb.old_logp = behaviour_logprobs(groups, lb.micro)
+    lb.sampler_logp = behaviour_logprobs(groups, lb.micro)
+    correcting = cfg.grpo.rollout_correction != "none"
+    if not correcting and any(grp.weight_version < step for grp in groups):
+        lb.old_logp = lb.sampler_logp
     elif cfg.grpo.mu > 1:
         lb.old_logp = run(models.policy)
     ref = models.reference
@@ -176,6 +201,7 @@ def accumulate(lb: LossBatch, models: Models, cfg: ZeroConfig, stats: StepStats)
     grpo, policy = cfg.grpo, models.policy
     models.optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
+    first_pass = not stats.loss  # (of mu): where the trainer/sampler mismatch is measured
     for k, mb in enumerate(lb.micro):
         threads.tick()
         with STEP_TIMER("forward"):
@@ -183,15 +209,23 @@ def accumulate(lb: LossBatch, models: Models, cfg: ZeroConfig, stats: StepStats)
                 logp, entropy = models.strategy.logprobs(policy, mb.batch, lb.temperature)    # [B, Wc] each
             old = lb.old_logp[k] if lb.old_logp else logp.detach()                            # [B, Wc]
             ref = lb.ref_logp[k] if lb.ref_logp else None                                     # [B, Wc] or None
+            sampler = lb.sampler_logp[k] if lb.sampler_logp else None                          # [B, Wc] or None
+            weights = None                                                                     # [B, Wc] or None
+            if grpo.rollout_correction != "none":
+                weights = core.rollout_correction_weights(old, sampler, mb.loss_mask, grpo.rollout_correction,
+                                                          grpo.rollout_correction_level, grpo.rollout_correction_cap)
             loss, mb_stats = core.grpo_loss(
                 logp, old, ref, lb.advantages[mb.rows], mb.loss_mask, eps_low=grpo.eps_low, eps_high=grpo.eps_high,
                 beta=grpo.beta, agg=grpo.loss_agg, max_len=cfg.rollout.max_new_tokens, num_seqs=lb.num_seqs,
-                num_tokens=lb.num_tokens, policy_loss=grpo.policy_loss)                        # scalar
+                num_tokens=lb.num_tokens, policy_loss=grpo.policy_loss, is_weights=weights)     # scalar
         with STEP_TIMER("backward"):
             (loss * models.strategy.backward_scale()).backward()
         step_loss += loss.item()
         if mb.filler:
             continue
+        if first_pass and sampler is not None:  # the weights the step started from vs the sampler's
+            stats.add_mismatch(core.mismatch_sums(logp, sampler, mb.loss_mask, grpo.rollout_correction_level,
+                                                  grpo.rollout_correction_cap))
         stats.entropy.append(((entropy * mb.loss_mask).sum() / mb.loss_mask.sum().clamp(min=1)).item())
         for key in ("kl", "clip_frac"):
             if key in mb_stats:

@@ -70,6 +70,8 @@ class GRPOTrainer:
         if cfg.grpo.prompts_per_step < ddp.world_size():
             raise ConfigError(f"grpo.prompts_per_step: {cfg.grpo.prompts_per_step} groups cannot be shared by "
                               f"{ddp.world_size()} ranks")
+        if ddp.world_size() > 1 and cfg.rollout.async_steps:
+            raise ConfigError("rollout.async_steps: not under torchrun (one process samples ahead)")
         if ddp.world_size() > 1 and cfg.grpo.dynamic_sampling and cfg.distributed.backend != "ray":
             raise ConfigError("grpo.dynamic_sampling: under torchrun it needs distributed.backend=ray "
                               "(rank 0 then samples for all ranks)")
@@ -87,6 +89,7 @@ class GRPOTrainer:
         self.eval_problems = eval_problems(self.eval_cfg) if cfg.eval.every else []
         self.stats = RewardStats()
         self.step = 0
+        self._source_state: dict = {}  # a resumed checkpoint's (the samples its run took ahead)
         ddp.barrier()
         self.models = self._load_models(self.run.checkpoint)
         self.policy = self.models.policy
@@ -97,6 +100,7 @@ class GRPOTrainer:
         self.scoring = Scoring(cfg, self.tokenizer, self.stats)
         self.source = SOURCES[cfg.distributed.backend](cfg, self.tokenizer, self.stream, self.scoring, self.sampler)
         self.source.push_weights(self.policy, self.step)
+        self.source.load_state(self._source_state)
 
     @property
     def reference(self) -> torch.nn.Module | None:
@@ -142,6 +146,7 @@ class GRPOTrainer:
         self.models.scheduler.load_state_dict(state["scheduler"])
         self.stream.position = state["data_position"]
         self.step = state["step"]
+        self._source_state = state.get("source", {})
 
     def _save(self) -> None:
         """``checkpoint-STEP``, written by rank 0. Under fsdp every rank first gathers the full
@@ -157,6 +162,9 @@ class GRPOTrainer:
         state = {**strategy.save_extra(self.models.optimizer, staging),
                  "scheduler": self.models.scheduler.state_dict(),
                  "data_position": self.stream.position - self.source.prompts_ahead()}
+        source_state = self.source.state()  # (only what a source takes ahead: a default run saves as before)
+        if source_state:
+            state["source"] = source_state
         if every_rank:
             ddp.barrier()
         if self.main:
