@@ -12,6 +12,8 @@ any model loads.
 """
 from __future__ import annotations
 
+import importlib
+
 import dataclasses
 import json
 import difflib
@@ -306,3 +308,14 @@ def config_to_run(cls, given: dict, resume: bool):
     config = build(cls, merge(to_dict(recorded), given))
     validate(config)
     return config
+
+
+def import_modules(names: list[str], key: str) -> None:
+    """Import the user modules listed under ``key`` (``reward_modules``, ``environment_modules``:
+    importing them registers their rewards or environments); ConfigError naming ``key`` and the
+    module when one cannot be imported."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"{key}: cannot import {name!r} ({exc})") from None

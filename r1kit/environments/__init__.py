@@ -29,7 +29,6 @@ Usage (a user environment; docs/tools.md has the complete example)::
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
@@ -123,15 +122,6 @@ def register_environment(name: str) -> Callable[[type[Environment]], type[Enviro
 def available_environments() -> list[str]:
     """The registered names, with ``none`` (no environment: single-turn episodes)."""
     return ["none", *sorted(ENVIRONMENTS)]
-
-
-def import_environment_modules(names: list[str], key: str = "environment_modules") -> None:
-    """Import the modules that register user environments (ConfigError naming ``key`` if one fails)."""
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"{key}: cannot import {name!r} ({exc})") from None
 
 
 def check_environment(name: str, key: str = "environment") -> None:

@@ -1,13 +1,12 @@
 """Typed configuration of a GRPO run (``r1kit zero``). Every option is documented here, once."""
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range
+from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range, import_modules
 from r1kit.distributed.cluster import require_ray
-from r1kit.environments import check_environment, import_environment_modules
+from r1kit.environments import check_environment
 from r1kit.environments.config import ToolConfig
 from r1kit.eval.config import DEFAULT_REFLECTION_PHRASES, EvalConfig
 from r1kit.models.config import LoRAConfig, check_device
@@ -302,10 +301,10 @@ class ZeroConfig:
     def check(self, prefix: str = "") -> None:
         """Cross-field rules: reward names exist, distributed options fit together."""
         check_device(self.device, f"{prefix}device")
-        import_reward_modules(self.reward_modules, f"{prefix}reward_modules")
+        import_modules(self.reward_modules, f"{prefix}reward_modules")
         check_reward_names(self, prefix)
         check_engine(self.rollout.engine, self.rollout.endpoint, f"{prefix}rollout.", trains=True)
-        import_environment_modules(self.environment_modules, f"{prefix}environment_modules")
+        import_modules(self.environment_modules, f"{prefix}environment_modules")
         check_environment(self.environment, f"{prefix}environment")
         if self.eval.environment is not None:
             check_environment(self.eval.environment, f"{prefix}eval.environment")
@@ -346,15 +345,6 @@ class ZeroConfig:
         for name, rm in self.reward_models.items():
             if not rm.path:
                 raise ConfigError(f"{prefix}reward_models.{name}.path: no reward model path given")
-
-
-def import_reward_modules(names: list[str], key: str = "reward_modules") -> None:
-    """Import the modules that register user rewards (the Ray reward workers import them too)."""
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"{key}: cannot import {name!r} ({exc})") from None
 
 
 def check_reward_names(cfg: ZeroConfig, prefix: str = "") -> None:
