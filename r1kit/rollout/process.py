@@ -113,12 +113,12 @@ class ProcessEngine(RolloutEngine):
             except queue.Empty:
                 if not self.proc.is_alive():
                     raise EngineError(f"the rollout worker process (pid {self.proc.pid}) died "
-                                             f"(exit code {self.proc.exitcode}) while {what}") from None
+                                      f"(exit code {self.proc.exitcode}) while {what}") from None
                 if time.monotonic() > deadline:
                     self._kill()
                     raise EngineError(f"the rollout worker process (pid {self.proc.pid}) gave no answer "
-                                             f"for {timeout:g} s while {what} (rollout.async_timeout); "
-                                             "it was killed") from None
+                                      f"for {timeout:g} s while {what} (rollout.async_timeout); "
+                                      "it was killed") from None
                 continue
             if kind == "error":
                 raise EngineError(f"the rollout worker process failed while {what}: {payload}")
