@@ -40,14 +40,17 @@ def test_a_wrong_fix_is_no_fix():
     assert phenomena([FIXED], [False], [20], PHRASES)["reflection_fixes"] == 0.0
 
 
-class _R:
-    def __init__(self, text):
-        self.text, self.token_ids = text, [0] * len(text.split())
+def _rollout(text):
+    """A rollout of ``text`` with one token per word."""
+    from r1kit.rollout import Rollout
+
+    n = len(text.split())
+    return Rollout(0, [0] * n, [0.0] * n, text, "eos")
 
 
 class _G:
     def __init__(self, texts, parts, example):
-        self.rollouts, self.parts, self.example = [_R(t) for t in texts], parts, example
+        self.rollouts, self.parts, self.example = [_rollout(t) for t in texts], parts, example
 
 
 def test_rollout_phenomena_grades_by_the_accuracy_reward_and_measures_mixing():
