@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.procs import child_pids, start_and_wait_for
 from r1kit.config import ConfigError, load_config
 from r1kit.errors import EngineError
 from r1kit.grpo.config import ZeroConfig
@@ -125,19 +126,6 @@ def test_bad_off_policy_options_name_the_key(extra, needle):
         validate(load_config(ZeroConfig, None, extra))
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (Linux /proc)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
@@ -151,11 +139,8 @@ def test_sigkill_and_resume_of_an_async_run_gives_identical_metrics(tmp_path):
     cmd = [sys.executable, "-m", "r1kit.cli", "zero", "--no-report"]
     subprocess.run(cmd + args + [f"out={tmp_path / 'a'}"], check=True, capture_output=True)
     run_b = tmp_path / "b"
-    proc = subprocess.Popen(cmd + args + [f"out={run_b}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (run_b / "checkpoint-4").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    workers = _children(proc.pid)
+    proc = start_and_wait_for(cmd + args + [f"out={run_b}"], run_b / "checkpoint-4")
+    workers = child_pids(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run_b / "summary.json").exists(), "the run finished before it could be killed"

@@ -3,10 +3,10 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
+from helpers.procs import start_and_wait_for
 from r1kit.config import load_config
 from r1kit.runs import is_timing_key
 from r1kit.grpo.config import ZeroConfig
@@ -78,10 +78,7 @@ def test_sigkill_and_resume_gives_identical_metrics(tmp_path):
     subprocess.run(cmd + args + [f"out={tmp_path / 'a'}"], check=True, capture_output=True)
 
     run_b = tmp_path / "b"
-    proc = subprocess.Popen(cmd + args + [f"out={run_b}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (run_b / "checkpoint-4").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    proc = start_and_wait_for(cmd + args + [f"out={run_b}"], run_b / "checkpoint-4")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run_b / "summary.json").exists(), "the run finished before it could be killed"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.procs import child_pids
 from r1kit.data import synthetic
 from r1kit.errors import EngineError
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
@@ -216,19 +217,6 @@ def test_grpo_with_the_vllm_engine_learns_like_the_torch_engine(tmp_path):
     assert rise["vllm"] > 0 and abs(rise["vllm"] - rise["torch"]) < 0.15, rise
 
 
-def server_children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (the vLLM server r1kit started)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
 def test_a_server_that_dies_mid_run_ends_the_step_with_its_log_and_resumes(tmp_path):
     out = tmp_path / "run"
     run = subprocess.Popen(CLI + ["zero", "--no-report", "steps=30", "threads=1", "eval.every=0", "checkpoint_every=1",
@@ -238,7 +226,7 @@ def test_a_server_that_dies_mid_run_ends_the_step_with_its_log_and_resumes(tmp_p
     deadline = time.time() + 600
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
         time.sleep(0.5)
-    for child in server_children(run.pid):
+    for child in child_pids(run.pid):  # the vLLM server r1kit started
         os.killpg(child, signal.SIGKILL)
     stderr = run.communicate(timeout=600)[1]
     assert run.returncode == 2, stderr[-3000:]
