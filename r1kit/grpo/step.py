@@ -131,13 +131,19 @@ def micro_batches(groups: list[Group], pad_id: int, token_budget: int, mask_trun
     return out
 
 
+def left_aligned(rows: list[list[float]], width: int) -> torch.Tensor:
+    """[len(rows), width] float32 on the host: row j's values from column 0, zeros after (laid out
+    like the completions of ``make_group_batch``)."""
+    out = torch.zeros(len(rows), width, device="cpu")                                  # [B, width]
+    for j, values in enumerate(rows):
+        out[j, : len(values)] = torch.tensor(values, dtype=torch.float, device="cpu")
+    return out
+
+
 def policy_masks(rollouts: list, width: int) -> torch.Tensor:
     """[B, width] 1.0 on the tokens each rollout's policy sampled (``Rollout.policy_mask``), 0.0 on
-    observation tokens and padding; completions are left-aligned as in ``make_group_batch``."""
-    out = torch.zeros(len(rollouts), width, device="cpu")                              # [B, width]
-    for j, r in enumerate(rollouts):
-        out[j, : len(r.policy_mask)] = torch.tensor(r.policy_mask, dtype=torch.float, device="cpu")
-    return out
+    observation tokens and padding."""
+    return left_aligned([r.policy_mask for r in rollouts], width)
 
 
 def layout(groups: list[Group], models: Models, cfg: ZeroConfig, pad_id: int) -> LossBatch:
@@ -163,11 +169,8 @@ def behaviour_logprobs(groups: list[Group], micro: list[MicroBatch]) -> list[tor
     flat = [r for grp in groups for r in grp.rollouts]
     out = []
     for mb in micro:
-        logp = torch.zeros(mb.batch.completion_ids.shape, device="cpu")                    # [B, Wc]
-        for j, row in enumerate(mb.rows.tolist()):
-            values = flat[row].logprobs
-            logp[j, : len(values)] = torch.tensor(values, device="cpu")
-        out.append(logp.to(mb.batch.completion_ids.device))
+        ids = mb.batch.completion_ids                                                      # [B, Wc]
+        out.append(left_aligned([flat[row].logprobs for row in mb.rows.tolist()], ids.size(1)).to(ids.device))
     return out
 
 
