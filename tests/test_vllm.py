@@ -85,6 +85,38 @@ def test_seeded_requests_repeat(server):
     assert [r.token_ids for r in first] == [r.token_ids for r in again]
 
 
+def _think_episodes(engine, tok, params):
+    from r1kit.environments import ToolConfig, make_environment
+
+    import helpers.think_env  # noqa: F401  (registers test_think: its call tag is the tiny base's </think>)
+
+    examples = [{"problem": p["problem"], "answer": str(p["answer"])} for p in synthetic.test_set(4)]
+    prompts = [build_prompt(ex["problem"], "r1_zero", tok) for ex in examples]
+    env = make_environment("test_think", ToolConfig(max_turns=3))
+    return engine.generate(prompts, params, environment=env, examples=examples), prompts
+
+
+def test_episodes_on_the_server_are_the_torch_engines(server):
+    """Multi-turn episodes on vLLM: greedy, the torch engine's ids, masks, calls and finish reasons;
+    sampled, the policy tokens' log-probs equal the trainer's teacher-forced ones, observations 0."""
+    engine, model, tok = server
+    greedy = SamplingParams(temperature=0, max_new_tokens=64)
+    theirs, _ = _think_episodes(engine, tok, greedy)
+    ours, _ = _think_episodes(torch_engine(model, tok), tok, greedy)
+    assert sum(r.tool_calls for r in ours) >= 3  # the tiny base closes </think>: calls happen
+    assert [(r.token_ids, r.policy_mask, r.tool_calls, r.turns, r.finish_reason) for r in theirs] == \
+           [(r.token_ids, r.policy_mask, r.tool_calls, r.turns, r.finish_reason) for r in ours]
+    sampled, prompts = _think_episodes(engine, tok, SamplingParams(n=4, temperature=1.0, max_new_tokens=64, seed=3))
+    assert sum(r.tool_calls for r in sampled) >= 8 and len({tuple(r.token_ids) for r in sampled}) > 4
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    with torch.no_grad():
+        logp, _ = completion_logprobs(model, make_group_batch(ids, [r.token_ids for r in sampled], 4, tok.pad_token_id), 1.0)
+    gap = max(abs(logp[i, j].item() - lp) for i, r in enumerate(sampled)
+              for j, (lp, m) in enumerate(zip(r.logprobs, r.policy_mask)) if m)
+    assert gap < 1e-4, gap
+    assert all(lp == 0.0 for r in sampled for lp, m in zip(r.logprobs, r.policy_mask) if not m)
+
+
 def test_pushed_weights_sample_like_each_model(server):
     """tiny -> another base -> tiny: after each push the server's greedy output is that model's."""
     engine, model, tok = server

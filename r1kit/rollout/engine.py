@@ -156,7 +156,7 @@ class _StopMatcher:
 
 
 
-def _mix(a: int, b: int) -> int:
+def mix_seeds(a: int, b: int) -> int:
     """A 63-bit seed from two integers (an LCG step; distinct pairs give unrelated streams)."""
     return (a * 6364136223846793005 + b * 1442695040888963407 + 1) % (1 << 63)
 
@@ -166,10 +166,10 @@ def row_seeds(params: SamplingParams, n_prompts: int, prompt_seeds: list[int] | 
     ``params.seed`` and i."""
     if prompt_seeds is None:
         base = params.seed if params.seed is not None else torch.seed() % (1 << 63)
-        prompt_seeds = [_mix(base, i) for i in range(n_prompts)]
+        prompt_seeds = [mix_seeds(base, i) for i in range(n_prompts)]
     elif len(prompt_seeds) != n_prompts:
         raise ValueError(f"{len(prompt_seeds)} prompt seeds for {n_prompts} prompts")
-    return [_mix(s, j) for s in prompt_seeds for j in range(params.n)]
+    return [mix_seeds(s, j) for s in prompt_seeds for j in range(params.n)]
 
 
 class _Engine:
