@@ -86,6 +86,19 @@ class Rollout:
         """Tokens the policy sampled (observation tokens left out)."""
         return len(self.token_ids) if self.policy_mask is None else sum(self.policy_mask)
 
+    def segments(self, tokenizer) -> list[tuple[str, bool]]:
+        """The text cut into ``(text, is_policy)`` runs, policy and observation tokens, each run
+        decoded on its own (a final EOS left out, as in :attr:`text`)."""
+        ids = self.token_ids[:-1] if self.finish_reason == "eos" else self.token_ids
+        mask = self.policy_mask or [1] * len(self.token_ids)
+        runs: list[tuple[list[int], bool]] = []
+        for token, policy in zip(ids, mask):
+            if runs and runs[-1][1] == bool(policy):
+                runs[-1][0].append(token)
+            else:
+                runs.append(([token], bool(policy)))
+        return [(tokenizer.decode(run), policy) for run, policy in runs]
+
 
 def _tokenize_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
