@@ -19,10 +19,10 @@ def child_pids(pid: int) -> list[int]:
     return out
 
 
-def start_and_wait_for(cmd: list[str], path: Path, timeout: float = 300) -> subprocess.Popen:
-    """Start ``cmd`` (output discarded) and return once ``path`` exists, the process ended, or
-    ``timeout`` seconds passed: the moment a fault-injection test strikes."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start_and_wait_for(cmd: list[str], path: Path, timeout: float = 300, env: dict | None = None) -> subprocess.Popen:
+    """Start ``cmd`` (output discarded; environment ``env``, or this one) and return once ``path``
+    exists, the process ended, or ``timeout`` seconds passed: the moment a fault-injection test strikes."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + timeout
     while not path.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
