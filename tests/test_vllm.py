@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.procs import child_pids
+from helpers.procs import child_pids, live_in_group, wait_until_gone
 from r1kit.data import synthetic
 from r1kit.errors import EngineError
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
@@ -269,3 +269,20 @@ def test_a_server_that_dies_mid_run_ends_the_step_with_its_log_and_resumes(tmp_p
                              timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [m["step"] for m in read_jsonl(metrics)] == [1, 2, 3, 4]
+
+
+def test_the_server_stops_when_the_process_that_started_it_is_killed(tmp_path):
+    """SIGKILL the process that started a server (a trainer killed by the OOM killer): the server and
+    its engine processes exit on their own instead of holding the machine."""
+    code = ("import sys; from r1kit.models import load_tokenizer, resolve_model_path; "
+            "from r1kit.rollout.config import EndpointConfig; from r1kit.rollout.engines import EngineSetup, make_engine; "
+            f"e = make_engine('vllm', EngineSetup(load_tokenizer('tiny'), None, resolve_model_path('tiny'), 'float32', "
+            f"EndpointConfig(python={VLLM_PYTHON!r}, server_args={SERVER_ARGS!r}), {str(tmp_path / 'server.log')!r})); "
+            "print(e.server.process.pid, flush=True); import time; time.sleep(900)")
+    starter = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    server = int(starter.stdout.readline())
+    group = live_in_group(server)
+    assert server in group and len(group) >= 2, group  # the API server and its engine process
+    starter.kill()
+    starter.wait()
+    assert wait_until_gone(group, 90), live_in_group(server)

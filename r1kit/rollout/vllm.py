@@ -71,6 +71,20 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return " | ".join(line.strip() for line in text[-lines:] if line.strip())
 
 
+def stop_with_parent() -> None:
+    """Run in the server's process before it starts vLLM: SIGTERM when the process that started it
+    dies (Linux ``PR_SET_PDEATHSIG``), so a trainer killed by SIGKILL or the OOM killer does not leave
+    a server holding the machine's memory and cores. (The signal follows the *thread* that started
+    the server: engines are built on the main thread.)"""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the server outlives a killed parent
+        pass
+
+
 class VLLMServer:
     """A vLLM OpenAI-compatible server in its own process group (see the module docstring)."""
 
@@ -93,7 +107,7 @@ class VLLMServer:
         with open(self.log_path, "ab") as log:
             try:
                 self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                start_new_session=True)
+                                                start_new_session=True, preexec_fn=stop_with_parent)
             except OSError as exc:
                 raise EngineError(f"endpoint.python: cannot start {endpoint.python!r} ({exc.strerror})") from None
         self._wait_ready(endpoint.startup_timeout)
