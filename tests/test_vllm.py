@@ -226,9 +226,11 @@ def test_sample_from_a_teacher_url_killed_and_resumed_writes_each_row_once(serve
 
 
 def zero(out: Path, *extra, steps=5, timeout=900):
+    tests = str(Path(__file__).parent)  # the runs may import the tests' helpers (environment_modules)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
     return subprocess.run(CLI + ["zero", "--no-report", f"steps={steps}", "threads=1", "eval.every=5", "eval.limit=60",
                                  "log_tensorboard=false", "checkpoint_every=1", "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -247,6 +249,16 @@ def test_grpo_with_the_vllm_engine_learns_like_the_torch_engine(tmp_path):
     rise = {name: rows[-1]["pass@1"] - rows[0]["pass@1"] for name, rows in gain.items()}
     assert gain["vllm"][0]["pass@1"] == gain["torch"][0]["pass@1"]  # step 0: the same model, the same eval
     assert rise["vllm"] > 0 and abs(rise["vllm"] - rise["torch"]) < 0.15, rise
+
+
+def test_grpo_with_tool_episodes_on_the_vllm_engine(tmp_path):
+    """``rollout.engine=vllm`` with an environment: episodes sampled by the server, trained on, logged."""
+    run = zero(tmp_path / "run", "rollout.engine=vllm", *ENDPOINT_OPTIONS, "environment=test_think",
+               "environment_modules=[helpers.think_env]", "tools.max_turns=2", "eval.every=0", steps=2)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert len(metrics) == 2 and all(m["tool_call_rate"] > 0 for m in metrics)
+    assert metrics[-1]["rollout/logprob_diff_mean"] < 1e-3  # the server sampled with the trainer's weights
 
 
 def test_a_server_that_dies_mid_run_ends_the_step_with_its_log_and_resumes(tmp_path):
