@@ -40,6 +40,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -220,8 +221,13 @@ class VLLMEngine(OpenAIEngine):
         prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         turn = replace(params, stop=[*params.stop, environment.call_end])
         firsts = self.complete(index, prompt_ids, turn, seed)
-        return [self._episode(index, prompt_ids, first, params, None if seed is None else mix_seeds(seed, j),
-                              environment, example) for j, first in enumerate(firsts)]
+
+        def go_on(j: int) -> Rollout:
+            return self._episode(index, prompt_ids, firsts[j], params, None if seed is None else mix_seeds(seed, j),
+                                 environment, example)
+
+        with ThreadPoolExecutor(len(firsts)) as pool:  # a tool call holds its own episode only
+            return list(pool.map(go_on, range(len(firsts))))
 
     def _episode(self, index: int, prompt_ids: list[int], first: Rollout, params: SamplingParams,
                  seed: int | None, environment, example: dict) -> Rollout:
