@@ -1,8 +1,10 @@
 """Environments and multi-turn episodes: the built-in tools, the registry, the torch decode loop's
 episodes on the real tiny model (masks, forced observation ids, log-probs equal to a teacher-forced
 recomputation, continuous batching), the loss mask, the probes, the options."""
+import random
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -10,7 +12,7 @@ import torch
 
 from r1kit.config import ConfigError, load_config
 from r1kit.environments import (ENVIRONMENTS, Environment, ToolConfig, check_environment, check_environment_options,
-                                make_environment)
+                                make_environment, register_environment)
 from r1kit.environments.calculator import calculate, show
 from r1kit.eval.probes import tool_probes
 from r1kit.grpo.config import ZeroConfig
@@ -102,12 +104,12 @@ EXAMPLES = [{"problem": "Compute 3 + 4 - 2", "answer": "5"}, {"problem": "Comput
             {"problem": "Compute 8 - 6 + 1", "answer": "3"}]
 
 
-def _episodes(tiny, batch_size=0, max_turns=3, max_new=80):
+def _episodes(tiny, batch_size=0, max_turns=3, max_new=80, env_name="test_think", overlap=4):
     from r1kit.prompts import build_prompt
     from r1kit.rollout import SamplingParams, sample
 
     model, tok = tiny
-    env = ENVIRONMENTS["test_think"](ToolConfig(max_turns=max_turns))
+    env = ENVIRONMENTS[env_name](ToolConfig(max_turns=max_turns, overlap_steps=overlap))
     prompts = [build_prompt(ex["problem"]) for ex in EXAMPLES]
     params = SamplingParams(n=4, max_new_tokens=max_new, seed=0)
     return sample(model, tok, prompts, params, batch_size=batch_size, environment=env, examples=EXAMPLES), prompts
@@ -172,6 +174,36 @@ def test_continuous_batching_keeps_episodes_identical(tiny, episodes):
         rows, _ = _episodes(tiny, batch_size=batch_size)
         assert [(r.token_ids, r.policy_mask, r.tool_calls) for r in rows] == \
                [(r.token_ids, r.policy_mask, r.tool_calls) for r in whole]
+
+
+@register_environment("test_slow_think")
+class SlowThink(ENVIRONMENTS["test_think"]):
+    """``test_think`` whose calls take 0-60 ms (drawn at random) and note how many calls run at once."""
+
+    lock, running, most = threading.Lock(), 0, 0
+
+    def run(self, call, example):
+        with self.lock:
+            SlowThink.running += 1
+            SlowThink.most = max(SlowThink.most, SlowThink.running)
+        time.sleep(random.random() * 0.06)
+        with self.lock:
+            SlowThink.running -= 1
+        return super().run(call, example)
+
+
+def test_episodes_depend_neither_on_the_overlap_nor_on_how_long_a_call_takes(tiny, episodes):
+    """A call runs in the background while the batch decodes on (``tools.overlap_steps``); the row
+    idles in masked columns, so the episodes are the same whatever the overlap and the calls' durations."""
+    whole, _ = episodes  # overlap 4, instant calls
+    key = [(r.token_ids, r.policy_mask, r.tool_calls, r.finish_reason) for r in whole]
+    SlowThink.most = 0
+    for overlap in (0, 12):
+        rows, _ = _episodes(tiny, env_name="test_slow_think", overlap=overlap)
+        assert [(r.token_ids, r.policy_mask, r.tool_calls, r.finish_reason) for r in rows] == key
+        gap = max(abs(a - b) for x, y in zip(rows, whole) for a, b in zip(x.logprobs, y.logprobs))
+        assert gap < 1e-5, gap
+    assert SlowThink.most >= 2  # calls of different rows ran at the same time: no call held the batch
 
 
 def test_one_turn_episodes_call_nothing_and_single_turn_has_no_mask(tiny):

@@ -25,6 +25,7 @@ over the full vocabulary (top-p/top-k only restrict what is drawn, as in TRL and
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -203,10 +204,16 @@ class _Engine:
         self.stops = None
         self.progress = progress
         self.env, self.examples = environment, examples
+        self.idle_columns = 0  # cache columns a row may spend idle, waiting for its tool calls
         if environment is not None:  # the episodes' state: forced (observation) ids, -1 where the policy samples
             self.forced = torch.full((total, max_new + 1), -1, dtype=torch.long, device=self.device)
             self.turn_start, self.turns = [0] * total, [1] * total
             self.calls, self.errors = [0] * total, [0] * total
+            self.overlap = environment.tools.overlap_steps
+            self.idle_columns = (environment.max_turns - 1) * self.overlap
+            self.calling: dict[int, tuple] = {}  # row -> (the call's future, the step its observation is due)
+            self.tool_pool = ThreadPoolExecutor(4, thread_name_prefix="r1kit-tool")
+            self.steps_done = 0
         self.cache = None  # no rows in flight
         self.live_count = self.dead_count = 0
 
@@ -218,7 +225,7 @@ class _Engine:
         width = input_ids.size(1)
         positions = (pmask.cumsum(-1) - 1).clamp(min=0)
         fresh = self.cache is None
-        capacity = width + (p.max_new_tokens if fresh else 0)
+        capacity = width + (p.max_new_tokens + self.idle_columns if fresh else 0)
         cache = preallocated_cache(self.model, capacity) if self.splices else None
         logits, cache = _forward(self.model, cache, input_ids=input_ids, attention_mask=pmask, position_ids=positions)
         cache.batch_repeat_interleave(n)
@@ -231,6 +238,8 @@ class _Engine:
                          for r in rows.tolist()])
         new = {"rows": rows, "u": u, "gen": torch.zeros_like(rows), "pos": positions[:, -1].repeat_interleave(n) + 1,
                "live": torch.ones_like(rows, dtype=torch.bool)}
+        if self.env is not None:  # idle: waiting for a call's observation; fed: its last token is in the cache
+            new["idle"], new["fed"] = torch.zeros_like(new["live"]), torch.zeros_like(new["live"])
         if fresh:
             self.cache = cache
             self.mask = torch.ones(len(rows), capacity, dtype=torch.long, device=device)
@@ -252,7 +261,7 @@ class _Engine:
                           torch.nn.functional.pad(pmask, (length - width, 0))])
         trim = int(mask.any(0).int().argmax())  # leading columns that no row attends to
         length -= trim
-        capacity = length + self.params.max_new_tokens
+        capacity = length + self.params.max_new_tokens + self.idle_columns
         self.cache = splice([(self.cache, keep, length - old_len),
                              (cache, torch.arange(pmask.size(0), device=self.device), length - width)],
                             length, capacity)
@@ -272,10 +281,27 @@ class _Engine:
     def step(self) -> None:
         """One decode step for every slot."""
         s = self.slots
+        if self.env is not None:
+            return self._episode_step()
         logits, self.cache = self.decode(self.chosen[:, None], s["pos"][:, None], self.cache,
                                          self.mask[:, : self.cache.get_seq_length() + 1])
         s["pos"] += 1
         self.chosen = self._draw(logits, slice(None))
+
+    def _episode_step(self) -> None:
+        """One decode step of episodes: a row waiting for its call first feeds its last token, then
+        idles (its column masked, its position kept) until the call's observation is due."""
+        s, column = self.slots, self.cache.get_seq_length()
+        idle, dummy = s["idle"].clone(), s["idle"] & s["fed"]                         # [b], [b]
+        self.mask[dummy.nonzero().squeeze(-1), column] = 0
+        logits, self.cache = self.decode(self.chosen[:, None], s["pos"][:, None], self.cache,
+                                         self.mask[:, : column + 1])
+        s["pos"] += (~dummy).long()
+        s["fed"] |= idle
+        self.chosen = torch.where(idle, self.chosen, self._draw(logits, slice(None)))
+        self.steps_done += 1
+        if self.calling:
+            self._observe()
 
     def _draw(self, logits, which) -> torch.Tensor:
         """Draw and record the next token of the slots ``which``; marks the rows that end."""
@@ -287,12 +313,12 @@ class _Engine:
             forced = self.forced[s["rows"], column]                                   # [b], -1: sampled
             ends = forced < 0
             chosen, logp = torch.where(ends, chosen, forced), torch.where(ends, logp, torch.zeros_like(logp))
-        self.tokens[s["rows"], column] = chosen
+        self.tokens[s["rows"], column] = chosen  # (an idle row's column is written again when it takes its observation)
         self.logps[s["rows"], column] = logp
-        s["gen"] += 1
+        s["gen"] += 1 if ends is None else (~s["idle"]).long()
         is_eos = (chosen == self.tokenizer.eos_token_id) & (not p.ignore_eos)
         hit = is_eos | self.stops.trigger[chosen]
-        maybe = s["live"] & ((hit if ends is None else hit & ends) | (s["gen"] >= p.max_new_tokens))
+        maybe = s["live"] & ((hit if ends is None else hit & ends & ~s["idle"]) | (s["gen"] >= p.max_new_tokens))
         ending = maybe.nonzero().squeeze(-1)  # the step's one host sync
         if len(ending):
             self._end(s, ending, is_eos[ending].tolist())
@@ -321,6 +347,10 @@ class _Engine:
                 continue
             self.lengths[orig] = gen
             ended.append(b)
+        self._retire(s, ended)
+
+    def _retire(self, s: dict, ended: list[int]) -> None:
+        """The slots ``ended`` of ``s`` (the slots' tensors, or views of them) are finished."""
         if ended:
             s["live"][ended] = False  # s holds views of the slots' tensors
             self.live_count -= len(ended)
@@ -329,23 +359,49 @@ class _Engine:
                 self.progress(len(ended))
 
     def _call(self, orig: int, gen: int) -> bool:
-        """Row ``orig`` closed a tool call at ``gen`` tokens: run it and force its observation's ids
-        into the row's next positions (cut to the budget). False: the episode ends here (its last
-        turn, or the environment said done)."""
+        """Row ``orig`` closed a tool call at ``gen`` tokens: start the call in the background and
+        make the row idle until its observation is due (:meth:`_observe`). False: the episode ends
+        here (its last turn)."""
         if self.turns[orig] >= self.env.max_turns:
             return False
         turn = self.tokenizer.decode(self.tokens[orig, self.turn_start[orig]:gen].tolist())
-        observation = self.env.step(turn, self.examples[orig // self.params.n])
-        if observation is None:
-            return False
-        self.calls[orig] += 1
-        self.errors[orig] += int(observation.error)
-        ids = self.tokenizer(observation.text, add_special_tokens=False, split_special_tokens=True)["input_ids"][: self.params.max_new_tokens - gen]
-        self.forced[orig, gen: gen + len(ids)] = torch.tensor(ids, dtype=torch.long, device="cpu")
-        self.turn_start[orig], self.turns[orig] = gen + len(ids), self.turns[orig] + 1
+        future = self.tool_pool.submit(self.env.step, turn, self.examples[orig // self.params.n])
+        # due once the row has fed its last token (the next step) and idled ``overlap`` steps more
+        self.calling[orig] = (future, gen, self.steps_done + 2 + self.overlap)
+        self.slots["idle"][int((self.slots["rows"] == orig).nonzero())] = True
         return True
 
+    def _observe(self) -> None:
+        """Rows whose observation is due take it (waiting for a call still running): its ids, cut to
+        the budget, are forced into the row's next positions, the first in place of this step's draw.
+        The due step is fixed by the step of the call, never by the call's duration, so an episode
+        does not depend on timing. An environment that ends the episode (None) ends the row."""
+        s, max_new = self.slots, self.params.max_new_tokens
+        for orig, (future, gen, due) in sorted(self.calling.items()):
+            if self.steps_done < due:
+                continue
+            del self.calling[orig]
+            slot = int((s["rows"] == orig).nonzero())
+            s["idle"][slot] = s["fed"][slot] = False
+            observation = future.result()
+            if observation is None:
+                self.lengths[orig], self.finish[orig] = gen, "turns"
+                self._retire(s, [slot])
+                continue
+            self.calls[orig] += 1
+            self.errors[orig] += int(observation.error)
+            ids = self.tokenizer(observation.text, add_special_tokens=False, split_special_tokens=True)["input_ids"][: max_new - gen]
+            self.forced[orig, gen: gen + len(ids)] = torch.tensor(ids, dtype=torch.long, device="cpu")
+            self.turn_start[orig], self.turns[orig] = gen + len(ids), self.turns[orig] + 1
+            self.tokens[orig, gen], self.logps[orig, gen], self.chosen[slot] = ids[0], 0.0, ids[0]
+            s["gen"][slot] += 1
+            if gen + 1 >= max_new:  # the budget ends the episode on its observation
+                self.lengths[orig] = gen + 1
+                self._retire(s, [slot])
+
     def rollouts(self) -> list[Rollout]:
+        if self.env is not None:
+            self.tool_pool.shutdown()
         out, n = [], self.params.n
         forced = self.forced.tolist() if self.env is not None else None
         for i, (ids, lps) in enumerate(zip(self.tokens.tolist(), self.logps.tolist())):
