@@ -18,7 +18,10 @@ decode steps as every other row's tokens, so they extend the row's KV cache with
 context and the batch keeps running), then the row samples again. Token-in/token-out: a rollout's
 ``token_ids`` are exactly the ids fed to the model; ``policy_mask`` marks the sampled ones
 (observation tokens: 0, with log-prob 0). The episode's tokens, the model's and the observations',
-share the ``max_new_tokens`` budget; ``environment.max_turns`` caps the model turns.
+share the ``max_new_tokens`` budget; ``environment.max_turns`` caps the model turns. A call runs on a
+thread pool while the batch decodes on: the row idles in masked cache columns, its position kept,
+and takes its observation ``tools.overlap_steps`` steps after feeding its last token, a step fixed
+by the call's step and never by its duration, so episodes do not depend on timing.
 
 Log-probs are those of the policy the trainer optimises: ``log softmax(logits / temperature)``
 over the full vocabulary (top-p/top-k only restrict what is drawn, as in TRL and veRL).
