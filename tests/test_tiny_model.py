@@ -194,3 +194,33 @@ def test_aha2_corpus_plain_steps_are_right_and_place_value_appears_only_in_check
                 assert all(eval(lhs) == int(v) for lhs, v in eqs), sentence  # plain steps never slip
     assert decomposed > 100 and 0.35 < slipped_first / firsts < 0.65, (decomposed, slipped_first, firsts)
     assert any(has_correction(d, DEFAULT_REFLECTION_PHRASES) and place_value.search(d) for d in checked)
+
+
+def test_calc_corpus_calls_rarely_under_the_template_and_copies_the_value():
+    """tiny-calc's corpus: calculator problems only; answers call the calculator in ~4% of the
+    R1-Zero-template documents and ~50% of the short ones, the call is the problem's expression, the
+    observation the calculator's own and the answer its value copied; the calculator's tags are whole
+    tokens, so a model turn ends on ``</calc>`` itself and the observation's ids are the corpus's."""
+    import re
+
+    from r1kit.environments import make_environment
+    from r1kit.models.tiny import CALC_TOKENS, corpus_documents, tiny_config, train_tokenizer
+
+    docs = corpus_documents(tiny_config("calc", corpus_size=4000))
+    assert len(docs) == 4000 and all("User: Compute " in d for d in docs)
+    template = [d for d in docs if "<think> reasoning process here </think>" in d]
+    short = [d for d in docs if d.startswith("User: ")]
+    assert len(template) + len(short) == 4000 and 0.35 < len(template) / 4000 < 0.45
+    assert 0.02 < sum("<calc>" in d for d in template) / len(template) < 0.06
+    assert 0.45 < sum("<calc>" in d for d in short) / len(short) < 0.55
+    env = make_environment("calculator")
+    call = re.compile(r"Compute (.+)\. Assistant: <think> <calc>(.+)</calc>(<output>.+</output>) </think> "
+                      r"<answer> (\d+) </answer>$")
+    for doc in (d for d in docs if "<calc>" in d):
+        expr, called, observation, answer = call.search(doc).groups()
+        assert called == expr and observation == env.step(f"<calc>{expr}</calc>", {}).text
+        assert observation == f"<output> {answer} </output>"
+    tokenizer = train_tokenizer(docs, 384, CALC_TOKENS)
+    ids = tokenizer("</calc><output> 41104 </output>", add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids[:2]) == ["</calc>", "<output>"]
+    assert ids[1:] == tokenizer(env.observe("41104").text, add_special_tokens=False)["input_ids"]

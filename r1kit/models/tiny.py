@@ -12,17 +12,20 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from r1kit.data import synthetic
+from r1kit.data import calc, synthetic
 from r1kit.prompts import r1_zero_prompt
 
 EOS = "<|endoftext|>"
 TAG_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
+# the calculator's tags, whole tokens in a corpus with calculator documents: a model turn then ends on
+# the token ``</calc>`` itself, never on a merge that runs on into the observation's ``<output>``
+CALC_TOKENS = ("<calc>", "</calc>", "<output>", "</output>")
 # A minimal chat template so that the tiny tokenizer supports the R1 chat format too.
 TINY_CHAT_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n"
@@ -70,6 +73,14 @@ class TinyModelConfig:
     mix_word_rate/mix_styles: the ``SyntheticConfig`` fields of those names: in a mixing document,
         the chance that each word is in the second language, and the answer styles that may mix
         (the ``mixed`` size mixes only ``steps`` and ``check`` chains: its direct guesses are English).
+    calc_fraction: share of documents from the calculator task (r1kit.data.calc), in the full
+        R1-Zero template with probability ``template_fraction``, else in its short tail; > 0 also
+        makes the calculator's tags whole tokens of a new tokenizer. 0 (every size but ``calc``)
+        writes the corpus exactly as before.
+    calc_tool_rates: the share of the calculator documents' answers that call the calculator
+        (``<calc>...</calc><output>...</output>``, the value copied into the answer) under the full
+        template and in the short documents: rare where RL starts, common where the model learns
+        the call and the copy.
     steps/batch_size/lr/warmup: the pre-training run (AdamW, cosine decay to 10%).
     block_size: tokens per packed training row (documents are concatenated, EOS-separated).
     init_from: null builds from scratch (a new tokenizer and random weights); a model name or
@@ -99,6 +110,8 @@ class TinyModelConfig:
     mix_language_rate: float = 0.0
     mix_word_rate: float = 0.5
     mix_styles: tuple[str, ...] = synthetic.STYLES
+    calc_fraction: float = 0.0
+    calc_tool_rates: tuple[float, float] = (0.04, 0.5)
     steps: int = 1500
     batch_size: int = 16
     block_size: int = 128
@@ -122,6 +135,8 @@ TINY_SIZES: dict[str, dict] = {
     "aha3": {"restate": True, "decompose": True, "restate_checked": True,
              "template_style_weights": (0.8, 0.16, 0.04), "style_weights": (0.4, 0.35, 0.25),
              "init_from": "tiny", "steps": 1200, "lr": 2e-3},
+    "calc": {"calc_fraction": 1.0, "template_fraction": 0.4, "calc_tool_rates": (0.04, 0.5),
+             "block_size": 256, "steps": 2000},
 }
 """Named sizes of the tiny builder: field overrides of :class:`TinyModelConfig`. ``small`` is the
 student of the distillation experiment: same corpus, tokenizer and pre-training recipe, 3 layers
@@ -154,7 +169,24 @@ def tiny_config(size: str = "base", **overrides) -> TinyModelConfig:
 
 
 def corpus_documents(cfg: TinyModelConfig) -> list[str]:
-    """Pre-training documents: a prompt (full R1-Zero template or its short tail) + one completion."""
+    """Pre-training documents: a prompt (full R1-Zero template or its short tail) + one completion;
+    a share ``calc_fraction`` of them from the calculator task."""
+    if cfg.calc_fraction <= 0:
+        return _task_documents(cfg)
+    n_calc = round(cfg.corpus_size * cfg.calc_fraction)
+    docs = _task_documents(replace(cfg, corpus_size=cfg.corpus_size - n_calc)) if n_calc < cfg.corpus_size else []
+    n_full = int(n_calc * cfg.template_fraction)
+    seed = calc.TRAIN_SEED + cfg.seed
+    docs += [r1_zero_prompt(ex["problem"]) + ex["solution"]
+             for ex in calc.train_set(n_full, seed, cfg.calc_tool_rates[0])]
+    docs += [f"User: {ex['problem']}. Assistant:" + ex["solution"]
+             for ex in calc.train_set(n_calc - n_full, seed + 1, cfg.calc_tool_rates[1])]
+    random.Random(cfg.seed).shuffle(docs)
+    return docs
+
+
+def _task_documents(cfg: TinyModelConfig) -> list[str]:
+    """The arithmetic and code tasks' documents (every size's corpus before the calculator)."""
     n_code = int(cfg.corpus_size * cfg.code_fraction)
     n_full = int((cfg.corpus_size - n_code) * cfg.template_fraction)
     seed = synthetic.TRAIN_SEED + cfg.seed
@@ -177,7 +209,7 @@ def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     return docs
 
 
-def train_tokenizer(documents: list[str], vocab_size: int):
+def train_tokenizer(documents: list[str], vocab_size: int, extra_tokens: tuple[str, ...] = ()):
     """Byte-level BPE; each digit is its own token (with its leading space), so arithmetic stays learnable."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -193,7 +225,7 @@ def train_tokenizer(documents: list[str], vocab_size: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(documents, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS, bos_token=EOS)
-    fast.add_tokens(list(TAG_TOKENS))
+    fast.add_tokens(list(TAG_TOKENS) + list(extra_tokens))
     fast.chat_template = TINY_CHAT_TEMPLATE
     fast.padding_side = "left"
     return fast
@@ -259,7 +291,7 @@ def build_tiny_base(out_dir: str | Path, cfg: TinyModelConfig = TinyModelConfig(
         from r1kit.models import load_model, load_tokenizer  # the package resolves its aliases with this module
         tokenizer, model = load_tokenizer(cfg.init_from), load_model(cfg.init_from)
     else:
-        tokenizer = train_tokenizer(documents, cfg.vocab_size)
+        tokenizer = train_tokenizer(documents, cfg.vocab_size, CALC_TOKENS if cfg.calc_fraction > 0 else ())
         model = make_model(cfg, len(tokenizer), tokenizer.eos_token_id)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"tiny base: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}, {len(documents)} documents")
