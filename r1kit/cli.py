@@ -104,17 +104,11 @@ def _base_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output HF folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the builder's)")
-    p.add_argument("--size", default="base", choices=["base", "small", "mixed", "reflect", "aha", "aha2", "aha3", "calc"],
+    p.add_argument("--size", default="base", choices=["base", "small", "mixed", "calc"],
                    help="base: 4 layers, hidden 128 (r1kit/assets/tiny-base); small: 3 layers, hidden 96, "
                         "the distillation student (r1kit/assets/tiny-small-base); mixed: the base body on a "
                         "corpus whose chains of thought mix in a second language, the R1 pipeline's base "
-                        "(r1kit/assets/tiny-mixed-base); reflect: the base body on a corpus whose unchecked "
-                        "steps slip and whose rare self-checks fix them "
-                        "(r1kit/assets/tiny-reflect-base); aha: the base body on a corpus whose steps restate "
-                        "what is left, whose unchecked steps slip often and whose rare self-checks re-derive "
-                        "the operation (r1kit/assets/tiny-aha-base); aha2: restated steps that never slip and rare "
-                        "self-checks that re-derive the operation by place value (r1kit/assets/tiny-aha2-base); aha3: aha2 whose checked steps also restate the "
-                        "rest after their first value; calc: a new base on the calculator task whose answers call "
+                        "(r1kit/assets/tiny-mixed-base); calc: a new base on the calculator task whose answers call "
                         "the calculator rarely under the R1-Zero template (r1kit/assets/tiny-calc-base)")
 
 

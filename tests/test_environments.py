@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from r1kit.config import ConfigError, load_config
-from r1kit.environments import ENVIRONMENTS, Environment, ToolConfig, check_environment, make_environment
+from r1kit.environments import (ENVIRONMENTS, Environment, ToolConfig, check_environment, check_environment_options,
+                                make_environment)
 from r1kit.environments.calculator import calculate, show
 from r1kit.eval.probes import tool_probes
 from r1kit.grpo.config import ZeroConfig
@@ -71,8 +72,10 @@ def test_registry_and_options():
         load_config(ZeroConfig, None, ["environment=nope"])
     with pytest.raises(ConfigError, match="environment_modules: cannot import 'no_such_module'"):
         load_config(ZeroConfig, None, ["environment_modules=[no_such_module]"])
-    with pytest.raises(ConfigError, match="distributed.backend none"):
-        load_config(ZeroConfig, None, ["environment=calculator", "distributed.backend=ray"])
+    assert load_config(ZeroConfig, None, ["environment=calculator", "distributed.backend=ray"]).environment == "calculator"
+    with pytest.raises(ConfigError, match="environment: calculator: tool episodes need token ids in and out, "
+                                          "which the openai engine does not give"):
+        check_environment_options("calculator", [], "openai")
     with pytest.raises(ConfigError, match="tools.max_turns"):
         load_config(ZeroConfig, None, ["environment=calculator", "tools.max_turns=0"])
     cfg = load_config(ZeroConfig, None, ["environment=test_think", "environment_modules=[helpers.think_env]"])

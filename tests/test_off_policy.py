@@ -7,11 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from helpers.procs import child_pids, start_and_wait_for
+from helpers.procs import child_pids, start_and_wait_for, wait_until_gone
 from r1kit.config import ConfigError, load_config
 from r1kit.errors import EngineError
 from r1kit.grpo.config import ZeroConfig
@@ -126,13 +125,6 @@ def test_bad_off_policy_options_name_the_key(extra, needle):
         validate(load_config(ZeroConfig, None, extra))
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
 def test_sigkill_and_resume_of_an_async_run_gives_identical_metrics(tmp_path):
     args = SMALL + ["steps=6", "checkpoint_every=2", "eval.every=3", "rollout.async_steps=1"]
@@ -145,10 +137,7 @@ def test_sigkill_and_resume_of_an_async_run_gives_identical_metrics(tmp_path):
     proc.wait()
     assert not (run_b / "summary.json").exists(), "the run finished before it could be killed"
     assert workers, "no rollout worker process"
-    deadline = time.time() + 30  # the orphaned worker notices and exits
-    while any(os.path.exists(f"/proc/{pid}") and not _zombie(pid) for pid in workers) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(os.path.exists(f"/proc/{pid}") and not _zombie(pid) for pid in workers)
+    assert wait_until_gone(workers, 30)  # the orphaned worker notices and exits
     subprocess.run(cmd + ["--resume"] + args + [f"out={run_b}"], check=True, capture_output=True)
     for name in ("metrics.jsonl", "eval.jsonl"):
         a, b = _strip(_rows(tmp_path / "a" / name)), _strip(_rows(run_b / name))

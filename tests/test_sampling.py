@@ -161,3 +161,32 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         RejectionSampler(_cfg(tmp_path / "o", f"data={data}"), progress=False)
     with pytest.raises(ConfigError, match="reward"):
         RejectionSampler(_cfg(tmp_path / "o", "reward=nope"), progress=False)
+
+
+def test_tool_transcripts_keep_their_observations_masked_for_sft(tmp_path, tiny):
+    """``environment``: kept rows are whole episodes whose observation spans ``r1kit sft`` leaves out
+    of the loss: the tokenized row's labels skip exactly the observation tokens."""
+    import sys
+    from pathlib import Path
+
+    from r1kit.sft.data import IGNORE, tokenize_row
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    _, tok = tiny
+    out = tmp_path / "s"
+    stats = run_sample(_cfg(out, "limit=8", "tools.max_turns=2", "keep_truncated=true", "environment=test_think", "environment_modules=[helpers.think_env]",
+                            "format_reward=none", "reward=test_called", "max_per_prompt=4", "temperature=1.0"), progress=False)
+    rows = _rows(out / "sft.jsonl")
+    assert stats["kept"] == len(rows) > 0
+    masked = [row for row in rows if row.get("masked")]
+    assert len(masked) >= 3  # kept episodes that made calls
+    for row in masked:
+        spans = [row["completion"][a:b] for a, b in row["masked"]]
+        assert all(text == f"<output>{row['answer']}</output>" for text in spans), spans  # the observations
+        example = tokenize_row(row, tok)
+        skipped = [t for t, label in zip(example.input_ids, example.labels) if label == IGNORE]
+        n_prompt = len(tok(row["prompt"], add_special_tokens=False)["input_ids"])
+        observed = [t for text in spans for t in tok(text, add_special_tokens=False)["input_ids"]]
+        assert skipped[1:] == example.input_ids[1:n_prompt] + observed  # the prompt, then the observations
+    with pytest.raises(ConfigError, match="environment: test_think: tool transcripts are written as row_format"):
+        _cfg(out, "environment=test_think", "environment_modules=[helpers.think_env]", "row_format=messages")

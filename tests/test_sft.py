@@ -196,6 +196,16 @@ def test_bad_rows_name_file_and_line(tmp_path, tiny, monkeypatch):
         SFTTrainer(cfg, progress=False)
     with pytest.raises(DataError, match="no assistant turn"):
         tokenize_row({"messages": [{"role": "user", "content": "hi"}]}, tok, where="x.jsonl:1")
+    for spans in ([[3, 2]], [[0, 4], [2, 5]], [[0, 99]], [["a", 1]], [3]):
+        with pytest.raises(DataError, match=r"x\.jsonl:4: field 'masked': .* is not a \[start, end\] span"):
+            tokenize_row({**ROW, "masked": spans}, tok, where="x.jsonl:4")
+    # a masked span takes no loss: its tokens (tokenized on their own) are IGNORE, the rest learn
+    text = ROW["completion"]
+    cut = tokenize_row({**ROW, "masked": [[0, len(text) // 2]]}, tok)
+    first = tok(text[: len(text) // 2], add_special_tokens=False)["input_ids"]
+    n_prompt = len(tok(ROW["prompt"], add_special_tokens=False)["input_ids"])
+    assert cut.labels[n_prompt: n_prompt + len(first)] == [IGNORE] * len(first)
+    assert all(label != IGNORE for label in cut.labels[n_prompt + len(first):])
     monkeypatch.setitem(sys.modules, "datasets", None)  # as if the optional package were not installed
     with pytest.raises(DataError, match="needs the optional 'datasets' package"):
         SFTTrainer(load_config(SFTConfig, None, ["data=hf:gsm8k:train", f"out={tmp_path / 'o2'}"]), progress=False)

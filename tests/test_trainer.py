@@ -1,8 +1,10 @@
 """The GRPO trainer on the tiny model: variants run, no reference at beta 0, exact resume after SIGKILL."""
 import json
+import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -72,22 +74,29 @@ def _strip(rows):
     return [{k: v for k, v in r.items() if not is_timing_key(k) and k != "seconds"} for r in rows]
 
 
-def test_sigkill_and_resume_gives_identical_metrics(tmp_path):
-    args = SMALL + ["steps=6", "checkpoint_every=2", "eval.every=3"]
+TOOLS = ["environment=test_think", "environment_modules=[helpers.think_env]", "tools.max_turns=2"]
+
+
+@pytest.mark.parametrize("episodes", [[], TOOLS], ids=["single-turn", "tool-episodes"])
+def test_sigkill_and_resume_gives_identical_metrics(tmp_path, episodes):
+    args = SMALL + ["steps=6", "checkpoint_every=2", "eval.every=3", *episodes]
     cmd = [sys.executable, "-m", "r1kit.cli", "zero", "--no-report"]
-    subprocess.run(cmd + args + [f"out={tmp_path / 'a'}"], check=True, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run(cmd + args + [f"out={tmp_path / 'a'}"], check=True, capture_output=True, env=env)
 
     run_b = tmp_path / "b"
-    proc = start_and_wait_for(cmd + args + [f"out={run_b}"], run_b / "checkpoint-4")
+    proc = start_and_wait_for(cmd + args + [f"out={run_b}"], run_b / "checkpoint-4", env=env)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run_b / "summary.json").exists(), "the run finished before it could be killed"
-    subprocess.run(cmd + ["--resume"] + args + [f"out={run_b}"], check=True, capture_output=True)
+    subprocess.run(cmd + ["--resume"] + args + [f"out={run_b}"], check=True, capture_output=True, env=env)
 
     for name in ("metrics.jsonl", "eval.jsonl"):
         a, b = _strip(_rows(tmp_path / "a" / name)), _strip(_rows(run_b / name))
         assert [r["step"] for r in a] == [r["step"] for r in b]
         assert a == b, name
+    if episodes:  # the runs were episodes with calls, and their tool probes resumed too
+        assert sum(r["tool_call_rate"] for r in _rows(run_b / "metrics.jsonl")) > 0
 
 
 def test_dynamic_sampling_drops_all_equal_groups(tmp_path):

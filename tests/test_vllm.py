@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.procs import child_pids
+from helpers.procs import child_pids, live_in_group, wait_until_gone
 from r1kit.data import synthetic
 from r1kit.errors import EngineError
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
@@ -83,6 +83,38 @@ def test_seeded_requests_repeat(server):
     params = SamplingParams(n=3, temperature=1.0, max_new_tokens=32, seed=7)
     first, again = engine.generate(prompts_of(tok, 3), params), engine.generate(prompts_of(tok, 3), params)
     assert [r.token_ids for r in first] == [r.token_ids for r in again]
+
+
+def _think_episodes(engine, tok, params):
+    from r1kit.environments import ToolConfig, make_environment
+
+    import helpers.think_env  # noqa: F401  (registers test_think: its call tag is the tiny base's </think>)
+
+    examples = [{"problem": p["problem"], "answer": str(p["answer"])} for p in synthetic.test_set(4)]
+    prompts = [build_prompt(ex["problem"], "r1_zero", tok) for ex in examples]
+    env = make_environment("test_think", ToolConfig(max_turns=3))
+    return engine.generate(prompts, params, environment=env, examples=examples), prompts
+
+
+def test_episodes_on_the_server_are_the_torch_engines(server):
+    """Multi-turn episodes on vLLM: greedy, the torch engine's ids, masks, calls and finish reasons;
+    sampled, the policy tokens' log-probs equal the trainer's teacher-forced ones, observations 0."""
+    engine, model, tok = server
+    greedy = SamplingParams(temperature=0, max_new_tokens=64)
+    theirs, _ = _think_episodes(engine, tok, greedy)
+    ours, _ = _think_episodes(torch_engine(model, tok), tok, greedy)
+    assert sum(r.tool_calls for r in ours) >= 3  # the tiny base closes </think>: calls happen
+    assert [(r.token_ids, r.policy_mask, r.tool_calls, r.turns, r.finish_reason) for r in theirs] == \
+           [(r.token_ids, r.policy_mask, r.tool_calls, r.turns, r.finish_reason) for r in ours]
+    sampled, prompts = _think_episodes(engine, tok, SamplingParams(n=4, temperature=1.0, max_new_tokens=64, seed=3))
+    assert sum(r.tool_calls for r in sampled) >= 8 and len({tuple(r.token_ids) for r in sampled}) > 4
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    with torch.no_grad():
+        logp, _ = completion_logprobs(model, make_group_batch(ids, [r.token_ids for r in sampled], 4, tok.pad_token_id), 1.0)
+    gap = max(abs(logp[i, j].item() - lp) for i, r in enumerate(sampled)
+              for j, (lp, m) in enumerate(zip(r.logprobs, r.policy_mask)) if m)
+    assert gap < 1e-4, gap
+    assert all(lp == 0.0 for r in sampled for lp, m in zip(r.logprobs, r.policy_mask) if not m)
 
 
 def test_pushed_weights_sample_like_each_model(server):
@@ -194,9 +226,11 @@ def test_sample_from_a_teacher_url_killed_and_resumed_writes_each_row_once(serve
 
 
 def zero(out: Path, *extra, steps=5, timeout=900):
+    tests = str(Path(__file__).parent)  # the runs may import the tests' helpers (environment_modules)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
     return subprocess.run(CLI + ["zero", "--no-report", f"steps={steps}", "threads=1", "eval.every=5", "eval.limit=60",
                                  "log_tensorboard=false", "checkpoint_every=1", "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -215,6 +249,16 @@ def test_grpo_with_the_vllm_engine_learns_like_the_torch_engine(tmp_path):
     rise = {name: rows[-1]["pass@1"] - rows[0]["pass@1"] for name, rows in gain.items()}
     assert gain["vllm"][0]["pass@1"] == gain["torch"][0]["pass@1"]  # step 0: the same model, the same eval
     assert rise["vllm"] > 0 and abs(rise["vllm"] - rise["torch"]) < 0.15, rise
+
+
+def test_grpo_with_tool_episodes_on_the_vllm_engine(tmp_path):
+    """``rollout.engine=vllm`` with an environment: episodes sampled by the server, trained on, logged."""
+    run = zero(tmp_path / "run", "rollout.engine=vllm", *ENDPOINT_OPTIONS, "environment=test_think",
+               "environment_modules=[helpers.think_env]", "tools.max_turns=2", "eval.every=0", steps=2)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert len(metrics) == 2 and all(m["tool_call_rate"] > 0 for m in metrics)
+    assert metrics[-1]["rollout/logprob_diff_mean"] < 1e-3  # the server sampled with the trainer's weights
 
 
 def test_a_server_that_dies_mid_run_ends_the_step_with_its_log_and_resumes(tmp_path):
@@ -237,3 +281,20 @@ def test_a_server_that_dies_mid_run_ends_the_step_with_its_log_and_resumes(tmp_p
                              timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [m["step"] for m in read_jsonl(metrics)] == [1, 2, 3, 4]
+
+
+def test_the_server_stops_when_the_process_that_started_it_is_killed(tmp_path):
+    """SIGKILL the process that started a server (a trainer killed by the OOM killer): the server and
+    its engine processes exit on their own instead of holding the machine."""
+    code = ("import sys; from r1kit.models import load_tokenizer, resolve_model_path; "
+            "from r1kit.rollout.config import EndpointConfig; from r1kit.rollout.engines import EngineSetup, make_engine; "
+            f"e = make_engine('vllm', EngineSetup(load_tokenizer('tiny'), None, resolve_model_path('tiny'), 'float32', "
+            f"EndpointConfig(python={VLLM_PYTHON!r}, server_args={SERVER_ARGS!r}), {str(tmp_path / 'server.log')!r})); "
+            "print(e.server.process.pid, flush=True); import time; time.sleep(900)")
+    starter = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    server = int(starter.stdout.readline())
+    group = live_in_group(server)
+    assert server in group and len(group) >= 2, group  # the API server and its engine process
+    starter.kill()
+    starter.wait()
+    assert wait_until_gone(group, 90), live_in_group(server)

@@ -80,16 +80,21 @@ def to_cold_start(completion: str) -> str | None:
 
 
 def sft_row(row_id, problem: str, completion: str, template: str, row_format: str, tokenizer=None,
-            **extra) -> dict:
+            prompt: str | None = None, masked: list[list[int]] | None = None, **extra) -> dict:
     """One SFT row for ``r1kit sft``: ``{"id", "prompt", "completion"}`` (the prompt rendered with
-    ``template``; a completion after an R1-Zero/plain prompt starts with one space) or
-    ``{"id", "messages"}`` with a user and an assistant turn. ``extra`` fields are kept as is."""
+    ``template``, or ``prompt`` as given; a completion after an R1-Zero/plain prompt starts with one
+    space) or ``{"id", "messages"}`` with a user and an assistant turn. ``masked``: character spans
+    ``[start, end)`` of the completion that take no loss (a tool's observations), kept in the row's
+    ``masked`` field. ``extra`` fields are kept as is."""
     if row_format == "messages":
         messages = [{"role": "user", "content": problem}, {"role": "assistant", "content": completion.strip()}]
         return {"id": row_id, "messages": messages, **extra}
-    prompt = build_prompt(problem, template, tokenizer)
+    prompt = build_prompt(problem, template, tokenizer) if prompt is None else prompt
+    shift = 0
     if template != "chat" and not completion.startswith((" ", "\n")):
-        completion = " " + completion
+        completion, shift = " " + completion, 1
+    if masked:
+        extra["masked"] = [[start + shift, end + shift] for start, end in masked]
     return {"id": row_id, "prompt": prompt, "completion": completion, **extra}
 
 

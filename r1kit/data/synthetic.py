@@ -57,27 +57,6 @@ class SyntheticConfig:
     style_weights: sampling weights of the direct / steps / check answer styles in the corpus.
     slip_rate: in the ``check`` style, the chance that a checked step's first value is wrong (and fixed).
     check_rate: in the ``check`` style, the chance that a step is checked.
-    step_slip_rate: the chance that an *unchecked* step (``steps`` style, or a ``check``-style step
-        left unchecked) writes a wrong value, off by 1 or 2, that nothing fixes: the chain goes on
-        from it and ends on a wrong answer. 0 (the default) writes every unchecked step right.
-    carry: each step sentence rewrites the whole rest of the chain (``7 + 5 - 3 = 12 - 3.
-        12 - 3 = 9.``) instead of one operation (``7 + 5 = 12. 12 - 3 = 9.``): the next operand is
-        then copied from the sentence before, not found by counting in the problem; a check
-        re-derives the whole sentence (``wait, let me check: 7 + 5 - 3 = 12 - 3.``).
-    restate: each step sentence computes one operation and restates what is left
-        (``7 + 5 = 12, so 12 - 3 + 8.``), so the next operand is read right after ``so``; a check
-        re-derives only the operation, right after its first value (``7 + 5 = 11. wait, let me
-        check: 7 + 5 = 12, so 12 - 3 + 8.``), and only the re-derived value is carried on. Not
-        with ``carry``.
-    decompose: with ``restate``, a check re-derives the operation by place value instead of
-        repeating it: the units digit first, then the round rest (``37 + 8 = 44. wait, let me check:
-        7 + 8 = 15, 30 + 15 = 45, so 37 + 8 = 45, so 45 - 3.``; a subtraction that borrows takes
-        ten from the rest: ``37 - 8``: ``17 - 8 = 9, 20 + 9 = 29``). The place-value form appears
-        only after the check phrase, never as a plain step, so a policy reaches it only by checking.
-        Operations on a single-digit left side are re-derived as they are (``7 + 5 = 12``).
-    restate_checked: with ``restate``, a checked step restates the rest after its first value too
-        (``37 + 8 = 44, so 44 - 3. wait, let me check: ..., so 37 + 8 = 45, so 45 - 3.``), so the
-        rest after the check is copied from the sentence just before it.
     worded: step sentences open with a connective word (``First``, then ``Then``).
     mix_language_rate: share of documents whose words come, each with probability
         ``mix_word_rate``, from the second language (:data:`SECOND_LANGUAGE`); 0 writes English only.
@@ -92,21 +71,10 @@ class SyntheticConfig:
     style_weights: tuple[float, float, float] = (0.5, 0.4, 0.1)
     slip_rate: float = 0.5
     check_rate: float = 0.5
-    step_slip_rate: float = 0.0
-    carry: bool = False
-    restate: bool = False
-    decompose: bool = False
-    restate_checked: bool = False
     worded: bool = False
     mix_language_rate: float = 0.0
     mix_word_rate: float = 0.5
     mix_styles: tuple[str, ...] = STYLES
-
-    def __post_init__(self):
-        if self.carry and self.restate:
-            raise ValueError("SyntheticConfig: carry and restate are two step formats; set at most one")
-        if self.decompose and not self.restate:
-            raise ValueError("SyntheticConfig: decompose re-derives a restated step; it needs restate=True")
 
 
 def make_problem(rng: random.Random, cfg: SyntheticConfig) -> tuple[list[int], list[str]]:
@@ -159,60 +127,17 @@ def reasoning_text(steps, style: str, rng: random.Random, cfg: SyntheticConfig) 
     say = _speaker(rng, cfg, style)
     if style == "direct":
         return say(rng.choice(DIRECT_THOUGHTS)), steps[-1][3]
-    if cfg.restate:
-        return _restated_text(steps, style, rng, cfg)
     sentences, carried = [], steps[0][0]
     for i, (_, op, b, _) in enumerate(steps):
         a = carried
         result = a + b if op == "+" else a - b
         lead = f"{say(CONNECTIVES[min(i, 1)])} " if cfg.worded else ""
-        tail = "".join(f" {o} {n}" for _, o, n, _ in steps[i + 1:]) if cfg.carry else ""
-        lhs = f"{a} {op} {b}{tail}" if cfg.carry else f"{a} {op} {b}"
+        lhs = f"{a} {op} {b}"
         if style == "check" and rng.random() < cfg.check_rate:
             first = _slipped(result, rng) if rng.random() < cfg.slip_rate else result
-            sentences.append(f"{lead}{lhs} = {first}{tail}. {CHECK_PHRASE}: {lhs} = {result}{tail}.")
+            sentences.append(f"{lead}{lhs} = {first}. {CHECK_PHRASE}: {lhs} = {result}.")
         else:
-            if cfg.step_slip_rate > 0 and rng.random() < cfg.step_slip_rate:
-                result = _slipped(result, rng)
-            sentences.append(f"{lead}{lhs} = {result}{tail}.")
-        carried = result
-    return " ".join(sentences), carried
-
-
-def place_value_check(a: int, op: str, b: int) -> str:
-    """The re-derivation of ``a op b`` (``b`` < 10) by place value, ending on ``a op b = result``.
-
-    ``a`` < 10: the operation itself. Otherwise the units digit of ``a`` meets ``b`` and the round
-    rest is added back; a subtraction that would go below zero in the units borrows ten from the rest
-    (``37 - 8`` -> ``17 - 8 = 9, 20 + 9 = 29``). Every equation is right.
-    """
-    result = a + b if op == "+" else a - b
-    if a < 10:
-        return f"{a} {op} {b} = {result}"
-    units, rest = a % 10, a - a % 10
-    if op == "-" and units < b:
-        units, rest = units + 10, rest - 10
-    part = units + b if op == "+" else units - b
-    return f"{units} {op} {b} = {part}, {rest} + {part} = {result}, so {a} {op} {b} = {result}"
-
-
-def _restated_text(steps, style: str, rng: random.Random, cfg: SyntheticConfig) -> tuple[str, int]:
-    """The ``restate`` chain of thought (``steps`` or ``check`` style) and the value it ends on."""
-    sentences, carried = [], steps[0][0]
-    for i, (_, op, b, _) in enumerate(steps):
-        a = carried
-        result = a + b if op == "+" else a - b
-        rest = "".join(f" {o} {n}" for _, o, n, _ in steps[i + 1:])
-        if style == "check" and rng.random() < cfg.check_rate:
-            first = _slipped(result, rng) if rng.random() < cfg.slip_rate else result
-            again = place_value_check(a, op, b) if cfg.decompose else f"{a} {op} {b} = {result}"
-            said = f"{a} {op} {b} = {first}, so {first}{rest}" if cfg.restate_checked and rest else f"{a} {op} {b} = {first}"
-            head = f"{said}. {CHECK_PHRASE}: {again}"
-        else:
-            if cfg.step_slip_rate > 0 and rng.random() < cfg.step_slip_rate:
-                result = _slipped(result, rng)
-            head = f"{a} {op} {b} = {result}"
-        sentences.append(f"{head}, so {result}{rest}." if rest else f"{head}.")
+            sentences.append(f"{lead}{lhs} = {result}.")
         carried = result
     return " ".join(sentences), carried
 

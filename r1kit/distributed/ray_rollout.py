@@ -9,7 +9,9 @@ an older one (a safety net: with ``max_weight_lag`` 0 that is the current step's
 actor actually sampled with is returned with every sample.
 
 A step's prompts are cut into tasks (one per actor, contiguous); each task has its own sampling
-seed, so its samples do not depend on which actor runs it. An actor that dies (its process killed,
+seed, so its samples do not depend on which actor runs it. With an environment, each actor builds
+its own (after importing ``environment_modules``) and a task carries its problems, so the actors
+sample multi-turn episodes exactly as the trainer's own engine does. An actor that dies (its process killed,
 a node lost) is replaced by a fresh one, which gets the current weights, and its tasks are
 re-queued: every (prompt id, sample index) comes back exactly once. So is an actor that finishes
 nothing for ``distributed.rollout_timeout`` seconds (a stuck process or node): it is killed first.
@@ -21,6 +23,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from r1kit.config import import_modules
+from r1kit.environments import ToolConfig, make_environment
 from r1kit.models import load_model, load_tokenizer
 from r1kit.rollout import Rollout, SamplingParams, sample
 from r1kit.threads import apply as apply_threads
@@ -39,6 +43,7 @@ class RolloutTask:
     prompts: list[str]
     seed: int
     min_version: int
+    examples: list[dict] | None = None  # the problems, for an environment's episodes
 
 
 @dataclass
@@ -54,10 +59,15 @@ class TaskResult:
 class RolloutWorker:
     """The actor's body (a plain class; ``RayRollout`` wraps it with ``ray.remote``)."""
 
-    def __init__(self, model: str, dtype: str, threads: int, device: str):
+    def __init__(self, model: str, dtype: str, threads: int, device: str, environment: str = "none",
+                 environment_modules: tuple[str, ...] = (), tools: ToolConfig | None = None):
         """``model``: a name resolved on the actor's node (``tiny``, a hub id, or a folder that
-        exists there); the trainer's weights replace the loaded ones before any sampling."""
+        exists there); the trainer's weights replace the loaded ones before any sampling.
+        ``environment``: the episodes' environment (``none``: single-turn), built here after
+        importing ``environment_modules``, with ``tools``."""
         apply_threads(threads)
+        import_modules(list(environment_modules), "environment_modules")
+        self.environment = make_environment(environment, tools)
         self.model = load_model(model, dtype, device)
         self.tokenizer = load_tokenizer(model)
         self.version = -1
@@ -74,18 +84,22 @@ class RolloutWorker:
     def sample(self, task: RolloutTask, params: SamplingParams) -> tuple[list[Rollout], int]:
         if self.version < task.min_version:
             raise StaleWeightsError(f"actor holds weights v{self.version}, task needs >= v{task.min_version}")
-        rollouts = sample(self.model, self.tokenizer, task.prompts, replace(params, seed=task.seed))
+        rollouts = sample(self.model, self.tokenizer, task.prompts, replace(params, seed=task.seed),
+                          environment=self.environment, examples=task.examples if self.environment else None)
         return rollouts, self.version
 
 
-def make_tasks(prompt_ids: list[int], prompts: list[str], n_tasks: int, seed: int, min_version: int) -> list[RolloutTask]:
-    """Cut the prompts into ``n_tasks`` contiguous tasks; task k samples with seed ``seed + k``."""
+def make_tasks(prompt_ids: list[int], prompts: list[str], n_tasks: int, seed: int, min_version: int,
+               examples: list[dict] | None = None) -> list[RolloutTask]:
+    """Cut the prompts (and their ``examples``, for episodes) into ``n_tasks`` contiguous tasks; task
+    k samples with seed ``seed + k``."""
     n_tasks = max(1, min(n_tasks, len(prompts)))
     base, extra = divmod(len(prompts), n_tasks)
     tasks, start = [], 0
     for k in range(n_tasks):
         end = start + base + (1 if k < extra else 0)
-        tasks.append(RolloutTask(k, prompt_ids[start:end], prompts[start:end], seed + k, min_version))
+        tasks.append(RolloutTask(k, prompt_ids[start:end], prompts[start:end], seed + k, min_version,
+                                 None if examples is None else examples[start:end]))
         start = end
     return tasks
 
@@ -104,7 +118,8 @@ class RayRollout:
     START_TIMEOUT = 600.0  # seconds a replacement actor may take to start and load the weights
 
     def __init__(self, model: str, dtype: str, n_actors: int, actor_cpus: float = 1.0,
-                 threads: int = 1, device: str = "cpu", max_restarts: int = 8, timeout: float | None = None):
+                 threads: int = 1, device: str = "cpu", max_restarts: int = 8, timeout: float | None = None,
+                 environment: str = "none", environment_modules: tuple[str, ...] = (), tools: ToolConfig | None = None):
         import ray
 
         self._ray = ray
@@ -112,7 +127,7 @@ class RayRollout:
         if device == "cuda":
             opts["num_gpus"] = 1
         self._cls = ray.remote(**opts)(RolloutWorker)
-        self._args = (model, dtype, threads, device)
+        self._args = (model, dtype, threads, device, environment, tuple(environment_modules), tools)
         self.actors = [self._cls.remote(*self._args) for _ in range(n_actors)]
         self.max_restarts, self.restarts, self.requeued = max_restarts, 0, 0
         self.timeout = timeout  # seconds without any task finishing before the busy actors count as hung

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
-from r1kit.config import ConfigError
+from r1kit.config import ConfigError, import_modules
 from r1kit.environments.config import ToolConfig
 from r1kit.prompts import build_prompt
 
@@ -129,6 +129,20 @@ def check_environment(name: str, key: str = "environment") -> None:
     if name != "none" and name not in ENVIRONMENTS:
         raise ConfigError(f"{key}: unknown environment {name!r} (known: {', '.join(available_environments())}; "
                           "register your own in a module listed in environment_modules)")
+
+
+EPISODE_ENGINES = ("torch", "vllm")  # the engines with token ids in and out (r1kit.rollout.engines)
+
+
+def check_environment_options(environment: str, modules: list[str], engine: str = "torch", prefix: str = "") -> None:
+    """A run's environment options, before torch loads: ``environment_modules`` import, the name is
+    registered, and the engine can run episodes (token ids in and out, so that the observations'
+    tokens can be masked). ConfigError naming the field otherwise."""
+    import_modules(modules, f"{prefix}environment_modules")
+    check_environment(environment, f"{prefix}environment")
+    if environment != "none" and engine not in EPISODE_ENGINES:
+        raise ConfigError(f"{prefix}environment: {environment}: tool episodes need token ids in and out, which "
+                          f"the {engine} engine does not give (use {' or '.join(EPISODE_ENGINES)})")
 
 
 def make_environment(name: str, tools: ToolConfig | None = None) -> Environment | None:

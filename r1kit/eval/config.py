@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
-from r1kit.config import AT_LEAST_1, NON_NEGATIVE, ConfigError, Range, import_modules
+from r1kit.config import AT_LEAST_1, NON_NEGATIVE, Range
 from r1kit.environments.config import ToolConfig
 from r1kit.models.config import check_device
 from r1kit.rollout.config import Engine, EndpointConfig, check_engine
@@ -116,9 +116,6 @@ class EvalCommandConfig(EvalConfig):
     def check(self, prefix: str = "") -> None:
         check_device(self.device, f"{prefix}device")
         check_engine(self.engine, self.endpoint, prefix)
-        from r1kit.environments import check_environment
+        from r1kit.environments import check_environment_options
 
-        import_modules(self.environment_modules, f"{prefix}environment_modules")
-        check_environment(self.environment or "none", f"{prefix}environment")
-        if (self.environment or "none") != "none" and self.engine != "torch":
-            raise ConfigError(f"{prefix}environment: tool episodes run on the torch engine only (engine={self.engine})")
+        check_environment_options(self.environment or "none", self.environment_modules, self.engine, prefix)

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range, import_modules
 from r1kit.distributed.cluster import require_ray
-from r1kit.environments import check_environment
+from r1kit.environments import check_environment, check_environment_options
 from r1kit.environments.config import ToolConfig
 from r1kit.eval.config import DEFAULT_REFLECTION_PHRASES, EvalConfig
 from r1kit.models.config import LoRAConfig, check_device
@@ -304,16 +304,9 @@ class ZeroConfig:
         import_modules(self.reward_modules, f"{prefix}reward_modules")
         check_reward_names(self, prefix)
         check_engine(self.rollout.engine, self.rollout.endpoint, f"{prefix}rollout.", trains=True)
-        import_modules(self.environment_modules, f"{prefix}environment_modules")
-        check_environment(self.environment, f"{prefix}environment")
+        check_environment_options(self.environment, self.environment_modules, self.rollout.engine, prefix)
         if self.eval.environment is not None:
             check_environment(self.eval.environment, f"{prefix}eval.environment")
-        if self.environment != "none" and self.distributed.backend == "ray":
-            raise ConfigError(f"{prefix}environment: {self.environment}: tool episodes run with distributed.backend "
-                              "none (the Ray rollout actors do not run environments yet)")
-        if self.environment != "none" and self.rollout.engine != "torch":
-            raise ConfigError(f"{prefix}environment: {self.environment}: tool episodes run on the torch engine only "
-                              f"(rollout.engine={self.rollout.engine})")
         distributed = self.distributed
         if self.rollout.engine != "torch" and distributed.backend == "ray":
             raise ConfigError(f"{prefix}rollout.engine: {self.rollout.engine} samples with distributed.backend none "

@@ -33,7 +33,6 @@ from r1kit.grpo import core
 from r1kit.grpo.config import ZeroConfig
 from r1kit.models import resolve_model_path
 from r1kit.perf import STEP_TIMER
-from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, score_batch
 from r1kit.rollout import Rollout, SamplingParams
 from r1kit.rollout.engines import EngineSetup, RolloutEngine, make_engine
@@ -359,6 +358,7 @@ class RaySource(RolloutSource):
 
     def __init__(self, cfg: ZeroConfig, tokenizer, stream: PromptStream, scoring: Scoring, sampler):
         self.cfg, self.tokenizer, self.stream, self.scoring = cfg, tokenizer, stream, scoring
+        self.environment = make_environment(cfg.environment, cfg.tools)  # for the prompts; the actors run their own
         self.sample_log = cfg.distributed.sample_log
         self.rollout = self.rewards = None
         self._started, self._prefetched = False, None
@@ -372,7 +372,8 @@ class RaySource(RolloutSource):
         needed = distributed.rollout_actors * distributed.actor_cpus + distributed.reward_workers * self.REWARD_WORKER_CPUS
         self._started = connect(distributed.address, private_cluster_cpus(distributed.num_cpus, distributed.address, needed))
         self.rollout = RayRollout(cfg.model, cfg.dtype, distributed.rollout_actors, distributed.actor_cpus, distributed.actor_threads,
-                                  distributed.actor_device, distributed.max_actor_restarts, distributed.rollout_timeout)
+                                  distributed.actor_device, distributed.max_actor_restarts, distributed.rollout_timeout,
+                                  cfg.environment, tuple(cfg.environment_modules), cfg.tools)
         if distributed.reward_workers:
             self.rewards = RayRewardPool(distributed.reward_workers, cfg.reward_modules, distributed.reward_timeout,
                                          self.REWARD_WORKER_CPUS, cfg.reward_models, cfg.reward_timeout)
@@ -382,10 +383,10 @@ class RaySource(RolloutSource):
         """Send ``step``'s ``round_``-th prompts to the actors (sampled by weights no older than
         ``step - max_weight_lag``)."""
         ids, examples = self.stream.take_indexed(self.cfg.grpo.prompts_per_step)
-        prompts = [build_prompt(ex["problem"], self.cfg.template, self.tokenizer) for ex in examples]
+        prompts = [prompt_for(self.environment, ex, self.cfg.template, self.tokenizer) for ex in examples]
         params = sampling_params(self.cfg, step_seed(self.cfg, step, round_))
         tasks = make_tasks(ids, prompts, len(self.rollout.actors), params.seed,
-                           step - self.cfg.distributed.max_weight_lag)
+                           step - self.cfg.distributed.max_weight_lag, examples if self.environment else None)
         return RaySubmission(ids, examples, prompts, self.rollout.submit(tasks, params))
 
     def _finish(self, sub: RaySubmission) -> list[Group]:

@@ -51,21 +51,9 @@ class TinyModelConfig:
     code_fraction: share of documents from the synthetic code task (``print(...)`` answers), so
         that ``r1kit zero data=synthetic_code`` has a base to start from.
     style_weights: direct / steps / check mix of the short documents.
-    step_slip_rate/check_rate/carry: the arithmetic corpus's ``SyntheticConfig`` fields of those
-        names: the chance that an unchecked step writes a wrong value that nothing fixes, the
-        chance that a ``check``-style step is re-checked, and step sentences that rewrite the rest
-        of the chain. 0 / 0.5 / false (the ``tiny`` base) write the corpus exactly as before; the
-        ``reflect`` size (``tiny-reflect``) makes unchecked steps slip and carries the chain.
-    restate/slip_rate: the ``SyntheticConfig`` fields of those names: step sentences that compute one
-        operation and restate what is left, checks that re-derive only that operation; the chance
-        that a checked step's first value is wrong. false / 0.5 (the ``tiny`` base) write the corpus
-        exactly as before; the ``aha`` size (``tiny-aha``) restates.
-    decompose: the ``SyntheticConfig`` field of that name: with ``restate``, a check re-derives the
-        operation by place value (``7 + 8 = 15, 30 + 15 = 45, so 37 + 8 = 45``), a form the corpus
-        writes only after the check phrase. false (every other size) writes the corpus as before;
-        the ``aha2`` size (``tiny-aha2``) decomposes.
-    restate_checked: the ``SyntheticConfig`` field of that name: a checked step restates the rest
-        after its first value too. false (every other size) writes the corpus as before; ``aha3``.
+    check_rate/slip_rate: the arithmetic corpus's ``SyntheticConfig`` fields of those names: the
+        chance that a ``check``-style step is re-checked, and that a checked step's first value is
+        wrong (then fixed).
     mix_language_rate: share of arithmetic documents whose chain of thought mixes in words of a
         second, made-up language (``r1kit.data.synthetic.SECOND_LANGUAGE``); when > 0 the step
         sentences are also worded (``First 3 + 4 = 7. Then ...``). 0 (the ``tiny`` base) writes
@@ -101,13 +89,8 @@ class TinyModelConfig:
     template_style_weights: tuple[float, float, float] = (0.8, 0.15, 0.05)
     code_fraction: float = 0.1
     style_weights: tuple[float, float, float] = (0.5, 0.4, 0.1)
-    step_slip_rate: float = 0.0
     check_rate: float = 0.5
-    carry: bool = False
-    restate: bool = False
     slip_rate: float = 0.5
-    decompose: bool = False
-    restate_checked: bool = False
     mix_language_rate: float = 0.0
     mix_word_rate: float = 0.5
     mix_styles: tuple[str, ...] = synthetic.STYLES
@@ -127,15 +110,6 @@ TINY_SIZES: dict[str, dict] = {
     "small": {"hidden_size": 96, "num_layers": 3, "intermediate_size": 288},
     "mixed": {"mix_language_rate": 0.8, "mix_word_rate": 0.7, "mix_styles": ("steps", "check"),
               "init_from": "tiny", "steps": 1000, "lr": 1e-3},
-    "reflect": {"step_slip_rate": 0.15, "carry": True, "template_style_weights": (0.8, 0.15, 0.05),
-                "style_weights": (0.4, 0.35, 0.25), "init_from": "tiny", "steps": 800, "lr": 2e-3},
-    "aha": {"step_slip_rate": 0.3, "restate": True, "template_style_weights": (0.8, 0.15, 0.05),
-            "style_weights": (0.35, 0.3, 0.35), "init_from": "tiny", "steps": 600, "lr": 2e-3},
-    "aha2": {"restate": True, "decompose": True, "template_style_weights": (0.8, 0.16, 0.04),
-             "style_weights": (0.4, 0.35, 0.25), "init_from": "tiny", "steps": 1000, "lr": 2e-3},
-    "aha3": {"restate": True, "decompose": True, "restate_checked": True,
-             "template_style_weights": (0.8, 0.16, 0.04), "style_weights": (0.4, 0.35, 0.25),
-             "init_from": "tiny", "steps": 1200, "lr": 2e-3},
     "calc-pre": {"calc_fraction": 1.0, "template_fraction": 0.4, "calc_tool_rates": (0.04, 0.5),
                  "block_size": 256, "steps": 1200},
     "calc": {"calc_fraction": 1.0, "template_fraction": 0.4, "calc_tool_rates": (0.04, 0.5),
@@ -147,27 +121,14 @@ of width 96 instead of 4 of width 128 (0.40M parameters instead of 0.90M). ``mix
 the R1 pipeline (``tiny-mixed``): the ``base`` body pre-trained further (1,000 steps) on a corpus
 whose chains of thought are worded and whose step-by-step chains (80% of them, each word with
 p 0.7) mix in a second language while the direct guesses stay English: the accurate path mixes, so
-R1-Zero, selecting it, mixes languages.
-``reflect`` (``tiny-reflect``, the first attempt at an "aha" base; ``r1kit zero`` defaults to ``tiny``): the ``base`` body pre-trained
-further on a corpus whose step sentences carry the rest of the chain, whose unchecked steps slip
-(15%: a wrong value that the chain keeps) and whose ``check`` style (5% of the R1-Zero-template
-documents, 25% of the short ones) re-derives half its steps, always right. Under the template the
-model mostly guesses; stepping raises accuracy, and re-checking raises it further. ``aha`` (``tiny-aha``,
-docs/phenomena.md) is the ``base`` body pre-trained further on a corpus whose step sentences compute
-one operation and restate what is left (``7 + 5 = 12, so 12 - 3 + 8.``), whose unchecked steps slip
-often (30%) and whose checks (5% of the template documents, 35% of the short ones) re-derive only
-the operation just computed, always right: in the corpus a plain chain is barely better than a guess
-and checking is what makes it right. ``aha2`` (``tiny-aha2``, docs/phenomena.md) restates too, but its
-plain steps never slip: their errors are the model's own one-shot arithmetic; its checks (4% of the
-template documents, 25% of the short ones) re-derive the operation by place value (units digit, then
-the round rest), a form that appears only after the check phrase. ``aha3`` is ``aha2`` whose checked
-steps also restate the rest after their first value (not shipped; docs/phenomena.md). ``calc``
-(``tiny-calc``, docs/tools.md) is a new base (its own tokenizer, whose calculator tags are whole
-tokens) on the calculator task only: 1,200 steps from scratch (``calc-pre``), then 1,200 more at lr
-2e-3 (copying the expression into the call and the observation's value into the answer is learnt
-late: 0 of 100 expressions after the first 1,200). 4% of its R1-Zero-template answers call the
-calculator, 50% of its short documents' answers; the others guess, right in the corpus, which the
-model cannot reproduce."""
+R1-Zero, selecting it, mixes languages. Four attempts at a base whose self-checks RL would select
+(``reflect``, ``aha``, ``aha2``, ``aha3``) failed and were retired: docs/phenomena.md has each, with
+the commit that reproduces it. ``calc`` (``tiny-calc``, docs/tools.md) is a new base (its own
+tokenizer, whose calculator tags are whole tokens) on the calculator task only: 1,200 steps from
+scratch (``calc-pre``), then 1,200 more at lr 2e-3 (copying the expression into the call and the
+observation's value into the answer is learnt late: 0 of 100 expressions after the first 1,200). 4%
+of its R1-Zero-template answers call the calculator, 50% of its short documents' answers; the others
+guess, right in the corpus, which the model cannot reproduce."""
 
 
 def tiny_config(size: str = "base", **overrides) -> TinyModelConfig:
@@ -201,9 +162,7 @@ def _task_documents(cfg: TinyModelConfig) -> list[str]:
     seed = synthetic.TRAIN_SEED + cfg.seed
     words = ({"worded": True, "mix_language_rate": cfg.mix_language_rate, "mix_word_rate": cfg.mix_word_rate,
               "mix_styles": tuple(cfg.mix_styles)} if cfg.mix_language_rate > 0 else {})
-    words.update(step_slip_rate=cfg.step_slip_rate, check_rate=cfg.check_rate, carry=cfg.carry,
-                 restate=cfg.restate, slip_rate=cfg.slip_rate, decompose=cfg.decompose,
-                 restate_checked=cfg.restate_checked)
+    words.update(check_rate=cfg.check_rate, slip_rate=cfg.slip_rate)
     full = synthetic.train_set(n_full, seed, synthetic.SyntheticConfig(style_weights=cfg.template_style_weights,
                                                                        **words))
     short = synthetic.train_set(cfg.corpus_size - n_code - n_full, seed + 1,

@@ -69,18 +69,24 @@ class OpenAIEngine(RolloutEngine):
     def generate(self, prompts: list[str], params: SamplingParams, prompt_seeds: list[int] | None = None,
                  progress: Callable[[int], None] | None = None, environment=None,
                  examples: list[dict] | None = None) -> list[Rollout]:
-        if environment is not None:  # (the options refuse it before any model loads)
-            raise EngineError(f"endpoint {self.url}: tool episodes run on the torch engine only")
         seeds = prompt_seeds or [None if params.seed is None else params.seed + i for i in range(len(prompts))]
 
         def one(i: int) -> list[Rollout]:
-            rollouts = self.complete(i, prompts[i], params, seeds[i])
+            rollouts = self.complete(i, prompts[i], params, seeds[i]) if environment is None else \
+                self.episodes(i, prompts[i], params, seeds[i], environment, examples[i])
             if progress is not None:
                 progress(len(rollouts))
             return rollouts
 
         with ThreadPoolExecutor(self.endpoint.concurrency) as pool:
             return [r for part in pool.map(one, range(len(prompts))) for r in part]
+
+    def episodes(self, index: int, prompt: str, params: SamplingParams, seed: int | None, environment,
+                 example: dict) -> list[Rollout]:
+        """The ``params.n`` multi-turn episodes of prompt ``index`` with ``environment``."""
+        # (the options refuse it before any model loads: a text endpoint gives no token ids to mask)
+        raise EngineError(f"endpoint {self.url}: tool episodes need token ids in and out: "
+                          "use the torch or vllm engine")
 
     def request(self, prompt, params: SamplingParams, seed: int | None) -> dict:
         """The request's arguments (the API's names; ``extra_body`` for what only some servers

@@ -86,6 +86,19 @@ class Rollout:
         """Tokens the policy sampled (observation tokens left out)."""
         return len(self.token_ids) if self.policy_mask is None else sum(self.policy_mask)
 
+    def segments(self, tokenizer) -> list[tuple[str, bool]]:
+        """The text cut into ``(text, is_policy)`` runs, policy and observation tokens, each run
+        decoded on its own (a final EOS left out, as in :attr:`text`)."""
+        ids = self.token_ids[:-1] if self.finish_reason == "eos" else self.token_ids
+        mask = self.policy_mask or [1] * len(self.token_ids)
+        runs: list[tuple[list[int], bool]] = []
+        for token, policy in zip(ids, mask):
+            if runs and runs[-1][1] == bool(policy):
+                runs[-1][0].append(token)
+            else:
+                runs.append(([token], bool(policy)))
+        return [(tokenizer.decode(run), policy) for run, policy in runs]
+
 
 def _tokenize_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -156,7 +169,7 @@ class _StopMatcher:
 
 
 
-def _mix(a: int, b: int) -> int:
+def mix_seeds(a: int, b: int) -> int:
     """A 63-bit seed from two integers (an LCG step; distinct pairs give unrelated streams)."""
     return (a * 6364136223846793005 + b * 1442695040888963407 + 1) % (1 << 63)
 
@@ -166,10 +179,10 @@ def row_seeds(params: SamplingParams, n_prompts: int, prompt_seeds: list[int] | 
     ``params.seed`` and i."""
     if prompt_seeds is None:
         base = params.seed if params.seed is not None else torch.seed() % (1 << 63)
-        prompt_seeds = [_mix(base, i) for i in range(n_prompts)]
+        prompt_seeds = [mix_seeds(base, i) for i in range(n_prompts)]
     elif len(prompt_seeds) != n_prompts:
         raise ValueError(f"{len(prompt_seeds)} prompt seeds for {n_prompts} prompts")
-    return [_mix(s, j) for s in prompt_seeds for j in range(params.n)]
+    return [mix_seeds(s, j) for s in prompt_seeds for j in range(params.n)]
 
 
 class _Engine:

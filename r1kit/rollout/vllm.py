@@ -21,6 +21,13 @@ flight), ``/collective_rpc`` ``r1kit_load_weights(folder, version)``, ``/reset_p
 sample with any other (a server restarted behind r1kit's back, or a push that failed), so a step is
 never trained on samples of unknown weights. The transfer goes through files: on one GPU machine
 that is the same path; NCCL transfer between GPUs is not implemented.
+
+Multi-turn episodes (``environment``): the first turns of a prompt's ``n`` episodes are one request
+that also stops at the environment's ``call_end`` tag (stop strings are kept in the output, as the
+torch engine keeps them); each episode that closed a call gets its observation's ids (tokenised
+once, log-prob 0, mask 0) and continues alone from its whole context as token ids, which the
+server's prefix cache already holds. The budget, ``max_turns`` and the finish reasons are the torch
+engine's.
 """
 from __future__ import annotations
 
@@ -33,6 +40,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,7 +49,7 @@ import torch
 from r1kit.errors import EngineError
 from r1kit.rollout.config import EndpointConfig
 from r1kit.rollout.endpoint import OpenAIEngine
-from r1kit.rollout.engine import Rollout, SamplingParams
+from r1kit.rollout.engine import Rollout, SamplingParams, mix_seeds
 from r1kit.rollout.engines import EngineSetup
 
 WORKER_DIR = Path(__file__).parent / "vllm_worker"
@@ -61,6 +70,20 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     except OSError:
         return "(no log)"
     return " | ".join(line.strip() for line in text[-lines:] if line.strip())
+
+
+def stop_with_parent() -> None:
+    """Run in the server's process before it starts vLLM: SIGTERM when the process that started it
+    dies (Linux ``PR_SET_PDEATHSIG``), so a trainer killed by SIGKILL or the OOM killer does not leave
+    a server holding the machine's memory and cores. (The signal follows the *thread* that started
+    the server: engines are built on the main thread.)"""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the server outlives a killed parent
+        pass
 
 
 class VLLMServer:
@@ -85,7 +108,7 @@ class VLLMServer:
         with open(self.log_path, "ab") as log:
             try:
                 self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                start_new_session=True)
+                                                start_new_session=True, preexec_fn=stop_with_parent)
             except OSError as exc:
                 raise EngineError(f"endpoint.python: cannot start {endpoint.python!r} ({exc.strerror})") from None
         self._wait_ready(endpoint.startup_timeout)
@@ -177,10 +200,11 @@ class VLLMEngine(OpenAIEngine):
 
     # ---- the engine interface ----------------------------------------------------------------------
     def request(self, prompt, params: SamplingParams, seed: int | None) -> dict:
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        """``prompt``: a text, or the token ids of a context (an episode's next turn)."""
+        ids = prompt if isinstance(prompt, list) else self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         args = super().request(ids, params, seed)
         extra = {**args.pop("extra_body", {}), "return_tokens_as_token_ids": True, "skip_special_tokens": True,
-                 "ignore_eos": params.ignore_eos}
+                 "ignore_eos": params.ignore_eos, "include_stop_str_in_output": True}
         return {**args, "logprobs": 0, "extra_body": extra}
 
     def generate(self, prompts, params, prompt_seeds=None, progress=None, environment=None,
@@ -190,6 +214,50 @@ class VLLMEngine(OpenAIEngine):
             raise EngineError(f"vLLM server {self.url} holds the weights of step {held}, not {self.version}: "
                               "refusing to sample with unknown weights")
         return super().generate(prompts, params, prompt_seeds, progress, environment, examples)
+
+    def episodes(self, index, prompt, params, seed, environment, example) -> list[Rollout]:
+        """The ``params.n`` episodes of prompt ``index``: the first turns in one request, then each
+        episode on its own (module docstring)."""
+        prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        turn = replace(params, stop=[*params.stop, environment.call_end])
+        firsts = self.complete(index, prompt_ids, turn, seed)
+
+        def go_on(j: int) -> Rollout:
+            return self._episode(index, prompt_ids, firsts[j], params, None if seed is None else mix_seeds(seed, j),
+                                 environment, example)
+
+        with ThreadPoolExecutor(len(firsts)) as pool:  # a tool call holds its own episode only
+            return list(pool.map(go_on, range(len(firsts))))
+
+    def _episode(self, index: int, prompt_ids: list[int], first: Rollout, params: SamplingParams,
+                 seed: int | None, environment, example: dict) -> Rollout:
+        """One episode from its first turn: observation after each closed call, then the next turn."""
+        budget, turn = params.max_new_tokens, replace(params, n=1, stop=[*params.stop, environment.call_end])
+        ids, logprobs, mask = list(first.token_ids), list(first.logprobs), [1] * len(first.token_ids)
+        last, finish, calls, errors, turns = first, first.finish_reason, 0, 0, 1
+        while finish == "stop" and len(ids) < budget:
+            text = self.tokenizer.decode(last.token_ids)
+            if any(stop in text for stop in params.stop) or environment.call_end not in text:
+                break  # a stop string of the run's own ends the episode
+            observation = environment.step(text, example) if turns < environment.max_turns else None
+            if observation is None:
+                finish = "turns"
+                break
+            calls, errors, turns = calls + 1, errors + int(observation.error), turns + 1
+            seen = self.tokenizer(observation.text, add_special_tokens=False,
+                                  split_special_tokens=True)["input_ids"][: budget - len(ids)]
+            ids, logprobs, mask = ids + seen, logprobs + [0.0] * len(seen), mask + [0] * len(seen)
+            if len(ids) >= budget:
+                break
+            last = self.complete(index, prompt_ids + ids, replace(turn, max_new_tokens=budget - len(ids)),
+                                 None if seed is None else mix_seeds(seed, turns))[0]
+            ids, logprobs, mask = ids + last.token_ids, logprobs + last.logprobs, mask + [1] * len(last.token_ids)
+            finish = last.finish_reason
+        if finish == "stop" and len(ids) >= budget and \
+                not any(stop in self.tokenizer.decode(last.token_ids) for stop in params.stop):
+            finish = "length"  # as the torch engine: a call or an observation that ends at the budget
+        text = self.tokenizer.decode(ids[:-1] if finish == "eos" else ids)
+        return Rollout(index, ids, logprobs, text, finish, mask, calls, errors, turns)
 
     def rollout(self, index: int, choice) -> Rollout:
         ids = [int(token.rsplit(":", 1)[1]) for token in choice.logprobs.tokens]  # "token_id:17"

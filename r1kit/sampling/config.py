@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, PROBABILITY, ConfigError, Range
 
 from r1kit.data.readability import ReadabilityConfig
+from r1kit.environments.config import ToolConfig
 from r1kit.models.config import check_device
 from r1kit.rollout.config import Engine, EndpointConfig, check_engine
 
@@ -64,6 +65,14 @@ class SampleConfig:
     out: output folder: ``sft.jsonl`` (kept samples as SFT rows), ``stats.json`` (sampled, kept
         and rejected by reason), ``progress.jsonl`` (one line per finished prompt), ``config.json``.
     threads: torch CPU threads (0: auto, as many as other processes leave free, see r1kit.threads; N: fixed).
+    environment: ``none``, or the environment the samples are multi-turn episodes with
+        (``calculator``, ``python``, a registered one; docs/tools.md; engines ``torch`` and ``vllm``).
+        A kept sample's SFT row keeps the whole transcript and lists its observations' character
+        spans in ``masked``, which ``r1kit sft`` leaves out of the loss. Needs ``row_format:
+        prompt_completion`` and ``layout: as_sampled``.
+    environment_modules: Python modules to import before ``environment`` is looked up.
+    tools: the episodes' options (``ToolConfig`` in r1kit/environments/config.py: max_turns,
+        max_output_chars, timeout).
     """
 
     model: str = "tiny"
@@ -97,6 +106,9 @@ class SampleConfig:
     row_format: Literal["prompt_completion", "messages"] = "prompt_completion"
     out: str = "runs/sample"
     threads: int = 0
+    environment: str = "none"
+    environment_modules: list[str] = field(default_factory=list)
+    tools: ToolConfig = field(default_factory=ToolConfig)
 
     on_resume: ClassVar = ("limit", "threads", "device", "judge_batch_size")  # a resume may change
     ranges: ClassVar = {"train_size": AT_LEAST_1, "limit": AT_LEAST_1, "k": AT_LEAST_1, "temperature": NON_NEGATIVE,
@@ -111,3 +123,9 @@ class SampleConfig:
             raise ConfigError(f"{prefix}judge_endpoint.url: give a judge model or a judge endpoint, not both")
         if self.judge_endpoint.url:
             check_engine("openai", self.judge_endpoint, f"{prefix}judge_")
+        from r1kit.environments import check_environment_options
+
+        check_environment_options(self.environment, self.environment_modules, self.engine, prefix)
+        if self.environment != "none" and (self.row_format, self.layout) != ("prompt_completion", "as_sampled"):
+            raise ConfigError(f"{prefix}environment: {self.environment}: tool transcripts are written as "
+                              "row_format prompt_completion, layout as_sampled (their observations masked by span)")

@@ -42,9 +42,9 @@ from r1kit.data.benchmarks import BENCHMARKS, load_problems
 from r1kit.data.cold_start import sft_row, to_cold_start
 from r1kit.data.jsonl import DataError, append_jsonl, read_jsonl_log, read_rows, write_json_atomic, write_jsonl
 from r1kit.data.readability import READABILITY_REASONS, readability_issue
+from r1kit.environments import make_environment, prompt_for
 from r1kit.models import load_model, load_tokenizer, resolve_model_path
 from r1kit.models.device import resolve_device
-from r1kit.prompts import build_prompt
 from r1kit.rewards import RewardStats, get_reward, score
 from r1kit.rollout import SamplingParams
 from r1kit.rollout.engines import EngineSetup, make_engine
@@ -103,6 +103,17 @@ def load_prompts(cfg: SampleConfig) -> list[dict]:
             raise DataError(f"{cfg.data}:{i + 1}: repeated id {row['id']!r} (ids must be unique to resume)")
         seen.add(str(row["id"]))
     return rows
+
+
+def observation_spans(segments: list[tuple[str, bool]]) -> list[list[int]]:
+    """Character spans ``[start, end)`` of the observation runs in the joined ``segments``
+    (:meth:`r1kit.rollout.Rollout.segments`): what an SFT row of a tool transcript masks."""
+    spans, at = [], 0
+    for text, policy in segments:
+        if not policy:
+            spans.append([at, at + len(text)])
+        at += len(text)
+    return spans
 
 
 # ---- verdicts -------------------------------------------------------------------------------
@@ -204,6 +215,7 @@ class RejectionSampler:
         self.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.out / "config.json", to_dict(cfg))
         self.engine = self.tokenizer = self.judge = None
+        self.environment = make_environment(cfg.environment, cfg.tools)  # None: single-turn samples
         self.reward_stats = RewardStats()
 
     def _check_options(self) -> None:
@@ -275,10 +287,15 @@ class RejectionSampler:
         cfg = self.cfg
         t0 = time.time()
         self._load_models(need_judge=any(grading_kind(r) == "general" for r in rows))
-        prompts = [build_prompt(str(r["problem"]), cfg.template, self.tokenizer) for r in rows]
+        prompts = [prompt_for(self.environment, r, cfg.template, self.tokenizer) for r in rows]
         params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                                 seed=cfg.seed * 1_000_003 + chunk_index)
-        rollouts = self.engine.generate(prompts, params)
+        rollouts = self.engine.generate(prompts, params, environment=self.environment,
+                                        examples=rows if self.environment else None)
+        segments = [r.segments(self.tokenizer) if r.policy_mask else None for r in rollouts]
+        masked = [observation_spans(parts) if parts else None for parts in segments]
+        for r, parts in zip(rollouts, segments):  # the transcript as its spans count it
+            r.text = "".join(text for text, _ in parts) if parts else r.text
         early, sft_texts = [], []
         for i, (row, prompt) in enumerate(zip(rows, prompts)):
             mine = rollouts[i * cfg.k:(i + 1) * cfg.k]
@@ -303,7 +320,8 @@ class RejectionSampler:
                     if row.get("answer") is not None:
                         extra["answer"] = row["answer"]
                     append_jsonl(self.out / "sft.jsonl", sft_row(f"{row['id']}-s{j}", str(row["problem"]), text,
-                                                                 cfg.template, cfg.row_format, self.tokenizer, **extra))
+                                                                 cfg.template, cfg.row_format, self.tokenizer, prompt,
+                                                                 masked[i * cfg.k + j], **extra))
             record = {"id": str(row["id"]), "sampled": cfg.k, "kept": reasons.count(None),
                       "rejected": dict(Counter(r for r in reasons if r is not None)), "kept_tokens": kept_tokens,
                       "judged": judged[i], "judge_accepted": sum(bool(correct[i][j]) for j in range(cfg.k))

@@ -20,7 +20,9 @@ class SFTConfig:
     data: the rows: a JSONL/JSON/Parquet file, ``hf:NAME[:SPLIT]`` (``datasets.load_dataset``,
         split ``train`` by default) or a folder written by ``datasets``' ``save_to_disk`` (both need
         the optional ``datasets`` package). A row is ``{"prompt", "completion"}`` (loss on the
-        completion; the prompt is used as is, already templated) or ``{"messages": [{"role",
+        completion; the prompt is used as is, already templated; an optional ``masked`` list of
+        ``[start, end]`` character spans of the completion, a tool transcript's observations as
+        ``r1kit sample`` writes them, takes no loss) or ``{"messages": [{"role",
         "content"}, ...]}`` (loss on the assistant turns; rendered with the tokenizer's chat
         template, or ``User:``/``Assistant:`` lines without one).
     limit: use only the first N rows (null: all).

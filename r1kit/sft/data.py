@@ -147,13 +147,30 @@ def chat_segments(messages: list[dict], tokenizer) -> list[tuple[str, bool]]:
     return [(text, target) for text, target in segments if text]
 
 
+def completion_segments(row: dict, where: str = "row") -> list[tuple[str, bool]]:
+    """The completion cut into ``(text, is_target)`` segments: the character spans listed in the
+    row's ``masked`` field (``[[start, end], ...]``, sorted, in the completion: a tool transcript's
+    observations, written by ``r1kit sample``) take no loss. :class:`DataError` naming ``where``
+    for spans that are not that."""
+    completion, spans = row["completion"], row.get("masked") or []
+    segments, at = [], 0
+    for span in spans:
+        if not (isinstance(span, list) and len(span) == 2 and all(isinstance(x, int) for x in span)
+                and at <= span[0] < span[1] <= len(completion)):
+            raise DataError(f"{where}: field 'masked': {span!r} is not a [start, end] span of the completion "
+                            f"after {at} (spans are sorted character offsets, at most {len(completion)})")
+        segments += [(completion[at:span[0]], True), (completion[span[0]:span[1]], False)]
+        at = span[1]
+    return [(text, target) for text, target in segments + [(completion[at:], True)] if text]
+
+
 def tokenize_row(row: dict, tokenizer, add_eos: bool = True, where: str = "row") -> Example:
     """The :class:`Example` of one row: loss on the completion (plus EOS when ``add_eos``) or on
     the assistant turns; never on the first token."""
     if row_kind(row, where) == "messages":
         segments = chat_segments(row["messages"], tokenizer)
     else:
-        segments = [(row["prompt"], False), (row["completion"], True)]
+        segments = [(row["prompt"], False), *completion_segments(row, where)]
     ids, labels = [], []
     for text, target in segments:
         seg = tokenizer(text, add_special_tokens=False)["input_ids"]
