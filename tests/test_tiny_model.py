@@ -90,3 +90,25 @@ def test_calc_corpus_calls_rarely_under_the_template_and_copies_the_value():
     ids = tokenizer("</calc><output> 41104 </output>", add_special_tokens=False)["input_ids"]
     assert tokenizer.convert_ids_to_tokens(ids[:2]) == ["</calc>", "<output>"]
     assert ids[1:] == tokenizer(env.observe("41104").text, add_special_tokens=False)["input_ids"]
+
+
+def test_init_from_a_size_equals_building_it_then_continuing_from_its_folder(tmp_path, monkeypatch):
+    """``init_from`` naming a size (``calc`` from ``calc-pre``) pre-trains that size first in memory:
+    the same weights as building it into a folder and continuing from that folder (how the shipped
+    tiny-calc was made)."""
+    from dataclasses import asdict
+
+    from safetensors.torch import load_file
+
+    from r1kit.models.tiny import TINY_SIZES, tiny_config
+
+    first = {k: v for k, v in asdict(_small()).items() if k != "seed"}
+    first.update(calc_fraction=1.0, template_fraction=0.4, block_size=64)
+    monkeypatch.setitem(TINY_SIZES, "calc-test-pre", first)
+    monkeypatch.setitem(TINY_SIZES, "calc-test", {**first, "init_from": "calc-test-pre", "lr": 2e-3})
+    build_tiny_base(tmp_path / "pre", tiny_config("calc-test-pre"), log=lambda *_: None)
+    build_tiny_base(tmp_path / "two", tiny_config("calc-test", init_from=str(tmp_path / "pre")), log=lambda *_: None)
+    build_tiny_base(tmp_path / "one", tiny_config("calc-test"), log=lambda *_: None)
+    two, one = (load_file(tmp_path / d / "model.safetensors") for d in ("two", "one"))
+    assert two.keys() == one.keys() and all(torch.equal(two[k], one[k]) for k in two)
+    assert (tmp_path / "two" / "tokenizer.json").read_text() == (tmp_path / "one" / "tokenizer.json").read_text()
