@@ -104,11 +104,12 @@ def _base_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output HF folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the builder's)")
-    p.add_argument("--size", default="base", choices=["base", "small", "mixed"],
+    p.add_argument("--size", default="base", choices=["base", "small", "mixed", "calc"],
                    help="base: 4 layers, hidden 128 (r1kit/assets/tiny-base); small: 3 layers, hidden 96, "
                         "the distillation student (r1kit/assets/tiny-small-base); mixed: the base body on a "
                         "corpus whose chains of thought mix in a second language, the R1 pipeline's base "
-                        "(r1kit/assets/tiny-mixed-base)")
+                        "(r1kit/assets/tiny-mixed-base); calc: a new base on the calculator task whose answers call "
+                        "the calculator rarely under the R1-Zero template (r1kit/assets/tiny-calc-base)")
 
 
 def _grade_arguments(p) -> None:

@@ -273,3 +273,22 @@ def test_calculator_task_sets():
     for ex in tools[:20]:  # the corpus's calls read exactly what the environment answers
         call, rest = ex["solution"].split("</calc>")
         assert rest.startswith(env.step(call + "</calc>", ex).text)
+
+
+def test_tools_recipe_loads_with_the_shipped_calculator_base():
+    """recipes/zero_tools.yaml validates; its model, tiny-calc, is the shipped base, whose tokenizer
+    has the calculator's tags as whole tokens (a turn ends on the token ``</calc>``)."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from r1kit.models import resolve_model_path
+
+    cfg = load_config(ZeroConfig, Path(__file__).resolve().parents[1] / "recipes" / "zero_tools.yaml", [])
+    assert (cfg.model, cfg.environment, cfg.data, cfg.seed, cfg.threads) == ("tiny-calc", "calculator",
+                                                                             "synthetic_calc", 0, 1)
+    path = resolve_model_path(cfg.model)
+    assert Path(path).name == "tiny-calc-base" and "assets" in Path(path).parts
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    for tag in ("<calc>", "</calc>", "<output>", "</output>"):
+        assert len(tokenizer(tag, add_special_tokens=False)["input_ids"]) == 1, tag

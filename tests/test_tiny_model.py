@@ -60,3 +60,55 @@ def test_held_out_set_is_disjoint_from_training():
     train = {e["problem"] for e in synthetic.train_set(20000)}
     assert not test & train
     assert len(synthetic.test_set(200)) == 200
+
+
+def test_calc_corpus_calls_rarely_under_the_template_and_copies_the_value():
+    """tiny-calc's corpus: calculator problems only; answers call the calculator in ~4% of the
+    R1-Zero-template documents and ~50% of the short ones, the call is the problem's expression, the
+    observation the calculator's own and the answer its value copied; the calculator's tags are whole
+    tokens, so a model turn ends on ``</calc>`` itself and the observation's ids are the corpus's."""
+    import re
+
+    from r1kit.environments import make_environment
+    from r1kit.models.tiny import CALC_TOKENS, corpus_documents, tiny_config, train_tokenizer
+
+    docs = corpus_documents(tiny_config("calc", corpus_size=4000))
+    assert len(docs) == 4000 and all("User: Compute " in d for d in docs)
+    template = [d for d in docs if "<think> reasoning process here </think>" in d]
+    short = [d for d in docs if d.startswith("User: ")]
+    assert len(template) + len(short) == 4000 and 0.35 < len(template) / 4000 < 0.45
+    assert 0.02 < sum("<calc>" in d for d in template) / len(template) < 0.06
+    assert 0.45 < sum("<calc>" in d for d in short) / len(short) < 0.55
+    env = make_environment("calculator")
+    call = re.compile(r"Compute (.+)\. Assistant: <think> <calc>(.+)</calc>(<output>.+</output>) </think> "
+                      r"<answer> (\d+) </answer>$")
+    for doc in (d for d in docs if "<calc>" in d):
+        expr, called, observation, answer = call.search(doc).groups()
+        assert called == expr and observation == env.step(f"<calc>{expr}</calc>", {}).text
+        assert observation == f"<output> {answer} </output>"
+    tokenizer = train_tokenizer(docs, 384, CALC_TOKENS)
+    ids = tokenizer("</calc><output> 41104 </output>", add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids[:2]) == ["</calc>", "<output>"]
+    assert ids[1:] == tokenizer(env.observe("41104").text, add_special_tokens=False)["input_ids"]
+
+
+def test_init_from_a_size_equals_building_it_then_continuing_from_its_folder(tmp_path, monkeypatch):
+    """``init_from`` naming a size (``calc`` from ``calc-pre``) pre-trains that size first in memory:
+    the same weights as building it into a folder and continuing from that folder (how the shipped
+    tiny-calc was made)."""
+    from dataclasses import asdict
+
+    from safetensors.torch import load_file
+
+    from r1kit.models.tiny import TINY_SIZES, tiny_config
+
+    first = {k: v for k, v in asdict(_small()).items() if k != "seed"}
+    first.update(calc_fraction=1.0, template_fraction=0.4, block_size=64)
+    monkeypatch.setitem(TINY_SIZES, "calc-test-pre", first)
+    monkeypatch.setitem(TINY_SIZES, "calc-test", {**first, "init_from": "calc-test-pre", "lr": 2e-3})
+    build_tiny_base(tmp_path / "pre", tiny_config("calc-test-pre"), log=lambda *_: None)
+    build_tiny_base(tmp_path / "two", tiny_config("calc-test", init_from=str(tmp_path / "pre")), log=lambda *_: None)
+    build_tiny_base(tmp_path / "one", tiny_config("calc-test"), log=lambda *_: None)
+    two, one = (load_file(tmp_path / d / "model.safetensors") for d in ("two", "one"))
+    assert two.keys() == one.keys() and all(torch.equal(two[k], one[k]) for k in two)
+    assert (tmp_path / "two" / "tokenizer.json").read_text() == (tmp_path / "one" / "tokenizer.json").read_text()

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 WHEEL_ASSETS = [
     "r1kit/assets/tiny-base/model.safetensors", "r1kit/assets/tiny-base/tokenizer.json",
     "r1kit/assets/tiny-small-base/model.safetensors", "r1kit/assets/tiny-mixed-base/model.safetensors",
+    "r1kit/assets/tiny-calc-base/model.safetensors",
     "r1kit/assets/benchmarks/math500.jsonl", "r1kit/assets/benchmarks/aime2024.jsonl",
     "r1kit/assets/benchmarks/gsm8k_test.jsonl", "r1kit/assets/benchmarks/README.md",
     "r1kit/assets/benchmarks/SHA256SUMS", "r1kit/rollout/vllm_worker/r1kit_vllm_worker.py",

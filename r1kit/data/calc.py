@@ -1,12 +1,13 @@
-"""The calculator task (docs/tools.md): products and sums of 3-4 digit numbers.
+"""The calculator task (docs/tools.md): products of a 3 and a 2 digit number, sums of three 3 digit ones.
 
-``Compute 1234 * 567`` or ``Compute 4821 + 3907 + 2218``: too much for a few-million-parameter
-model to do in one shot, one call for the ``calculator`` environment (r1kit.environments). A
-pre-training corpus (the tiny demo's, docs/tools.md: not shipped) answers in two styles:
+``Compute 734 * 56`` or ``Compute 482 + 907 + 218``: too much for a one-million-parameter model to
+do in one shot, one call for the ``calculator`` environment (r1kit.environments); the values
+(3-5 digits) are short enough for it to copy. The pre-training corpus of the ``tiny-calc`` base
+(docs/tools.md) answers in two styles:
 
 * ``direct``: a short thought (half of the time one that states the value) and the right answer,
-  which the model cannot reproduce; the stated values teach it to copy a long number into the answer;
-* ``tool``: ``<think> <calc>1234 * 567</calc><output> 699678 </output> </think> <answer> 699678
+  which the model cannot reproduce; the stated values teach it to copy a number into the answer;
+* ``tool``: ``<think> <calc>734 * 56</calc><output> 41104 </output> </think> <answer> 41104
   </answer>``, the value copied from the calculator's output: the form the calculator environment's
   observations take, so that RL on the base can select it (rare in the corpus: ``tool_rate``).
 
@@ -23,12 +24,12 @@ STYLES = ("direct", "tool")
 
 
 def make_problem(rng: random.Random) -> tuple[str, int]:
-    """A product of a 3-4 digit number and a 3 digit one, or a sum of three 3-4 digit numbers (even
-    odds), with its value: ``("1234 * 567", 699678)``."""
+    """A product of a 3 digit number and a 2 digit one, or a sum of three 3 digit numbers (even
+    odds), with its value: ``("734 * 56", 41104)``."""
     if rng.random() < 0.5:
-        a, b = rng.randint(100, 9999), rng.randint(100, 999)
+        a, b = rng.randint(100, 999), rng.randint(10, 99)
         return f"{a} * {b}", a * b
-    terms = [rng.randint(100, 9999) for _ in range(3)]
+    terms = [rng.randint(100, 999) for _ in range(3)]
     return " + ".join(map(str, terms)), sum(terms)
 
 

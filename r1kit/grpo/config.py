@@ -218,7 +218,7 @@ class ZeroConfig:
         refreshed every step and training runs under autocast (r1kit.models.precision).
     data: training prompts: ``synthetic`` (r1kit's arithmetic task), ``synthetic_code`` (the same
         problems as "write a program that prints ...", graded in the sandbox by the ``code``
-        reward), ``synthetic_calc`` (products and sums of 3-4 digit numbers, for the ``calculator``
+        reward), ``synthetic_calc`` (products and sums of 2-3 digit numbers, for the ``calculator``
         environment: r1kit.data.calc), a benchmark name or a JSONL/Parquet file with ``problem`` and ``answer`` (and
         ``tests`` or ``test`` for code). train_size: prompts drawn for the synthetic tasks.
     data_dir: where benchmark names are resolved (default: $R1KIT_DATA_DIR, else r1kit's shipped copies).

@@ -12,17 +12,20 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from r1kit.data import synthetic
+from r1kit.data import calc, synthetic
 from r1kit.prompts import r1_zero_prompt
 
 EOS = "<|endoftext|>"
 TAG_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
+# the calculator's tags, whole tokens in a corpus with calculator documents: a model turn then ends on
+# the token ``</calc>`` itself, never on a merge that runs on into the observation's ``<output>``
+CALC_TOKENS = ("<calc>", "</calc>", "<output>", "</output>")
 # A minimal chat template so that the tiny tokenizer supports the R1 chat format too.
 TINY_CHAT_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n"
@@ -58,10 +61,19 @@ class TinyModelConfig:
     mix_word_rate/mix_styles: the ``SyntheticConfig`` fields of those names: in a mixing document,
         the chance that each word is in the second language, and the answer styles that may mix
         (the ``mixed`` size mixes only ``steps`` and ``check`` chains: its direct guesses are English).
+    calc_fraction: share of documents from the calculator task (r1kit.data.calc), in the full
+        R1-Zero template with probability ``template_fraction``, else in its short tail; > 0 also
+        makes the calculator's tags whole tokens of a new tokenizer. 0 (every size but ``calc``)
+        writes the corpus exactly as before.
+    calc_tool_rates: the share of the calculator documents' answers that call the calculator
+        (``<calc>...</calc><output>...</output>``, the value copied into the answer) under the full
+        template and in the short documents: rare where RL starts, common where the model learns
+        the call and the copy.
     steps/batch_size/lr/warmup: the pre-training run (AdamW, cosine decay to 10%).
     block_size: tokens per packed training row (documents are concatenated, EOS-separated).
     init_from: null builds from scratch (a new tokenizer and random weights); a model name or
-        folder (``tiny``) continues pre-training that model, with its tokenizer, on this corpus.
+        folder (``tiny``) continues pre-training that model, with its tokenizer, on this corpus; a
+        size of ``TINY_SIZES`` (``calc-pre``) is pre-trained first, then continued here.
         The ``mixed`` size does so from ``tiny`` (400 steps instead of 1,500: a few minutes).
     seed: seeds the corpus draw, the initialisation and the batch order.
     """
@@ -82,6 +94,8 @@ class TinyModelConfig:
     mix_language_rate: float = 0.0
     mix_word_rate: float = 0.5
     mix_styles: tuple[str, ...] = synthetic.STYLES
+    calc_fraction: float = 0.0
+    calc_tool_rates: tuple[float, float] = (0.04, 0.5)
     steps: int = 1500
     batch_size: int = 16
     block_size: int = 128
@@ -96,6 +110,10 @@ TINY_SIZES: dict[str, dict] = {
     "small": {"hidden_size": 96, "num_layers": 3, "intermediate_size": 288},
     "mixed": {"mix_language_rate": 0.8, "mix_word_rate": 0.7, "mix_styles": ("steps", "check"),
               "init_from": "tiny", "steps": 1000, "lr": 1e-3},
+    "calc-pre": {"calc_fraction": 1.0, "template_fraction": 0.4, "calc_tool_rates": (0.04, 0.5),
+                 "block_size": 256, "steps": 1200},
+    "calc": {"calc_fraction": 1.0, "template_fraction": 0.4, "calc_tool_rates": (0.04, 0.5),
+             "block_size": 256, "init_from": "calc-pre", "steps": 1200, "lr": 2e-3},
 }
 """Named sizes of the tiny builder: field overrides of :class:`TinyModelConfig`. ``small`` is the
 student of the distillation experiment: same corpus, tokenizer and pre-training recipe, 3 layers
@@ -105,7 +123,12 @@ whose chains of thought are worded and whose step-by-step chains (80% of them, e
 p 0.7) mix in a second language while the direct guesses stay English: the accurate path mixes, so
 R1-Zero, selecting it, mixes languages. Four attempts at a base whose self-checks RL would select
 (``reflect``, ``aha``, ``aha2``, ``aha3``) failed and were retired: docs/phenomena.md has each, with
-the commit that reproduces it."""
+the commit that reproduces it. ``calc`` (``tiny-calc``, docs/tools.md) is a new base (its own
+tokenizer, whose calculator tags are whole tokens) on the calculator task only: 1,200 steps from
+scratch (``calc-pre``), then 1,200 more at lr 2e-3 (copying the expression into the call and the
+observation's value into the answer is learnt late: 0 of 100 expressions after the first 1,200). 4%
+of its R1-Zero-template answers call the calculator, 50% of its short documents' answers; the others
+guess, right in the corpus, which the model cannot reproduce."""
 
 
 def tiny_config(size: str = "base", **overrides) -> TinyModelConfig:
@@ -116,7 +139,24 @@ def tiny_config(size: str = "base", **overrides) -> TinyModelConfig:
 
 
 def corpus_documents(cfg: TinyModelConfig) -> list[str]:
-    """Pre-training documents: a prompt (full R1-Zero template or its short tail) + one completion."""
+    """Pre-training documents: a prompt (full R1-Zero template or its short tail) + one completion;
+    a share ``calc_fraction`` of them from the calculator task."""
+    if cfg.calc_fraction <= 0:
+        return _task_documents(cfg)
+    n_calc = round(cfg.corpus_size * cfg.calc_fraction)
+    docs = _task_documents(replace(cfg, corpus_size=cfg.corpus_size - n_calc)) if n_calc < cfg.corpus_size else []
+    n_full = int(n_calc * cfg.template_fraction)
+    seed = calc.TRAIN_SEED + cfg.seed
+    docs += [r1_zero_prompt(ex["problem"]) + ex["solution"]
+             for ex in calc.train_set(n_full, seed, cfg.calc_tool_rates[0])]
+    docs += [f"User: {ex['problem']}. Assistant:" + ex["solution"]
+             for ex in calc.train_set(n_calc - n_full, seed + 1, cfg.calc_tool_rates[1])]
+    random.Random(cfg.seed).shuffle(docs)
+    return docs
+
+
+def _task_documents(cfg: TinyModelConfig) -> list[str]:
+    """The arithmetic and code tasks' documents (every size's corpus before the calculator)."""
     n_code = int(cfg.corpus_size * cfg.code_fraction)
     n_full = int((cfg.corpus_size - n_code) * cfg.template_fraction)
     seed = synthetic.TRAIN_SEED + cfg.seed
@@ -137,7 +177,7 @@ def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     return docs
 
 
-def train_tokenizer(documents: list[str], vocab_size: int):
+def train_tokenizer(documents: list[str], vocab_size: int, extra_tokens: tuple[str, ...] = ()):
     """Byte-level BPE; each digit is its own token (with its leading space), so arithmetic stays learnable."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -153,7 +193,7 @@ def train_tokenizer(documents: list[str], vocab_size: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(documents, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS, bos_token=EOS)
-    fast.add_tokens(list(TAG_TOKENS))
+    fast.add_tokens(list(TAG_TOKENS) + list(extra_tokens))
     fast.chat_template = TINY_CHAT_TEMPLATE
     fast.padding_side = "left"
     return fast
@@ -209,21 +249,30 @@ def pretrain(model, tokenizer, documents: list[str], cfg: TinyModelConfig, log=p
     return losses
 
 
+def pretrained(cfg: TinyModelConfig, log=print):
+    """(tokenizer, model, loss curve) of ``cfg``'s pre-training, in memory; an ``init_from`` that names
+    a size of :data:`TINY_SIZES` is pre-trained first the same way (with ``cfg.seed``)."""
+    torch.manual_seed(cfg.seed)
+    documents = corpus_documents(cfg)
+    if cfg.init_from in TINY_SIZES:
+        tokenizer, model, _ = pretrained(tiny_config(cfg.init_from, seed=cfg.seed), log)
+    elif cfg.init_from:
+        from r1kit.models import load_model, load_tokenizer  # the package resolves its aliases with this module
+        tokenizer, model = load_tokenizer(cfg.init_from), load_model(cfg.init_from)
+    else:
+        tokenizer = train_tokenizer(documents, cfg.vocab_size, CALC_TOKENS if cfg.calc_fraction > 0 else ())
+        model = make_model(cfg, len(tokenizer), tokenizer.eos_token_id)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"tiny base: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}, {len(documents)} documents")
+    return tokenizer, model, pretrain(model, tokenizer, documents, cfg, log)
+
+
 def build_tiny_base(out_dir: str | Path, cfg: TinyModelConfig = TinyModelConfig(), log=print) -> Path:
     """Build, pre-train and save the tiny base model to ``out_dir`` (an HF folder)."""
     out = Path(out_dir)
     start = time.time()
-    torch.manual_seed(cfg.seed)
-    documents = corpus_documents(cfg)
-    if cfg.init_from:
-        from r1kit.models import load_model, load_tokenizer  # the package resolves its aliases with this module
-        tokenizer, model = load_tokenizer(cfg.init_from), load_model(cfg.init_from)
-    else:
-        tokenizer = train_tokenizer(documents, cfg.vocab_size)
-        model = make_model(cfg, len(tokenizer), tokenizer.eos_token_id)
+    tokenizer, model, losses = pretrained(cfg, log)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"tiny base: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}, {len(documents)} documents")
-    losses = pretrain(model, tokenizer, documents, cfg, log)
     out.mkdir(parents=True, exist_ok=True)
     model.generation_config.pad_token_id = tokenizer.eos_token_id
     model.save_pretrained(out)
