@@ -104,6 +104,11 @@ class Rollout:
         return [(tokenizer.decode(run), policy) for run, policy in runs]
 
 
+def observation_ids(tokenizer, text: str, room: int) -> list[int]:
+    """An observation's ids (tokenised once, tags as written), cut to the ``room`` left in the budget."""
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"][:room]
+
+
 def _tokenize_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     width = max(map(len, ids))
@@ -371,8 +376,12 @@ class _Engine:
         future = self.tool_pool.submit(self.env.step, turn, self.examples[orig // self.params.n])
         # due once the row has fed its last token (the next step) and idled ``overlap`` steps more
         self.calling[orig] = (future, gen, self.steps_done + 2 + self.overlap)
-        self.slots["idle"][int((self.slots["rows"] == orig).nonzero())] = True
+        self.slots["idle"][self._slot(orig)] = True
         return True
+
+    def _slot(self, orig: int) -> int:
+        """The batch slot that holds row ``orig``."""
+        return int((self.slots["rows"] == orig).nonzero())
 
     def _observe(self) -> None:
         """Rows whose observation is due take it (waiting for a call still running): its ids, cut to
@@ -384,7 +393,7 @@ class _Engine:
             if self.steps_done < due:
                 continue
             del self.calling[orig]
-            slot = int((s["rows"] == orig).nonzero())
+            slot = self._slot(orig)
             s["idle"][slot] = s["fed"][slot] = False
             observation = future.result()
             if observation is None:
@@ -393,7 +402,7 @@ class _Engine:
                 continue
             self.calls[orig] += 1
             self.errors[orig] += int(observation.error)
-            ids = self.tokenizer(observation.text, add_special_tokens=False, split_special_tokens=True)["input_ids"][: max_new - gen]
+            ids = observation_ids(self.tokenizer, observation.text, max_new - gen)
             self.forced[orig, gen: gen + len(ids)] = torch.tensor(ids, dtype=torch.long, device="cpu")
             self.turn_start[orig], self.turns[orig] = gen + len(ids), self.turns[orig] + 1
             self.tokens[orig, gen], self.logps[orig, gen], self.chosen[slot] = ids[0], 0.0, ids[0]

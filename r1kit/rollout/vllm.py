@@ -49,7 +49,7 @@ import torch
 from r1kit.errors import EngineError
 from r1kit.rollout.config import EndpointConfig
 from r1kit.rollout.endpoint import OpenAIEngine
-from r1kit.rollout.engine import Rollout, SamplingParams, mix_seeds
+from r1kit.rollout.engine import Rollout, SamplingParams, mix_seeds, observation_ids
 from r1kit.rollout.engines import EngineSetup
 
 WORKER_DIR = Path(__file__).parent / "vllm_worker"
@@ -244,8 +244,7 @@ class VLLMEngine(OpenAIEngine):
                 finish = "turns"
                 break
             calls, errors, turns = calls + 1, errors + int(observation.error), turns + 1
-            seen = self.tokenizer(observation.text, add_special_tokens=False,
-                                  split_special_tokens=True)["input_ids"][: budget - len(ids)]
+            seen = observation_ids(self.tokenizer, observation.text, budget - len(ids))
             ids, logprobs, mask = ids + seen, logprobs + [0.0] * len(seen), mask + [0] * len(seen)
             if len(ids) >= budget:
                 break
