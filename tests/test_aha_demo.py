@@ -4,31 +4,24 @@ real training) for 40 steps instead of 100, a 100-problem evaluation at steps 0 
 checks a candidate against the target in ~4% of its answers, and a checked answer is right ~3x as
 often as a guess; GRPO selects the check, so reflection (checks with their verdict), attempts and
 length rise together (measured in full: reflection 0% -> 100%, attempts 0 -> 5.7, length 30 -> 259
-tokens, pass@1 17.0% -> 66.4%)."""
-import json
-import subprocess
-import sys
+tokens, pass@1 17.0% -> 66.4%; reduced, as here: reflection 0% -> 82%, attempts 0 -> 3.25, length
+29.8 -> 160.4, training length of the last 10 steps 2.75x that of steps 11-20, accuracy of the last
+20 steps' reflective / other answers 46.5% / 15.2%, pass@1 17.2% -> 53.7%; 170 s)."""
 from pathlib import Path
 
 import pytest
+
+from helpers.demo_runs import mean as _mean, run_recipe
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "zero_countdown.yaml"
 STEPS = 40
 
 
-def _mean(values):
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
-
-
 @pytest.mark.slow
 def test_checks_attempts_and_length_rise_together(tmp_path):
     run = tmp_path / "aha"
-    subprocess.run([sys.executable, "-m", "r1kit.cli", "zero", "--config", str(RECIPE), "--out", str(run), "--no-report",
-                    f"steps={STEPS}", f"eval.every={STEPS}", "eval.limit=100", "checkpoint_every=0", "threads=1",
-                    "log_tensorboard=false"], check=True)
-    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    base, final = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    metrics, (base, final) = run_recipe(RECIPE, run, "--no-report", f"steps={STEPS}", f"eval.every={STEPS}",
+                                        "eval.limit=100", "checkpoint_every=0", "threads=1", "log_tensorboard=false")
     assert (base["step"], final["step"]) == (0, STEPS)
     assert base["reflection_rate"] <= 0.05 and final["reflection_rate"] >= 0.3, (base, final)
     assert final["attempts_mean"] >= base["attempts_mean"] + 1.0
