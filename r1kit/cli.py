@@ -104,12 +104,14 @@ def _base_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output HF folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the builder's)")
-    p.add_argument("--size", default="base", choices=["base", "small", "mixed", "calc"],
+    p.add_argument("--size", default="base", choices=["base", "small", "mixed", "calc", "countdown"],
                    help="base: 4 layers, hidden 128 (r1kit/assets/tiny-base); small: 3 layers, hidden 96, "
                         "the distillation student (r1kit/assets/tiny-small-base); mixed: the base body on a "
                         "corpus whose chains of thought mix in a second language, the R1 pipeline's base "
                         "(r1kit/assets/tiny-mixed-base); calc: a new base on the calculator task whose answers call "
-                        "the calculator rarely under the R1-Zero template (r1kit/assets/tiny-calc-base)")
+                        "the calculator rarely under the R1-Zero template (r1kit/assets/tiny-calc-base); countdown: a new "
+                        "base on Countdown in order (reach 16 with 7 3 5), rare guess-check-retry traces "
+                        "under the R1-Zero template (docs/phenomena.md)")
 
 
 def _grade_arguments(p) -> None:

@@ -64,14 +64,15 @@ def test_rollout_phenomena_grades_by_the_accuracy_reward_and_measures_mixing():
     assert out["language_consistency"] == pytest.approx((1 + 0 + 1) / 3)
 
 
-# Search (issue 26): checks of a candidate against the target, counted apart from the reflection phrases.
+# Search (issue 26): checks of a candidate against the target; with their verdict they are self-verification.
 SEARCH = (" <think> try x = 6: 7 * 6 = 42, 42 + 3 = 45. compare 45 with 59: 45 < 59, too small, so x > 6."
           " wait, try x = 8: 7 * 8 = 56, 56 + 3 = 59. compare 59 with 59: 59 = 59, yes, so x = 8. </think>"
           " <answer> 8 </answer>")
 ONE_TRY = " <think> try x = 8: 7 * 8 = 56, 56 + 3 = 59. 59 = 59, yes. </think> <answer> 8 </answer>"
 GAVE_UP = " <think> try x = 6: 7 * 6 = 42, 42 + 3 = 45. 45 < 59, too small. </think> <answer> 6 </answer>"
 CHAIN = " <think> 3 + 4 = 7. 7 + 2 = 9. 12 - 3 + 8 = 9 + 8. </think> <answer> 17 </answer>"
-COUNTDOWN = " <think> try 7 + 5 = 12, 12 * 3 = 36. wait, 36 != 16. try 7 * 3 = 21, 21 - 5 = 16. 16 = 16, yes."
+COUNTDOWN = (" <think> numbers 7 3 5. try (7 + 3) - 5: 7 + 3 = 10, 10 - 5 = 5. reach 16? 5 != 16, no. wait, try (7 * 3) - 5:"
+             " 7 * 3 = 21, 21 - 5 = 16. reach 16? 16 = 16, yes, so (7 * 3) - 5. </think> <answer> (7 * 3) - 5 </answer>")
 
 
 def test_candidate_checks_are_comparisons_not_equations():
@@ -79,15 +80,17 @@ def test_candidate_checks_are_comparisons_not_equations():
 
     assert candidate_checks(SEARCH) == [(45, "<", 59), (59, "=", 59)]
     assert candidate_checks(CHAIN) == [] and candidate_checks(FIXED) == []  # equations, not checks
-    assert candidate_checks(COUNTDOWN) == [(36, "!=", 16), (16, "=", 16)]
+    assert candidate_checks(COUNTDOWN) == [(5, "!=", 16), (16, "=", 16)]
     assert attempts(GUESS) == 0 and attempts(ONE_TRY) == 1 and attempts(SEARCH) == 2
 
 
-def test_a_rejected_then_changed_candidate_is_a_search_fix_and_checks_are_not_phrases():
-    from r1kit.eval.probes import has_reflection, has_search_fix
+def test_a_rejected_then_changed_candidate_is_a_search_fix_and_a_check_with_its_verdict_is_reflection():
+    from r1kit.eval.probes import has_reflection, has_search_fix, has_verified_check
 
-    # a candidate check alone is not a reflection phrase (arithmetic restates values as "12 = 12")
-    assert not has_reflection(ONE_TRY, PHRASES) and not has_reflection("12 = 12. 12 + 3 = 15.", PHRASES)
+    # a check with its verdict is self-verification; a restated value without one is not (arithmetic: "12 = 12")
+    assert has_reflection(ONE_TRY, PHRASES) and has_reflection(GAVE_UP, PHRASES) and has_verified_check(COUNTDOWN)
+    assert not has_reflection("12 = 12. 12 + 3 = 15.", PHRASES) and not has_verified_check(CHAIN)
+    assert not has_reflection(" <think> 7 + 8 = 15, no more. </think>", [])  # "= 15, no": an equation's value
     assert has_search_fix(SEARCH) and not has_correction(ONE_TRY, PHRASES)
     assert not has_search_fix(ONE_TRY) and not has_search_fix(GAVE_UP)  # no rejection / no new candidate
     assert not has_search_fix("45 < 59, too small. 45 < 59, too small.")  # the same value again
@@ -100,8 +103,8 @@ def test_attempt_figures_on_hand_written_responses():
     assert out["attempts_mean"] == pytest.approx((2 + 1 + 1) / 5)
     assert out["accuracy_attempts_0"] == 0.5 and out["accuracy_attempts_1"] == 0.5
     assert out["accuracy_attempts_2"] == 1.0 and out["accuracy_attempts_3plus"] is None
-    assert out["accuracy_reflective"] == 1.0 and out["accuracy_non_reflective"] == 0.5  # SEARCH's "wait"
-    assert out["reflection_fixes"] == 0.0  # SEARCH's "wait" re-writes no equation with a new value
+    assert out["accuracy_reflective"] == pytest.approx(2 / 3) and out["accuracy_non_reflective"] == 0.5  # checks
+    assert out["reflection_fixes"] == pytest.approx(1 / 3)  # SEARCH: rejected 6, then 8, right
     assert out["search_fix_rate"] == pytest.approx(1 / 5)  # SEARCH only: ONE_TRY has no rejection
 
 
@@ -124,3 +127,14 @@ def test_report_draws_attempts_and_accuracy_by_attempts(tmp_path):
         assert "not a search task" in plot_attempts(RunData(run_dir=tmp_path, metrics=flat), tmp_path / "c.png")
         assert "not a search task" in plot_attempts_accuracy(RunData(run_dir=tmp_path, metrics=flat), tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
+
+
+def test_no_arithmetic_or_calculator_corpus_document_holds_a_verified_check():
+    """The verdict rule leaves the arithmetic tasks' reflection figures phrase-based: none of their
+    corpus documents (every style, worded and mixed-language chains, calculator answers) has one."""
+    from r1kit.eval.probes import has_verified_check
+    from r1kit.models.tiny import corpus_documents, tiny_config
+
+    for size in ("base", "mixed", "calc"):
+        docs = corpus_documents(tiny_config(size, corpus_size=3000))
+        assert not [d for d in docs if has_verified_check(d)], size

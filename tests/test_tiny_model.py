@@ -112,3 +112,21 @@ def test_init_from_a_size_equals_building_it_then_continuing_from_its_folder(tmp
     two, one = (load_file(tmp_path / d / "model.safetensors") for d in ("two", "one"))
     assert two.keys() == one.keys() and all(torch.equal(two[k], one[k]) for k in two)
     assert (tmp_path / "two" / "tokenizer.json").read_text() == (tmp_path / "one" / "tokenizer.json").read_text()
+
+
+def test_countdown_size_is_the_shipped_base_and_its_corpus_is_the_countdown_corpus():
+    """``r1kit base --size countdown`` builds tiny-countdown: the shipped folder records that size's
+    config, and its corpus is r1kit.data.countdown's (drills and rare checked searches), not arithmetic."""
+    import json
+    from dataclasses import asdict
+
+    from pathlib import Path
+
+    from r1kit.models import resolve_model_path
+    from r1kit.models.tiny import corpus_documents, tiny_config
+
+    meta = json.loads((Path(resolve_model_path("tiny-countdown")) / "r1kit_base.json").read_text())
+    assert meta["config"] == json.loads(json.dumps(asdict(tiny_config("countdown"))))
+    docs = corpus_documents(tiny_config("countdown", corpus_size=2000))
+    assert len(docs) == 2000 and not any("Compute" in d for d in docs)
+    assert sum("reach" in d for d in docs) == 1400 and sum(" vs " in d or "evaluate" in d for d in docs) == 600

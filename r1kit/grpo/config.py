@@ -237,6 +237,11 @@ class ZeroConfig:
     reward_timeout: seconds one call of a reward may take in this process (a batched reward's call
         covers its batch); past it the call scores 0, counted with the reason in ``reward/failures``.
         0: no limit. (Ray reward workers: ``distributed.reward_timeout`` bounds each batch.)
+    curriculum: the order of the training prompts. ``shuffle``: a fresh seeded shuffle each epoch.
+        ``ramp``: rising difficulty over the run (r1kit.grpo.sources.RampStream): every problem
+        carries an integer ``level`` (``data: countdown``: 3 or 4 numbers), and the harder levels'
+        share rises linearly from none at the first step to all at the last (``steps`` x
+        ``grpo.prompts_per_step`` prompts; a resume that changes ``steps`` rescales it).
     steps: optimiser batches to run. seed: seeds data order, sampling and initial RNG state.
     out: run directory (metrics.jsonl, eval.jsonl, checkpoints, report).
     checkpoint_every: save ``checkpoint-STEP`` every N steps (and at the end); 0 only at the end.
@@ -272,6 +277,7 @@ class ZeroConfig:
     rewards_by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
     reward_models: dict[str, RewardModelConfig] = field(default_factory=dict)
     accuracy_reward: str = "accuracy_math"
+    curriculum: Literal["shuffle", "ramp"] = "shuffle"
     reward_timeout: float = DEFAULT_REWARD_TIMEOUT_S
     steps: int = 200
     seed: int = 0

@@ -95,6 +95,46 @@ class PromptStream:
         return out
 
 
+class RampStream(PromptStream):
+    """Rising difficulty: each problem carries an integer ``level``; at stream position ``p`` of the
+    run's ``total`` prompts the next one is drawn from the levels around ``x = (L - 1) * p / total``
+    (``L`` distinct levels, lowest first): the level below ``x`` with chance ``1 - frac(x)``, the one
+    above with ``frac(x)``, then uniformly within it. Two levels: the harder one's share rises
+    linearly from 0 at the first step to 1 at the last. Each draw is seeded by ``(seed, p)``, so the
+    order is deterministic and resumable from ``position`` alone.
+
+    Example: ``curriculum: ramp`` with ``data: countdown`` (level = how many numbers, 3 or 4).
+    """
+
+    def __init__(self, problems: list[dict], seed: int, total: int, position: int = 0):
+        super().__init__(problems, seed, position)
+        bad = next((i for i, row in enumerate(problems) if not isinstance(row.get("level"), int)), None)
+        if bad is not None:
+            raise ConfigError(f"curriculum: ramp needs an integer level in every problem; problem {bad + 1} "
+                              f"({problems[bad].get('id', '?')}) has level={problems[bad].get('level')!r}")
+        self.total = max(1, total)
+        levels = sorted({row["level"] for row in problems})
+        self.pools = [[row for row in problems if row["level"] == level] for level in levels]
+
+    def take(self, n: int) -> list[dict]:
+        out = []
+        for _ in range(n):
+            rng = random.Random(self.seed * 1_000_003 + self.position)
+            x = (len(self.pools) - 1) * min(1.0, self.position / self.total)
+            low = int(x)
+            level = low + (low + 1 < len(self.pools) and rng.random() < x - low)
+            out.append(rng.choice(self.pools[level]))
+            self.position += 1
+        return out
+
+
+def prompt_stream(cfg: ZeroConfig, problems: list[dict]) -> PromptStream:
+    """The run's prompt order (``curriculum``): seeded shuffles, or a :class:`RampStream`."""
+    if cfg.curriculum == "ramp":
+        return RampStream(problems, cfg.seed, cfg.steps * cfg.grpo.prompts_per_step)
+    return PromptStream(problems, cfg.seed)
+
+
 class Scoring:
     """The run's rewards: weights per prompt kind, the soft overlong penalty, grouping."""
 

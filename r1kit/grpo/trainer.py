@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from r1kit import threads
 from r1kit.config import ConfigError, validate
-from r1kit.data import calc, synthetic
+from r1kit.data import calc, countdown, synthetic
 from r1kit.data.benchmarks import check_prompt_lengths, load_problems
 from r1kit.data.jsonl import DataError, append_jsonl, guarded_write, write_json_atomic
 from r1kit.distributed import ddp
@@ -28,7 +28,7 @@ from r1kit.distributed.strategy import STRATEGIES
 from r1kit.eval.evaluate import eval_problems, run_eval
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.metrics import log_samples, step_metrics
-from r1kit.grpo.sources import SOURCES, PromptStream, Scoring
+from r1kit.grpo.sources import SOURCES, Scoring, prompt_stream
 from r1kit.grpo.step import Models, StepStats, accumulate, frozen_logprobs, layout, optimiser_step
 from r1kit.models import load_tokenizer, model_context, resolve_model_path
 from r1kit.models.device import device_record, reset_peak_memory, resolve_device
@@ -52,6 +52,8 @@ def train_problems(cfg: ZeroConfig) -> list[dict]:
         return synthetic.code_train_set(cfg.train_size, seed=synthetic.TRAIN_SEED + cfg.seed)
     if cfg.data == "synthetic_calc":
         return calc.train_set(cfg.train_size, seed=calc.TRAIN_SEED + cfg.seed)
+    if cfg.data == "countdown":
+        return countdown.train_set()
     problems = load_problems(cfg.data, cfg.data_dir)
     if not problems:
         raise DataError(f"{cfg.data}: no training problems")
@@ -81,7 +83,7 @@ class GRPOTrainer:
         apply_threads(cfg.threads)
         self.tokenizer = load_tokenizer(cfg.model)
         self.model_path = resolve_model_path(cfg.model)
-        self.stream = PromptStream(train_problems(cfg), cfg.seed)
+        self.stream = prompt_stream(cfg, train_problems(cfg))
         check_prompt_lengths(self.stream.problems, self.tokenizer, model_context(self.model_path), cfg.data)
         self.eval_cfg = cfg.eval.resolved(cfg.template, cfg.seed, cfg.data_dir, cfg.reflection_phrases, cfg.environment)
         if self.eval_cfg.environment == cfg.environment:  # the run's episodes, with the run's tool options

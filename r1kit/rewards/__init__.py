@@ -219,4 +219,4 @@ def score(completion: str, example: dict, weights: dict[str, float], stats: Rewa
 # Import the built-in rewards so that they register (they import ``register`` from here).
 # Note: this binds the submodules as ``r1kit.rewards.math`` etc.; the stdlib ``math`` is not used here.
 from r1kit.rewards import format, language, math  # noqa: E402,F401,A004
-from r1kit.rewards import code  # noqa: E402,F401
+from r1kit.rewards import code, countdown  # noqa: E402,F401
