@@ -149,3 +149,32 @@ def test_ramp_stream_raises_the_harder_share_linearly_and_resumes_from_its_posit
     assert type(prompt_stream(ZeroConfig(data="countdown"), problems)).__name__ == "PromptStream"
     with pytest.raises(ConfigError, match=r"problem 2 \(b\) has level=None"):
         RampStream([{"id": "a", "level": 3}, {"id": "b"}], 0, 10)
+
+
+def test_evaluation_grades_countdown_by_its_rule_and_votes_by_identical_answers():
+    """A value equal to the target is not a solution: ``16``, or other numbers worth 16, are wrong
+    (graded by math equivalence they would be right); cons@k groups identical answers only."""
+    from r1kit.eval.evaluate import grade_countdown, grader_for, summarize_samples
+
+    problems = [{"id": "a", "problem": "reach 16 with 7 3 5", "answer": "(7 * 3) - 5", "task": "countdown"}]
+    responses = ["<answer> 16 </answer>", "<answer> (7 + 9) * 1 </answer>", "<answer> (7 * 3) - 5 </answer>",
+                 "<answer> (7 * 3)  - 5 </answer>", "<answer> 16 </answer>"]
+    samples = [{"id": "a", "response": r, "num_tokens": 3, "finish_reason": "stop", "reflection": False,
+                "format": 1.0, "language_consistency": None} for r in responses]
+    assert grader_for(problems) is grade_countdown and grader_for(cd.test_set(2)) is grade_countdown
+    grade_countdown(samples, problems, 5)
+    assert [s["correct"] for s in samples] == [False, False, True, True, False]
+    results = summarize_samples(samples, problems, 5, votes="same")
+    assert results["pass@1"] == 0.4 and results["cons@5"] == 0.0  # "16" x2 ties the two spacings of one answer
+    samples[4]["extracted"] = "(7 * 3) - 5"
+    assert summarize_samples(samples, problems, 5, votes="same")["cons@5"] == 1.0
+
+
+def test_grade_command_refuses_countdown_problems_instead_of_grading_them_by_value():
+    import pytest
+
+    from r1kit.data.jsonl import DataError
+    from r1kit.eval.grade import grade
+
+    with pytest.raises(DataError, match="graded by their rule in r1kit eval"):
+        grade(cd.test_set(2), [{"id": cd.test_set(1)[0]["id"], "response": "<answer> 16 </answer>"}])

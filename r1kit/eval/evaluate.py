@@ -46,9 +46,31 @@ def grade_code(samples: list[dict], problems: list[dict], k: int) -> None:
         s["extracted"], s["correct"] = extract_program(s["response"]), bool(correct)
 
 
+def grade_countdown(samples: list[dict], problems: list[dict], k: int) -> None:
+    """Countdown problems (``task: countdown``) by their rule, not by the value of the answer: it must
+    use the problem's numbers once each and equal the target (``accuracy_countdown``)."""
+    by_id = {p["id"]: p for p in problems}
+    for s in samples:
+        s["extracted"] = extract_answer(s["response"])
+        s["correct"] = REWARD_FUNCS["accuracy_countdown"](s["response"], by_id[s["id"]]) == 1.0
+
+
 def grader_for(problems: list[dict]):
-    """Code problems carry tests (``tests`` cases or a ``test`` program); the rest are math."""
-    return grade_code if problems and ("tests" in problems[0] or "test" in problems[0]) else grade_math
+    """Code problems carry tests (``tests`` cases or a ``test`` program); Countdown problems say so
+    (``task: countdown``); the rest are math."""
+    if problems and ("tests" in problems[0] or "test" in problems[0]):
+        return grade_code
+    return grade_countdown if problems and problems[0].get("task") == "countdown" else grade_math
+
+
+def _same(answer: str, other: str) -> bool:
+    return " ".join(answer.split()) == " ".join(other.split())
+
+
+VOTES = {grade_math: "equivalent", grade_countdown: "same"}
+"""How the graders' answers vote for cons@k: ``equivalent``, grouped by mathematical equivalence and
+the majority checked against the reference; ``same``, grouped by identical text (two expressions
+worth the target are not the same answer) and the majority's own grade; code answers do not vote."""
 
 
 def eval_problems(cfg: EvalConfig) -> list[dict]:
@@ -106,23 +128,25 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: EvalConfig, progress: 
         })
     grader = grader_for(problems)
     grader(samples, problems, cfg.k)
-    results = summarize_samples(samples, problems, cfg.k, votes=grader is grade_math,
-                                phrases=cfg.reflection_phrases)
+    results = summarize_samples(samples, problems, cfg.k, votes=VOTES.get(grader), phrases=cfg.reflection_phrases)
     results["seconds"] = round(time.time() - start, 2)
     return samples, results
 
 
-def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: bool = True,
+def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: str | None = "equivalent",
                       phrases=DEFAULT_REFLECTION_PHRASES) -> dict:
-    """pass@1, pass@k (and cons@k when answers can vote) plus mean length, format, reflection and
-    the phenomenon probes (:mod:`r1kit.eval.probes`)."""
+    """pass@1, pass@k (and cons@k when answers can vote: ``votes`` as in :data:`VOTES`) plus mean
+    length, format, reflection and the phenomenon probes (:mod:`r1kit.eval.probes`)."""
     by_id: dict[str, list[dict]] = {}
     for s in samples:
         by_id.setdefault(s["id"], []).append(s)
     ordered = [by_id[p["id"]] for p in problems]
-    results = summarize([[s["correct"] for s in g] for g in ordered],
-                        [[s["extracted"] for s in g] for g in ordered] if votes else None,
-                        [p["answer"] for p in problems] if votes else None)
+    answers = [[s["extracted"] for s in g] for g in ordered] if votes else None
+    if votes == "same":
+        results = summarize([[s["correct"] for s in g] for g in ordered], answers, None, equivalent=_same)
+    else:
+        results = summarize([[s["correct"] for s in g] for g in ordered], answers,
+                            [p["answer"] for p in problems] if votes else None)
     n = len(samples)
     results["k"] = k
     results["mean_length"] = sum(s["num_tokens"] for s in samples) / n

@@ -28,6 +28,10 @@ def grade(data_rows: list[dict], responses: list[dict], lenient: bool = True) ->
     plus ``lenient``, ``n_data_rows`` and ``verify_failures`` (equivalence checks that timed out
     or failed). An id that is not in the data raises :class:`DataError`.
     """
+    if any(row.get("task") == "countdown" for row in data_rows):
+        raise DataError("r1kit grade compares answers by mathematical equivalence, and a Countdown answer worth "
+                        "the target may use other numbers: Countdown problems (task: countdown) are graded by "
+                        "their rule in r1kit eval (data=countdown)")
     references = {str(row["id"]): str(row["answer"]) for row in data_rows}
     unknown = sorted({str(r["id"]) for r in responses} - references.keys())
     if unknown:
