@@ -141,12 +141,10 @@ def summarize_samples(samples: list[dict], problems: list[dict], k: int, votes: 
     for s in samples:
         by_id.setdefault(s["id"], []).append(s)
     ordered = [by_id[p["id"]] for p in problems]
-    answers = [[s["extracted"] for s in g] for g in ordered] if votes else None
-    if votes == "same":
-        results = summarize([[s["correct"] for s in g] for g in ordered], answers, None, equivalent=_same)
-    else:
-        results = summarize([[s["correct"] for s in g] for g in ordered], answers,
-                            [p["answer"] for p in problems] if votes else None)
+    results = summarize([[s["correct"] for s in g] for g in ordered],
+                        [[s["extracted"] for s in g] for g in ordered] if votes else None,
+                        [p["answer"] for p in problems] if votes == "equivalent" else None,
+                        equivalent=_same if votes == "same" else answers_equivalent)
     n = len(samples)
     results["k"] = k
     results["mean_length"] = sum(s["num_tokens"] for s in samples) / n
