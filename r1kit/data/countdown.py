@@ -182,7 +182,7 @@ def _split(size: int):
 
 def _train_problems() -> list[tuple[tuple[int, ...], int]]:
     """Every three-number training problem and :data:`TRAIN_FOUR` four-number ones (a fixed draw
-    of the 49,000)."""
+    of the 54,112)."""
     three, four = _split(3)[0], _split(4)[0]
     return list(three) + random.Random(TEST_SEED + 2).sample(four, TRAIN_FOUR)
 
