@@ -41,7 +41,7 @@ def run_steps(steps: int, policy: bool, loaded: bool, overrides: list[str]) -> t
     """Per-step seconds of one ``r1kit zero`` run (its first step left out) and its metrics
     without the timings (identical runs for one seed, whatever the load)."""
     with tempfile.TemporaryDirectory() as out:
-        r1kit(["zero", "--out", out, "--no-report", f"steps={steps}", "eval.every=0", "checkpoint_every=0",
+        r1kit(["zero", "--out", out, "--no-report", "model=tiny", "data=synthetic", "grpo.eps_high=0.2", f"steps={steps}", "eval.every=0", "checkpoint_every=0",
                "log_tensorboard=false", *overrides], policy, loaded)
         rows = [json.loads(line) for line in Path(out, "metrics.jsonl").read_text().splitlines() if line.strip()]
     threads = sorted({row.get("threads") for row in rows[1:]})

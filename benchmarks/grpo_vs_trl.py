@@ -103,7 +103,7 @@ def r1kit_steps(args, seed: int, dtype: str, extra: list[str]) -> list[float]:
 
     with tempfile.TemporaryDirectory() as out:
         cfg = load_config(ZeroConfig, None, [
-            f"out={out}", f"steps={args.steps}", f"seed={seed}", "eval.every=0", "checkpoint_every=0",
+            "model=tiny", "data=synthetic", "grpo.eps_high=0.2", f"out={out}", f"steps={args.steps}", f"seed={seed}", "eval.every=0", "checkpoint_every=0",
             "log_tensorboard=false", f"train_size={args.train_size}", f"dtype={dtype}",
             f"grpo.group_size={args.group_size}", f"grpo.prompts_per_step={args.completions // args.group_size}",
             f"grpo.beta={args.beta}", f"grpo.mu={args.mu}",

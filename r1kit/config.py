@@ -156,8 +156,13 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def build(cls, data: dict, prefix: str = ""):
-    """Instantiate dataclass ``cls`` from a (nested) mapping, checking keys and types."""
+def build(cls, data: dict, prefix: str = "", default=None):
+    """Instantiate dataclass ``cls`` from a (nested) mapping, checking keys and types.
+
+    The keys ``data`` leaves out keep their values in ``default`` (an instance of ``cls``; None:
+    ``cls()``), and a nested section starts from the default's own section: a pipeline stage whose
+    ``grpo`` section gives only ``optim.lr`` keeps the stage's default steps and evaluation, not
+    those of a bare ``ZeroConfig``."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in names]
@@ -165,8 +170,15 @@ def build(cls, data: dict, prefix: str = ""):
         close = difflib.get_close_matches(str(unknown[0]), names, n=1)
         hint = f"did you mean {prefix}{close[0]}? " if close else ""
         raise ConfigError(f"unknown config key {prefix}{unknown[0]!s} ({hint}known: {', '.join(sorted(names))})")
-    kwargs = {k: coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
-    return cls(**kwargs)
+    default = cls() if default is None else default
+    kwargs = {}
+    for k, v in data.items():
+        section = getattr(default, k)
+        if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict) and isinstance(section, hints[k]):
+            kwargs[k] = build(hints[k], v, f"{prefix}{k}.", section)
+        else:
+            kwargs[k] = coerce(v, hints[k], f"{prefix}{k}")
+    return dataclasses.replace(default, **kwargs)
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:

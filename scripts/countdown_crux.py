@@ -10,7 +10,8 @@ three and four numbers alternating) at T 1.0 (PROMPT: ``template``, the R1-Zero 
   checks <= 5% of answers under the template);
 * forward evaluations inside tries (``7 * 3 = 21, 21 - 5 = 16``): every step right for its own
   operands and each using the previous value (target >= 95%), and how many follow the tried
-  expression;
+  expression; split by whether the tried candidate's partial values stay in 0..30 (the range of
+  every candidate the corpus evaluates) or leave it;
 * comparisons: relation right for its own two numbers, value carried, target copied;
 * false "yes": accepting checks whose tried expression does not solve the problem (target < 2%),
   by cause; answers whose last check accepts a solving candidate and answer it; tries whose
@@ -23,7 +24,7 @@ import re
 import sys
 from collections import defaultdict
 
-from r1kit.data.countdown import apply, parse_problem, test_set
+from r1kit.data.countdown import Candidate, apply, parse_problem, test_set
 from r1kit.eval.probes import attempt_bucket, attempts
 from r1kit.models import load_model, load_tokenizer
 from r1kit.prompts import r1_zero_prompt
@@ -48,6 +49,10 @@ def audit_try(m: re.Match, numbers, target: int, out: dict) -> None:
     right = chained and all(apply(op, u, n) == v for u, op, n, v in steps)
     out["evals"] += 1
     out["evals_right"] += right
+    if len(expr_numbers) == len(expr_ops) + 1:
+        where = "in_range" if Candidate(expr_numbers, expr_ops).in_range() else "out_of_range"
+        out[f"evals_{where}"] += 1
+        out[f"evals_{where}_right"] += right
     out["follows"] += ([steps[0][0]] + [s[2] for s in steps] == expr_numbers and [s[1] for s in steps] == expr_ops)
     out["relation_right"] += (rel == "=") == (value == cmp_target) and (verdict == "yes") == (rel == "=")
     out["value_carried"] += value == steps[-1][3]
@@ -99,6 +104,8 @@ def report(name: str, rows: list[tuple[str, str]]) -> None:
           f"ratio {ca / da if da else float('inf'):.2f}")
     print(f"forward evaluations right {pct(out['evals_right'], out['evals'])}; follow the expression {pct(out['follows'], out['evals'])}; "
           f"tries with numbers not the problem's in order {pct(out['foreign_tries'], out['tries'])}")
+    print(f"  of tried candidates whose partial values stay in 0..30: {pct(out['evals_in_range_right'], out['evals_in_range'])}; "
+          f"that leave it: {pct(out['evals_out_of_range_right'], out['evals_out_of_range'])}")
     print(f"comparisons: relation right {pct(out['relation_right'], out['evals'])}; value carried "
           f"{pct(out['value_carried'], out['evals'])}; target copied {pct(out['target_copied'], out['evals'])}")
     print(f"false yes {pct(out['false_yes'], out['yes'])}: foreign numbers {out['false_yes_foreign_numbers']}, "

@@ -8,7 +8,7 @@
 # Stages whose output already exists are reused, so an interrupted run can simply be started again.
 # Environment: K (samples per held-out problem, default 8), B_STEPS (steps of the student's RL run,
 # default 1000), EXTRA (key=value overrides for the distill command).
-#   teacher  r1kit zero (default recipe) on the tiny base: checkpoint-200
+#   teacher  r1kit zero --config recipes/zero_tiny.yaml (the arithmetic run) on the tiny base: checkpoint-200
 #   (a)      the student base, tiny-small (3 layers of width 96: 0.40M parameters; the teacher 0.90M)
 #   (c)      r1kit distill: teacher samples the training problems, the student is SFT'd on the kept traces
 #   (b)      r1kit zero on the student (the teacher's recipe), evaluated at the last checkpoint whose
@@ -31,12 +31,12 @@ clock() {  # clock NAME COMMAND...: run COMMAND, record its wall time in RUNS/NA
   python -c "import sys; print(round($(date +%s.%N) - $start, 1))" > "$RUNS/$1.seconds"
 }
 
-[ -f "$RUNS/teacher/summary.json" ] || clock teacher r1kit zero --out "$RUNS/teacher" --no-report
+[ -f "$RUNS/teacher/summary.json" ] || clock teacher r1kit zero --config recipes/zero_tiny.yaml --out "$RUNS/teacher" --no-report
 evaluate "$RUNS/teacher/checkpoint-200" "$RUNS/teacher_eval"
 evaluate tiny-small "$RUNS/a_base"
 [ -f "$RUNS/c_distill/summary.json" ] || clock c_distill r1kit distill --teacher "$RUNS/teacher/checkpoint-200" \
   --student tiny-small --out "$RUNS/c_distill" --config recipes/distill_tiny.yaml eval.k="$K" $EXTRA
-[ -f "$RUNS/b_rl/summary.json" ] || clock b_rl r1kit zero --out "$RUNS/b_rl" --no-report model=tiny-small \
+[ -f "$RUNS/b_rl/summary.json" ] || clock b_rl r1kit zero --config recipes/zero_tiny.yaml --out "$RUNS/b_rl" --no-report model=tiny-small \
   steps="$B_STEPS" eval.every=0 checkpoint_every=5 keep_checkpoints=1000
 
 # the last checkpoint of (b) whose summed GRPO step time fits in (c)'s sampling + SFT time, and the last one

@@ -106,7 +106,7 @@ def check_tiny_learns(device, reduced: bool, out: Path) -> dict:
 
     steps = 2 if reduced else 20
     cfg = load_config(ZeroConfig, None, [
-        f"device={device}", f"steps={steps}", f"eval.every={steps}", f"eval.limit={16 if reduced else 200}",
+        "model=tiny", "data=synthetic", "grpo.eps_high=0.2", f"device={device}", f"steps={steps}", f"eval.every={steps}", f"eval.limit={16 if reduced else 200}",
         "log_tensorboard=false", "checkpoint_every=0", f"out={out / 'tiny'}"]
         + (["grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=32",
             "eval.max_new_tokens=32", "eval.k=1"] if reduced else []))
@@ -123,7 +123,7 @@ def grpo_steps(device, model_dir: str, lora: bool, reduced: bool, out: Path) -> 
     from r1kit.grpo.trainer import GRPOTrainer
 
     rounds = 1 if reduced else 3
-    overrides = [f"model={model_dir}", f"device={device}", "dtype=bfloat16", f"steps={rounds + 1}",
+    overrides = [f"model={model_dir}", "data=synthetic", f"device={device}", "dtype=bfloat16", f"steps={rounds + 1}",
                  "eval.every=0", "checkpoint_every=0", "log_tensorboard=false", "rewards={format: 1.0}",
                  "accuracy_reward=format", f"out={out / ('lora' if lora else 'full')}", "template=plain",
                  f"grpo.prompts_per_step={2 if reduced else 16}", f"grpo.group_size={2 if reduced else 8}",

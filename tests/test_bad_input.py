@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ARITHMETIC
 
 PROBLEM = {"id": "p1", "problem": "Compute 1 + 2", "answer": "3"}
 
@@ -143,7 +144,7 @@ def test_an_earlier_evaluation_is_not_overwritten(tmp_path, files):
     assert proc.returncode == 0 and json.loads((out / "results.json").read_text())["n_problems"] == 2
 
 
-ZERO_FAST = ["grpo.prompts_per_step=2", "grpo.group_size=2", "rollout.max_new_tokens=16", "eval.every=0",
+ZERO_FAST = [*ARITHMETIC, "grpo.prompts_per_step=2", "grpo.group_size=2", "rollout.max_new_tokens=16", "eval.every=0",
              "threads=1", "log_tensorboard=false"]
 
 

@@ -12,8 +12,9 @@ import pytest
 
 from r1kit.cli import run_guarded
 from r1kit.models import resolve_model_path
+from helpers import ARITHMETIC
 
-ZERO = [sys.executable, "-m", "r1kit.cli", "zero", "--no-report", "steps=1", "eval.every=0", "threads=1",
+ZERO = [sys.executable, "-m", "r1kit.cli", "zero", "--no-report", *ARITHMETIC, "steps=1", "eval.every=0", "threads=1",
         "grpo.prompts_per_step=2", "grpo.group_size=2", "rollout.max_new_tokens=16", "log_tensorboard=false"]
 
 

@@ -46,8 +46,34 @@ def test_parse_overrides_nested_and_malformed():
 def test_shipped_recipe_equals_the_defaults():
     from pathlib import Path
 
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "zero_tiny.yaml"
-    assert load_config(ZeroConfig, recipe) == ZeroConfig()
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "zero_countdown.yaml"
+    assert load_config(ZeroConfig, recipe).resolved() == ZeroConfig().resolved()
+    assert ZeroConfig().resolved().rewards == {"accuracy_countdown": 1.0, "format": 0.5}
+
+
+def test_the_task_picks_the_options_left_null():
+    arithmetic = load_config(ZeroConfig, None, ["model=tiny", "data=synthetic"]).resolved()
+    assert (arithmetic.rewards, arithmetic.accuracy_reward) == ({"accuracy_math": 1.0, "format": 0.5}, "accuracy_math")
+    assert (arithmetic.curriculum, arithmetic.rollout.max_new_tokens, arithmetic.eval.data) == ("shuffle", 128, "synthetic")
+    code = ZeroConfig(data="synthetic_code").resolved()
+    assert (code.rewards, code.accuracy_reward, code.eval.data) == ({"code": 1.0, "format": 0.5}, "code", "synthetic_code")
+    given = load_config(ZeroConfig, None, ["rewards={accuracy_math: 1.0}", "rollout.max_new_tokens=64",
+                                           "eval.data=synthetic"]).resolved()
+    assert (given.rewards, given.rollout.max_new_tokens, given.eval.data) == ({"accuracy_math": 1.0}, 64, "synthetic")
+    assert given.accuracy_reward == "accuracy_countdown" and given.eval.max_new_tokens == 448  # the rest: countdown's
+    with pytest.raises(ConfigError, match="rewards: no reward given"):
+        load_config(ZeroConfig, None, ["rewards={}"])
+
+
+def test_a_nested_section_keeps_its_parents_default():
+    from r1kit.pipeline.config import PipelineConfig
+
+    cfg = load_config(PipelineConfig, None, ["reasoning_rl.grpo.optim.lr=1e-3", "r1_zero.grpo.grpo.beta=0.1"])
+    stage = cfg.reasoning_rl.grpo  # the stage's own defaults (100 steps, no periodic eval), not ZeroConfig()'s
+    assert (stage.optim.lr, stage.steps, stage.eval.every, stage.checkpoint_every) == (1e-3, 100, 0, 25)
+    assert stage.optim.warmup_steps == 5 and stage.grpo.eps_high == 0.2
+    r1_zero = cfg.r1_zero.grpo
+    assert (r1_zero.grpo.beta, r1_zero.grpo.eps_high, r1_zero.steps, r1_zero.eval.every) == (0.1, 0.2, 200, 0)
 
 
 def test_every_option_is_documented_and_listed():

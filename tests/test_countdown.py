@@ -146,7 +146,9 @@ def test_ramp_stream_raises_the_harder_share_linearly_and_resumes_from_its_posit
     resumed = prompt_stream(cfg, problems)
     resumed.position = 500
     assert resumed.take(20) == drawn[500:520]  # the order is a function of the position alone
-    assert type(prompt_stream(ZeroConfig(data="countdown"), problems)).__name__ == "PromptStream"
+    assert type(prompt_stream(ZeroConfig(data="countdown", curriculum="shuffle"), problems)).__name__ == "PromptStream"
+    assert ZeroConfig().resolved().curriculum == "ramp"  # the default run's
+    assert ZeroConfig(data="synthetic").resolved().curriculum == "shuffle"
     with pytest.raises(ConfigError, match=r"problem 2 \(b\) has level=None"):
         RampStream([{"id": "a", "level": 3}, {"id": "b"}], 0, 10)
 

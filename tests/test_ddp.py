@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from r1kit.distributed import ddp
+from helpers import ARITHMETIC
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = Path(__file__).resolve().parent / "helpers" / "ddp_grads.py"
@@ -71,7 +72,7 @@ def test_two_process_gradients_equal_one_process(tmp_path):
 
 def test_zero_under_torchrun_trains_and_logs_once(tmp_path):
     run = tmp_path / "run"
-    proc = _run(_torchrun(2, "-m", "r1kit.cli", "zero", "--no-report", "--out", str(run),
+    proc = _run(_torchrun(2, "-m", "r1kit.cli", "zero", "--no-report", "--out", str(run), *ARITHMETIC,
                                     "steps=2", "grpo.prompts_per_step=4", "grpo.group_size=4",
                                     "rollout.max_new_tokens=48", "eval.every=2", "eval.limit=8", "eval.k=2",
                                     "eval.max_new_tokens=48", "log_tensorboard=false", "checkpoint_every=0"))
@@ -89,7 +90,7 @@ def test_zero_under_torchrun_with_ray_actors(tmp_path):
     """Rank 0 drives 2 Ray rollout actors and broadcasts the batch; both ranks train on it."""
     pytest.importorskip("ray")
     run = tmp_path / "run"
-    proc = _run(_torchrun(2, "-m", "r1kit.cli", "zero", "--no-report", "--out", str(run), "steps=2",
+    proc = _run(_torchrun(2, "-m", "r1kit.cli", "zero", "--no-report", "--out", str(run), "steps=2", *ARITHMETIC,
                           "grpo.prompts_per_step=4", "grpo.group_size=4", "rollout.max_new_tokens=48",
                           "eval.every=0", "log_tensorboard=false", "distributed.backend=ray",
                           "distributed.num_cpus=3"))

@@ -21,8 +21,9 @@ from r1kit.grpo.trainer import GRPOTrainer
 from r1kit.models.config import check_device
 from r1kit.models.device import resolve_device
 from r1kit.rollout import SamplingParams, sample
+from helpers import ARITHMETIC
 
-SMALL = ["grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=32", "eval.every=0",
+SMALL = [*ARITHMETIC, "grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=32", "eval.every=0",
          "log_tensorboard=false", "threads=1"]
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ARITHMETIC
 
 
 def r1kit(*args, check=True):
@@ -57,7 +58,7 @@ def test_sft_and_sample_commands(tmp_path, capsys):
 @pytest.mark.slow
 def test_distilled_student_beats_the_student_base(tmp_path):
     teacher = tmp_path / "teacher"
-    r1kit("zero", "--out", str(teacher), "--no-report", "steps=50", "eval.every=0", "checkpoint_every=0")
+    r1kit("zero", "--out", str(teacher), "--no-report", *ARITHMETIC, "steps=50", "eval.every=0", "checkpoint_every=0")
     out = tmp_path / "distill"
     r1kit("distill", "--teacher", str(teacher / "checkpoint-50"), "--student", "tiny-small", "--out", str(out),
           "sample.limit=1000", "eval.limit=100", "eval.k=4", "eval.base=true")

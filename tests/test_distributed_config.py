@@ -5,6 +5,7 @@ from r1kit.config import ConfigError, load_config
 from r1kit.distributed.ray_rollout import make_tasks
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.trainer import GRPOTrainer
+from helpers import ARITHMETIC
 
 
 @pytest.mark.parametrize("override, field", [
@@ -43,7 +44,7 @@ def test_behaviour_logprobs_line_up_with_the_trainers_logprobs(tmp_path):
     from r1kit.grpo.step import behaviour_logprobs, micro_batches
 
     trainer = GRPOTrainer(load_config(ZeroConfig, None, [
-        f"out={tmp_path}", "grpo.prompts_per_step=3", "grpo.group_size=4", "rollout.max_new_tokens=32",
+        *ARITHMETIC, f"out={tmp_path}", "grpo.prompts_per_step=3", "grpo.group_size=4", "rollout.max_new_tokens=32",
         "grpo.micro_batch_tokens=150", "eval.every=0", "log_tensorboard=false"]), progress=False)
     groups = trainer.source.collect(trainer.step).train
     mbs = micro_batches(groups, trainer.tokenizer.pad_token_id, 150, False)

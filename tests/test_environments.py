@@ -19,6 +19,7 @@ from r1kit.grpo.config import ZeroConfig
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 import helpers.think_env  # noqa: E402,F401  (registers test_think)
+from helpers import ARITHMETIC
 
 
 @pytest.mark.parametrize("expr, value", [("1234 * 5678", "7006652"), ("2 + 3 * 4", "14"), ("(2 + 3) * 4", "20"),
@@ -248,7 +249,7 @@ def test_zero_with_an_environment_logs_the_tool_probes(tmp_path):
     from r1kit.grpo.trainer import GRPOTrainer
 
     cfg = load_config(ZeroConfig, None, [
-        "grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=64", "eval.limit=4", "eval.k=2",
+        *ARITHMETIC, "grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=64", "eval.limit=4", "eval.k=2",
         "eval.max_new_tokens=64", "log_tensorboard=false", "steps=1", "eval.every=1", "environment=test_think",
         "environment_modules=[helpers.think_env]", f"out={tmp_path / 'run'}"])
     GRPOTrainer(cfg, progress=False).train()

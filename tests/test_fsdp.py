@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from tests.test_ddp import _run, _torchrun
+from helpers import ARITHMETIC
 
 HELPER = Path(__file__).resolve().parent / "helpers" / "fsdp_grads.py"
 
@@ -40,7 +41,7 @@ def test_three_process_fsdp_equals_one_process(tmp_path):
 
 
 def _zero(run: Path, *extra) -> list[str]:
-    return _torchrun(2, "-m", "r1kit.cli", "zero", "--no-report", "--out", str(run), "grpo.prompts_per_step=3",
+    return _torchrun(2, "-m", "r1kit.cli", "zero", "--no-report", "--out", str(run), *ARITHMETIC, "grpo.prompts_per_step=3",
                      "grpo.group_size=4", "rollout.max_new_tokens=32", "eval.every=0", "log_tensorboard=false",
                      "grpo.beta=0.04", "distributed.strategy=fsdp", "checkpoint_every=1", *extra)
 

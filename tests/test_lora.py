@@ -16,8 +16,9 @@ from r1kit.grpo.trainer import GRPOTrainer  # noqa: E402
 from r1kit.models import load_model  # noqa: E402
 from r1kit.models.policy import adapters_off  # noqa: E402
 from r1kit.runs import is_timing_key  # noqa: E402
+from helpers import ARITHMETIC
 
-LORA = ["grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=48", "eval.every=0",
+LORA = [*ARITHMETIC, "grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=48", "eval.every=0",
         "log_tensorboard=false", "threads=1", "lora.r=8", "lora.alpha=16", "optim.lr=1e-2",
         "optim.warmup_steps=0", "grpo.beta=0.04"]
 

@@ -16,8 +16,9 @@ from r1kit.errors import EngineError
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.trainer import GRPOTrainer
 from r1kit.runs import is_timing_key
+from helpers import ARITHMETIC
 
-SMALL = ["grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=64", "eval.limit=8", "eval.k=2",
+SMALL = [*ARITHMETIC, "grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=64", "eval.limit=8", "eval.k=2",
          "eval.max_new_tokens=64", "log_tensorboard=false", "threads=1"]
 MISMATCH = ["rollout/logprob_diff_mean", "rollout/logprob_diff_max", "rollout/is_ratio_mean", "rollout/is_ratio_max",
             "rollout/is_capped_frac"]

@@ -7,6 +7,7 @@ from r1kit.models.logprobs import completion_logprobs, make_group_batch
 from r1kit.grpo.trainer import GRPOTrainer
 from r1kit.models import load_model
 from r1kit.models.precision import SamplingCopy, compute_context
+from helpers import ARITHMETIC
 
 
 def test_bf16_parameters_lose_most_adamw_updates():
@@ -61,7 +62,7 @@ def test_bf16_grpo_steps_move_weights_by_the_learning_rate(tmp_path):
     """Adam's first update is about lr per weight; in bf16 storage most of it would round away."""
     lr = 1e-5
     cfg = load_config(ZeroConfig, None, [
-        "dtype=bfloat16", "steps=1", "grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=32",
+        *ARITHMETIC, "dtype=bfloat16", "steps=1", "grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=32",
         "eval.every=0", "log_tensorboard=false", f"optim.lr={lr}", "optim.warmup_steps=0",
         f"out={tmp_path / 'run'}"])
     trainer = GRPOTrainer(cfg, progress=False)

@@ -18,10 +18,11 @@ from r1kit.config import load_config  # noqa: E402
 from r1kit.grpo.config import ZeroConfig  # noqa: E402
 from r1kit.grpo.trainer import GRPOTrainer  # noqa: E402
 from r1kit.rewards import RewardStats  # noqa: E402
+from helpers import ARITHMETIC
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-SMALL = ["grpo.prompts_per_step=4", "grpo.group_size=4", "rollout.max_new_tokens=48", "eval.every=0",
+SMALL = [*ARITHMETIC, "grpo.prompts_per_step=4", "grpo.group_size=4", "rollout.max_new_tokens=48", "eval.every=0",
          "log_tensorboard=false", "distributed.backend=ray", "distributed.rollout_actors=2",
          "distributed.reward_workers=1"]
 

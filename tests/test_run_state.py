@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ARITHMETIC
 from r1kit.runs import LOCK_FILE, checkpoint_damage, is_timing_key
 
-ARGS = ["--no-report", "grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=64",
+ARGS = ["--no-report", *ARITHMETIC, "grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=64",
         "eval.every=0", "log_tensorboard=false", "threads=1", "checkpoint_every=1"]
 ZERO = [sys.executable, "-m", "r1kit.cli", "zero"]
 

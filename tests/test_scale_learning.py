@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ARITHMETIC
 
 pytest.importorskip("ray")
 
 STEPS = 60
 MARGIN = 0.06
 ROOT = Path(__file__).resolve().parents[1]
-COMMON = [f"steps={STEPS}", "eval.every=0", "log_tensorboard=false", "checkpoint_every=0"]
+COMMON = [*ARITHMETIC, f"steps={STEPS}", "eval.every=0", "log_tensorboard=false", "checkpoint_every=0"]
 
 
 def _curve(run: Path, *extra) -> list[float]:

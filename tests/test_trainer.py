@@ -13,8 +13,9 @@ from r1kit.config import load_config
 from r1kit.runs import is_timing_key
 from r1kit.grpo.config import ZeroConfig
 from r1kit.grpo.trainer import GRPOTrainer
+from helpers import ARITHMETIC
 
-SMALL = ["grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=64",
+SMALL = [*ARITHMETIC, "grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=64",
          "eval.limit=8", "eval.k=2", "eval.max_new_tokens=64", "log_tensorboard=false"]
 
 

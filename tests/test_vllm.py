@@ -24,6 +24,7 @@ from r1kit.prompts import build_prompt
 from r1kit.rollout import SamplingParams
 from r1kit.rollout.config import EndpointConfig
 from r1kit.rollout.engines import EngineSetup, make_engine
+from helpers import ARITHMETIC
 
 pytestmark = pytest.mark.vllm
 VLLM_PYTHON = os.environ.get("R1KIT_VLLM_PYTHON", "")
@@ -228,7 +229,7 @@ def test_sample_from_a_teacher_url_killed_and_resumed_writes_each_row_once(serve
 def zero(out: Path, *extra, steps=5, timeout=900):
     tests = str(Path(__file__).parent)  # the runs may import the tests' helpers (environment_modules)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
-    return subprocess.run(CLI + ["zero", "--no-report", f"steps={steps}", "threads=1", "eval.every=5", "eval.limit=60",
+    return subprocess.run(CLI + ["zero", "--no-report", *ARITHMETIC, f"steps={steps}", "threads=1", "eval.every=5", "eval.limit=60",
                                  "log_tensorboard=false", "checkpoint_every=1", "--out", str(out), *extra],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -263,7 +264,7 @@ def test_grpo_with_tool_episodes_on_the_vllm_engine(tmp_path):
 
 def test_a_server_that_dies_mid_run_ends_the_step_with_its_log_and_resumes(tmp_path):
     out = tmp_path / "run"
-    run = subprocess.Popen(CLI + ["zero", "--no-report", "steps=30", "threads=1", "eval.every=0", "checkpoint_every=1",
+    run = subprocess.Popen(CLI + ["zero", "--no-report", *ARITHMETIC, "steps=30", "threads=1", "eval.every=0", "checkpoint_every=1",
                                   "log_tensorboard=false", "rollout.engine=vllm", *ENDPOINT_OPTIONS, "--out", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     metrics = out / "metrics.jsonl"

@@ -1,6 +1,8 @@
-"""Slow (own CI step): the default R1-Zero demo end to end, checked against the measured base.
+"""Slow (own CI step): the arithmetic R1-Zero run end to end, checked against the measured base.
 
-Runs exactly the README's main job (`r1kit zero`, default config, seed 0) and checks the
+Runs the README's arithmetic job (`r1kit zero --config recipes/zero_tiny.yaml`: the tiny base on
+r1kit's arithmetic task, seed 0; `r1kit zero`'s default before the Countdown run, which
+tests/test_aha_demo.py checks) and checks the
 acceptance: pass@1 on the held-out synthetic set rises by >= 25 points over the base model, the
 format reward ends >= 0.95, cons@k >= pass@1 at every evaluation, responses get longer, the
 phenomenon probes (docs/phenomena.md) are logged in metrics.jsonl and eval.jsonl, and the report
@@ -9,14 +11,17 @@ renders with its phenomena table and plots.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "zero_tiny.yaml"
 
 
 @pytest.mark.slow
 def test_default_zero_run_learns(tmp_path):
     run = tmp_path / "zero"
-    subprocess.run([sys.executable, "-m", "r1kit.cli", "zero", "--out", str(run)], check=True)
+    subprocess.run([sys.executable, "-m", "r1kit.cli", "zero", "--config", str(RECIPE), "--out", str(run)], check=True)
     evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     base, final = evals[0], evals[-1]

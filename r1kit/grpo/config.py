@@ -1,7 +1,7 @@
 """Typed configuration of a GRPO run (``r1kit zero``). Every option is documented here, once."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 from r1kit.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, ConfigError, Range, import_modules
@@ -23,7 +23,8 @@ class GRPOConfig:
     prompts_per_step: questions per optimiser batch (batch = prompts_per_step * group_size outputs).
     beta: KL coefficient to the frozen reference policy (k3 estimator); 0 loads no reference model.
     eps_low/eps_high: clip range of the ratio, [1 - eps_low, 1 + eps_high]; eps_high > eps_low is
-        DAPO's clip-higher.
+        DAPO's clip-higher (the default 0.28 is DAPO's value: a rare token that pays, such as a
+        first check, may gain more probability in a step than a token may lose).
     mu: optimisation passes (optimiser steps) per batch, all against the old policy's log-probs.
     policy_loss: ``grpo`` (a clipped ratio per token) or ``gspo`` (GSPO, Zheng et al. 2025: one
         length-normalised ratio per sequence, clipped per sequence; use it with
@@ -58,7 +59,7 @@ class GRPOConfig:
     prompts_per_step: int = 8
     beta: float = 0.0
     eps_low: float = 0.2
-    eps_high: float = 0.2
+    eps_high: float = 0.28
     mu: int = 1
     policy_loss: Literal["grpo", "gspo"] = "grpo"
     advantage_scale: Literal["std", "none"] = "std"
@@ -100,7 +101,9 @@ class OptimConfig:
 class RolloutConfig:
     """Sampling of training completions (the policy is sampled as is: temperature 1, no top-p).
 
-    temperature/top_p/top_k: decoding. max_new_tokens: completion cap (longer ones are truncated).
+    temperature/top_p/top_k: decoding. max_new_tokens: completion cap (longer ones are truncated);
+        null: the task's (``TASKS``: 448 for ``countdown``, where answers grow to hundreds of
+        tokens, else 128).
     engine: what samples (r1kit.rollout.engines): ``torch`` (r1kit's decode loop in this process)
         or ``vllm`` (a vLLM server, weights pushed after every optimiser step; docs/engines.md).
     endpoint: the vLLM server's options (``EndpointConfig`` in r1kit/rollout/config.py: the
@@ -119,7 +122,7 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
-    max_new_tokens: int = 128
+    max_new_tokens: int | None = None
     engine: Engine = "torch"
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     async_steps: int = 0
@@ -135,9 +138,13 @@ class PeriodicEvalConfig(EvalConfig):
     """Held-out evaluation during training: :class:`r1kit.eval.config.EvalConfig`'s options (its
     unset template, seed and reflection phrases are the run's), and how often.
 
+    data/max_new_tokens: as in ``EvalConfig``; null: the task's held-out set and budget (``TASKS``:
+        the run's ``data`` picks them; ``synthetic`` and 128 for a file or a benchmark).
     every: evaluate every N steps (and before the first and after the last); 0 disables.
     """
 
+    data: str | None = None
+    max_new_tokens: int | None = None
     every: int = 25
 
     ranges: ClassVar = {"every": NON_NEGATIVE}
@@ -204,27 +211,60 @@ class DistributedConfig:
                         "rollout_timeout": POSITIVE}
 
 
+@dataclass(frozen=True)
+class TaskDefaults:
+    """What a training set implies for the options a run leaves null (``ZeroConfig.resolved``).
+
+    rewards/accuracy_reward/curriculum: as in ``ZeroConfig``. max_new_tokens: the training and
+    periodic-evaluation budget. eval_data: the held-out set of the periodic evaluation.
+    """
+
+    rewards: dict[str, float]
+    accuracy_reward: str
+    curriculum: Literal["shuffle", "ramp"] = "shuffle"
+    max_new_tokens: int = 128
+    eval_data: str = "synthetic"
+
+
+# a benchmark or a file of problems: graded as math, evaluated on r1kit's arithmetic held-out set
+MATH_TASK = TaskDefaults({"accuracy_math": 1.0, "format": 0.5}, "accuracy_math")
+TASKS = {
+    # the "aha" run (docs/phenomena.md): 3-number problems first, 4-number ones rising to all
+    "countdown": TaskDefaults({"accuracy_countdown": 1.0, "format": 0.5}, "accuracy_countdown", "ramp", 448,
+                              "countdown"),
+    "synthetic": MATH_TASK,
+    "synthetic_code": TaskDefaults({"code": 1.0, "format": 0.5}, "code", eval_data="synthetic_code"),
+    "synthetic_calc": TaskDefaults(MATH_TASK.rewards, "accuracy_math", eval_data="synthetic_calc"),
+}
+
+
 @dataclass
 class ZeroConfig:
     """An R1-Zero run: GRPO with rule-based rewards straight on a base model.
 
-    model: HF folder, hub id, ``tiny`` (the embedded base) or ``smollm2-135m`` (a real pretrained
-        model, r1kit.models.gguf).
+    model: HF folder, hub id, ``tiny-countdown`` (the embedded base of the Countdown task: the
+        default run is the "aha" run of docs/phenomena.md), ``tiny`` (the embedded arithmetic base;
+        ``model=tiny data=synthetic`` is the arithmetic run), another embedded base
+        (r1kit.models.PACKAGED_SIZES) or ``smollm2-135m`` (a real pretrained model, r1kit.models.gguf).
     device: where the policy, the reference, the sampling copy, the optimiser state and the step's
         tensors live: ``auto`` (a CUDA GPU when one is visible, else the CPU), ``cpu``, ``cuda``
         (under ``torchrun``: the rank's own GPU) or ``cuda:N`` (r1kit.models.device).
     dtype: compute dtype, ``float32`` or ``bfloat16``. With ``bfloat16`` the weights and optimiser
         state stay float32 (bf16 weights would round most updates away); sampling uses a bf16 copy
         refreshed every step and training runs under autocast (r1kit.models.precision).
-    data: training prompts: ``synthetic`` (r1kit's arithmetic task), ``synthetic_code`` (the same
-        problems as "write a program that prints ...", graded in the sandbox by the ``code``
-        reward), ``synthetic_calc`` (products and sums of 2-3 digit numbers, for the ``calculator``
-        environment: r1kit.data.calc), a benchmark name or a JSONL/Parquet file with ``problem`` and ``answer`` (and
+    data: training prompts, which also pick the options left null (``TASKS``): ``countdown``
+        (``reach 16 with 7 3 5``: r1kit.data.countdown), ``synthetic`` (r1kit's arithmetic task),
+        ``synthetic_code`` (the same problems as "write a program that prints ...", graded in the
+        sandbox by the ``code`` reward), ``synthetic_calc`` (products and sums of 2-3 digit
+        numbers, for the ``calculator`` environment: r1kit.data.calc), a benchmark name or a
+        JSONL/Parquet file with ``problem`` and ``answer`` (and
         ``tests`` or ``test`` for code). train_size: prompts drawn for the synthetic tasks.
     data_dir: where benchmark names are resolved (default: $R1KIT_DATA_DIR, else r1kit's shipped copies).
     template: prompt template (``r1_zero``, ``chat``, ``plain``).
     rewards: reward name -> weight; the step's reward is the weighted sum (r1kit.rewards lists the
-        built-in rewards).
+        built-in rewards); null: the task's (``TASKS``: ``{accuracy_countdown: 1.0, format: 0.5}``
+        for ``countdown``, ``{code: 1.0, format: 0.5}`` for ``synthetic_code``, else
+        ``{accuracy_math: 1.0, format: 0.5}``).
     reward_modules: Python modules to import before the rewards are looked up (by the trainer and
         every Ray reward worker), so that rewards they ``register`` can be named in ``rewards``.
     rewards_by_kind: prompt kind -> its own reward weights, used instead of ``rewards`` for prompts
@@ -233,11 +273,12 @@ class ZeroConfig:
     reward_models: name -> a sequence-classification reward model (``r1kit.rewards.reward_model``:
         path, and the part of the response it judges, ``summary`` or ``whole``), registered as a
         reward of that name for ``rewards``/``rewards_by_kind``.
-    accuracy_reward: the reward whose mean is logged as ``accuracy``.
+    accuracy_reward: the reward whose mean is logged as ``accuracy``; null: the task's.
     reward_timeout: seconds one call of a reward may take in this process (a batched reward's call
         covers its batch); past it the call scores 0, counted with the reason in ``reward/failures``.
         0: no limit. (Ray reward workers: ``distributed.reward_timeout`` bounds each batch.)
-    curriculum: the order of the training prompts. ``shuffle``: a fresh seeded shuffle each epoch.
+    curriculum: the order of the training prompts (null: the task's, ``ramp`` for ``countdown``, else
+        ``shuffle``). ``shuffle``: a fresh seeded shuffle each epoch.
         ``ramp``: rising difficulty over the run (r1kit.grpo.sources.RampStream): every problem
         carries an integer ``level`` (``data: countdown``: 3 or 4 numbers), and the harder levels'
         share rises linearly from none at the first step to all at the last (``steps`` x
@@ -265,21 +306,21 @@ class ZeroConfig:
         picks DDP or FSDP2.
     """
 
-    model: str = "tiny"
+    model: str = "tiny-countdown"
     device: str = "auto"
     dtype: Literal["float32", "bfloat16"] = "float32"
-    data: str = "synthetic"
+    data: str = "countdown"
     train_size: int = 20000
     data_dir: str | None = None
     template: Literal["r1_zero", "chat", "plain"] = "r1_zero"
-    rewards: dict[str, float] = field(default_factory=lambda: {"accuracy_math": 1.0, "format": 0.5})
+    rewards: dict[str, float] | None = None
     reward_modules: list[str] = field(default_factory=list)
     rewards_by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
     reward_models: dict[str, RewardModelConfig] = field(default_factory=dict)
-    accuracy_reward: str = "accuracy_math"
-    curriculum: Literal["shuffle", "ramp"] = "shuffle"
+    accuracy_reward: str | None = None
+    curriculum: Literal["shuffle", "ramp"] | None = None
     reward_timeout: float = DEFAULT_REWARD_TIMEOUT_S
-    steps: int = 200
+    steps: int = 100
     seed: int = 0
     out: str = "runs/zero"
     checkpoint_every: int = 50
@@ -304,11 +345,26 @@ class ZeroConfig:
                         "keep_checkpoints": AT_LEAST_1, "threads": NON_NEGATIVE,
                         "reward_timeout": NON_NEGATIVE}
 
+    def resolved(self) -> "ZeroConfig":
+        """A copy whose options left null take the values of the run's task (``TASKS[data]``, else
+        ``MATH_TASK``); the trainer runs this copy and records it in ``config.json``.
+
+        Example: ``ZeroConfig(data="synthetic").resolved().rewards == {"accuracy_math": 1.0, "format": 0.5}``
+        """
+        task = TASKS.get(self.data, MATH_TASK)
+        return replace(self,
+                       rewards=dict(task.rewards) if self.rewards is None else self.rewards,
+                       accuracy_reward=self.accuracy_reward or task.accuracy_reward,
+                       curriculum=self.curriculum or task.curriculum,
+                       rollout=replace(self.rollout, max_new_tokens=self.rollout.max_new_tokens or task.max_new_tokens),
+                       eval=replace(self.eval, data=self.eval.data or task.eval_data,
+                                    max_new_tokens=self.eval.max_new_tokens or task.max_new_tokens))
+
     def check(self, prefix: str = "") -> None:
         """Cross-field rules: reward names exist, distributed options fit together."""
         check_device(self.device, f"{prefix}device")
         import_modules(self.reward_modules, f"{prefix}reward_modules")
-        check_reward_names(self, prefix)
+        check_reward_names(self.resolved(), prefix)
         check_engine(self.rollout.engine, self.rollout.endpoint, f"{prefix}rollout.", trains=True)
         check_environment_options(self.environment, self.environment_modules, self.rollout.engine, prefix)
         if self.eval.environment is not None:
@@ -339,7 +395,7 @@ class ZeroConfig:
         if self.rollout.async_steps and self.grpo.dynamic_sampling:
             raise ConfigError(f"{prefix}rollout.async_steps: not supported with grpo.dynamic_sampling (a refill "
                               "round would wait for the weights being trained)")
-        if not self.rewards:
+        if self.rewards == {}:
             raise ConfigError(f"{prefix}rewards: no reward given (e.g. rewards: {{accuracy_math: 1.0}})")
         for name, rm in self.reward_models.items():
             if not rm.path:

@@ -65,6 +65,7 @@ class GRPOTrainer:
 
     def __init__(self, cfg: ZeroConfig, resume: bool = False, progress: bool = True, overwrite: bool = False):
         validate(cfg)
+        cfg = cfg.resolved()  # the task's rewards, curriculum and budgets where cfg leaves them null
         self.cfg, self.progress, self.out = cfg, progress, Path(cfg.out)
         self.device = resolve_device(cfg.device)
         ddp.init_from_env(self.device.type, cfg.distributed.collective_timeout)

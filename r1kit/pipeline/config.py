@@ -14,7 +14,7 @@ from typing import Literal
 
 from r1kit.config import ConfigError
 from r1kit.eval.config import EvalConfig
-from r1kit.grpo.config import PeriodicEvalConfig, ZeroConfig
+from r1kit.grpo.config import GRPOConfig, PeriodicEvalConfig, ZeroConfig
 from r1kit.models.config import check_device
 from r1kit.sampling.config import SampleConfig
 from r1kit.sft.config import SFTConfig
@@ -177,7 +177,7 @@ class R1ZeroStage:
     """
 
     enabled: bool = True
-    grpo: ZeroConfig = field(default_factory=lambda: ZeroConfig(steps=200, eval=_no_periodic_eval()))
+    grpo: ZeroConfig = field(default_factory=lambda: _stage_grpo(steps=200))
 
 
 @dataclass
@@ -241,12 +241,15 @@ class PipelineConfig:
 
 
 def _rl_stage_grpo() -> ZeroConfig:
-    """The default GRPO run of the two RL stages: 100 steps, no periodic evaluation."""
-    return ZeroConfig(steps=100, checkpoint_every=25, eval=_no_periodic_eval())
+    """The default GRPO run of the two RL stages: 100 steps, checkpoints every 25."""
+    return _stage_grpo(steps=100, checkpoint_every=25)
 
 
-def _no_periodic_eval():
-    return PeriodicEvalConfig(every=0)
+def _stage_grpo(**fields) -> ZeroConfig:
+    """A pipeline stage's GRPO run: no periodic evaluation (the evaluate stage compares the models)
+    and the clip range the pipeline's figures were measured with (eps_high 0.2, not clip-higher).
+    Its rewards, budgets and curriculum are those of the stage's data (``ZeroConfig.resolved``)."""
+    return ZeroConfig(eval=PeriodicEvalConfig(every=0), grpo=GRPOConfig(eps_high=0.2), **fields)
 
 
 SET_BY_PIPELINE = {
@@ -262,7 +265,7 @@ def check_config(cfg: PipelineConfig) -> None:
     """Refuse a trainer field that the pipeline sets itself (it would be silently replaced)."""
     for stage, section in TRAINER_SECTIONS:
         value = getattr(getattr(cfg, stage), section)
-        default = type(value)()
+        default = getattr(type(getattr(cfg, stage))(), section)  # the stage's own default run
         for name in SET_BY_PIPELINE[type(value)]:
             if getattr(value, name) != getattr(default, name):
                 raise ConfigError(f"{stage}.{section}.{name}: set by the pipeline; do not give it")

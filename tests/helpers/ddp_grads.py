@@ -23,6 +23,7 @@ def main(out: str, run_dir: str) -> None:
     results = {}
     for agg in AGGS:
         cfg = load_config(ZeroConfig, None, [
+            "model=tiny", "data=synthetic", "grpo.eps_high=0.2",  # helpers.ARITHMETIC (run as a script)
             "grpo.prompts_per_step=3", "grpo.group_size=4", "rollout.max_new_tokens=48", "eval.every=0",
             "log_tensorboard=false", "grpo.beta=0.04", "grpo.micro_batch_tokens=200", f"grpo.loss_agg={agg}",
             f"out={run_dir}/{agg}"])

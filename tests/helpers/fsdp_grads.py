@@ -24,6 +24,7 @@ def _full(t):
 def main(out: str, run_dir: str, strategy: str) -> None:
     torch.set_num_threads(1)
     cfg = load_config(ZeroConfig, None, [
+        "model=tiny", "data=synthetic", "grpo.eps_high=0.2",  # helpers.ARITHMETIC (run as a script)
         "grpo.prompts_per_step=4", "grpo.group_size=4", "rollout.max_new_tokens=48", "eval.every=0",
         "log_tensorboard=false", "grpo.beta=0.04", "grpo.micro_batch_tokens=200", "optim.warmup_steps=0",
         f"distributed.strategy={strategy}", f"out={run_dir}"])
