@@ -113,6 +113,7 @@ def test_crux_audit_finds_no_fault_in_honest_traces_and_names_each_false_yes():
     for n, t in cd._train_problems()[::90]:
         audit(cd.solution(n, t, "search", rng), cd.problem_text(n, t), totals)
     assert totals["evals"] and totals["evals_right"] == totals["relation_right"] == totals["follows"] == totals["evals"]
+    assert totals["evals_in_range"] == totals["evals_in_range_right"] == totals["evals"]  # the corpus stays in 0..30
     assert totals["false_yes"] == totals["foreign_tries"] == 0
     assert totals["yes"] == totals["restated"] == totals["true_last_yes"] == totals["true_last_yes_answered"]
     bent = (" <think> numbers 7 3 5. try (7 + 3) + 5: 7 + 3 = 10, 10 + 5 = 16. reach 16? 16 = 16, yes, "
@@ -123,6 +124,10 @@ def test_crux_audit_finds_no_fault_in_honest_traces_and_names_each_false_yes():
     audit(foreign, "reach 16 with 7 3 5", got)
     assert got["false_yes"] == 2 and got["false_yes_eval_wrong_onto_target"] == got["false_yes_foreign_numbers"] == 1
     assert got["evals_right"] == 0 and got["foreign_tries"] == 1 and got["true_last_yes"] == 0
+    assert got["evals_in_range"] == 2 and got["evals_out_of_range"] == 0
+    clamped = " <think> numbers 6 6 5. try (6 * 6) - 5: 6 * 6 = 30, 30 - 5 = 25. reach 29? 25 != 29, no."
+    audit(clamped, "reach 29 with 6 6 5", got)  # 6 * 6 leaves 0..30: the base writes the nearest value it knows
+    assert got["evals_out_of_range"] == 1 and got["evals_out_of_range_right"] == 0
 
 
 def test_ramp_stream_raises_the_harder_share_linearly_and_resumes_from_its_position():
