@@ -1,7 +1,8 @@
 """Seconds per GRPO step when the CPU is shared: the default R1-Zero run quiet vs beside one
 competing CPU-bound process.
 
-Runs ``r1kit zero`` (defaults, no recipe: the embedded tiny model) for ``--steps`` steps, quiet,
+Runs ``r1kit zero --config recipes/zero_tiny.yaml`` (the arithmetic run on the embedded tiny
+model, the default until 2026-12-05) for ``--steps`` steps, quiet,
 then with one busy-looping Python process started beside it (it takes one core: on 2 cores a
 fair share is a ratio of 2.0). Both with r1kit's thread policy (``r1kit.threads``: as many
 threads as the other processes leave CPUs free, one inter-op thread) and, with ``--compare``, with
@@ -41,7 +42,7 @@ def run_steps(steps: int, policy: bool, loaded: bool, overrides: list[str]) -> t
     """Per-step seconds of one ``r1kit zero`` run (its first step left out) and its metrics
     without the timings (identical runs for one seed, whatever the load)."""
     with tempfile.TemporaryDirectory() as out:
-        r1kit(["zero", "--out", out, "--no-report", "model=tiny", "data=synthetic", "grpo.eps_high=0.2", f"steps={steps}", "eval.every=0", "checkpoint_every=0",
+        r1kit(["zero", "--config", str(ROOT / "recipes" / "zero_tiny.yaml"), "--out", out, "--no-report", f"steps={steps}", "eval.every=0", "checkpoint_every=0",
                "log_tensorboard=false", *overrides], policy, loaded)
         rows = [json.loads(line) for line in Path(out, "metrics.jsonl").read_text().splitlines() if line.strip()]
     threads = sorted({row.get("threads") for row in rows[1:]})

@@ -34,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -102,8 +103,8 @@ def r1kit_steps(args, seed: int, dtype: str, extra: list[str]) -> list[float]:
     from r1kit.grpo.trainer import GRPOTrainer
 
     with tempfile.TemporaryDirectory() as out:
-        cfg = load_config(ZeroConfig, None, [
-            "model=tiny", "data=synthetic", "grpo.eps_high=0.2", f"out={out}", f"steps={args.steps}", f"seed={seed}", "eval.every=0", "checkpoint_every=0",
+        cfg = load_config(ZeroConfig, Path(__file__).resolve().parents[1] / "recipes" / "zero_tiny.yaml", [
+            f"out={out}", f"steps={args.steps}", f"seed={seed}", "eval.every=0", "checkpoint_every=0",
             "log_tensorboard=false", f"train_size={args.train_size}", f"dtype={dtype}",
             f"grpo.group_size={args.group_size}", f"grpo.prompts_per_step={args.completions // args.group_size}",
             f"grpo.beta={args.beta}", f"grpo.mu={args.mu}",

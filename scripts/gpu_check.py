@@ -105,8 +105,8 @@ def check_tiny_learns(device, reduced: bool, out: Path) -> dict:
     from r1kit.grpo.trainer import GRPOTrainer
 
     steps = 2 if reduced else 20
-    cfg = load_config(ZeroConfig, None, [
-        "model=tiny", "data=synthetic", "grpo.eps_high=0.2", f"device={device}", f"steps={steps}", f"eval.every={steps}", f"eval.limit={16 if reduced else 200}",
+    cfg = load_config(ZeroConfig, ROOT / "recipes" / "zero_tiny.yaml", [
+        f"device={device}", f"steps={steps}", f"eval.every={steps}", f"eval.limit={16 if reduced else 200}",
         "log_tensorboard=false", "checkpoint_every=0", f"out={out / 'tiny'}"]
         + (["grpo.prompts_per_step=2", "grpo.group_size=4", "rollout.max_new_tokens=32",
             "eval.max_new_tokens=32", "eval.k=1"] if reduced else []))
